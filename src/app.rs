@@ -1,0 +1,243 @@
+//! The application: [`App`] (configuration and every port, built once per process),
+//! [`AppState`] (what handlers receive), the router with its middleware, and `serve`.
+
+use std::any::Any;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::jwt::{self, JwtKeys};
+use crate::auth::otp::{IssuePolicy, OtpKey};
+use crate::auth::sms::{LogSmsSender, SmsSender};
+use crate::auth::tokens::Authenticator;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::AppError;
+use crate::quota::model::QuotaPolicy;
+use crate::storage::Store;
+
+/// Everything a gemchat process holds: configuration and the adapters behind each port.
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub auth: Authenticator,
+    pub otp_key: OtpKey,
+    pub otp_policy: IssuePolicy,
+    pub sms: Arc<dyn SmsSender>,
+    pub region: phonenumber::country::Id,
+    pub quota: QuotaPolicy,
+    pub redis: Option<redis::aio::ConnectionManager>,
+}
+
+impl App {
+    /// Connects to the database (migrating it unless told not to) and Redis, and loads the
+    /// signing secret.
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let region = config
+            .default_region
+            .trim()
+            .to_ascii_uppercase()
+            .parse::<phonenumber::country::Id>()
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "DEFAULT_REGION must be an ISO 3166 region code such as IN, got {:?}",
+                    config.default_region
+                )
+            })?;
+        let store = Store::connect(&config.database_url, !config.skip_migrations).await?;
+        let secret = jwt::load_or_generate_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
+        let ttl = chrono::Duration::seconds(i64::try_from(config.jwt_ttl).unwrap_or(86_400));
+        let auth = Authenticator::new(
+            JwtKeys::new(&secret, ttl),
+            store.sessions.clone(),
+            clock.clone(),
+        );
+        let redis = match &config.redis_url {
+            Some(url) => Some(connect_redis(url).await?),
+            None => None,
+        };
+        Ok(Self {
+            otp_key: OtpKey::derive(&secret),
+            otp_policy: IssuePolicy::default(),
+            sms: Arc::new(LogSmsSender),
+            region,
+            quota: QuotaPolicy {
+                basic: Some(config.basic_daily_limit),
+                pro: config.pro_daily_limit,
+            },
+            redis,
+            auth,
+            store,
+            clock,
+            config,
+        })
+    }
+}
+
+async fn connect_redis(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url).context("parsing REDIS_URL")?;
+    redis::aio::ConnectionManager::new(client)
+        .await
+        .context("connecting to Redis (REDIS_URL)")
+}
+
+/// What handlers receive: a cheap handle on the one [`App`].
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "gemchat",
+        description = "Gemini-style AI chat: OTP sign-in, chatrooms, streamed AI replies, Pro \
+                       subscriptions. Errors are RFC 9457 problem details with a stable `code`."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Sign-up, one-time codes, passwords, sessions"),
+        (name = "user", description = "The caller's account"),
+        (name = "operations", description = "Health, readiness, documentation"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The API's routes and their OpenAPI description, before state and middleware.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(crate::auth::routes::router())
+        .merge(crate::users::routes::router())
+        .merge(crate::ops::routes::router())
+        .split_for_parts()
+}
+
+/// The OpenAPI document served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+/// The complete HTTP service: routes, docs, error fallbacks and middleware.
+pub fn router(app: Arc<App>) -> Router {
+    let (routes, openapi) = api();
+    let max_body = app.config.max_body_bytes;
+    routes
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .fallback(|| async { AppError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        .with_state(AppState(app))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(
+                    |request: &axum::http::Request<axum::body::Body>| {
+                        let request_id = request
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        tracing::info_span!(
+                            "request",
+                            method = %request.method(),
+                            path = %request.uri().path(),
+                            request_id,
+                        )
+                    },
+                ))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(CatchPanicLayer::custom(panic_response)),
+        )
+}
+
+/// A panic in a handler still answers problem+json (500), and is logged.
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    AppError::Internal(anyhow::anyhow!("handler panicked: {message}")).into_response()
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then stops accepting and lets
+/// in-flight requests finish.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: no new connections; finishing requests in flight");
+}

@@ -1,0 +1,80 @@
+//! Storage ports of the auth domain: one-time codes and sessions.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::model::{Session, SessionId};
+use super::otp::{IssuePolicy, OtpAttempt, OtpPurpose, OtpRefusal};
+use crate::storage::StoreError;
+use crate::users::model::UserId;
+
+/// A code to store (only its keyed hash).
+#[derive(Debug, Clone)]
+pub struct NewOtp {
+    pub user_id: UserId,
+    pub purpose: OtpPurpose,
+    pub code_hash: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait OtpRepo: Send + Sync {
+    /// In one transaction, serialised per user: checks `policy` against the codes sent to this
+    /// user in the last hour, records this send, and replaces any code of the same purpose.
+    async fn issue(
+        &self,
+        otp: &NewOtp,
+        policy: &IssuePolicy,
+    ) -> Result<Result<(), OtpRefusal>, StoreError>;
+
+    /// Counts one attempt against the unconsumed code of this user and purpose, atomically,
+    /// and returns the code's state after counting; `None` when there is no such code.
+    async fn record_attempt(
+        &self,
+        user_id: UserId,
+        purpose: OtpPurpose,
+    ) -> Result<Option<OtpAttempt>, StoreError>;
+
+    /// Marks the code used, if it is still unconsumed and still the one hashed `code_hash`.
+    /// Returns false when a concurrent request consumed or replaced it first.
+    async fn consume(
+        &self,
+        user_id: UserId,
+        purpose: OtpPurpose,
+        code_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
+#[async_trait]
+pub trait SessionRepo: Send + Sync {
+    async fn insert(&self, session: &Session) -> Result<(), StoreError>;
+
+    /// Records a use of the session at `now` and returns its owner, if it is live
+    /// (neither revoked nor expired).
+    async fn touch(&self, id: SessionId, now: DateTime<Utc>) -> Result<Option<UserId>, StoreError>;
+
+    /// The user's live sessions, newest first.
+    async fn list_live(
+        &self,
+        user_id: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Session>, StoreError>;
+
+    /// Revokes one live session of the user; false if there is none with that id.
+    async fn revoke(
+        &self,
+        user_id: UserId,
+        id: SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// In one transaction: sets the user's password hash, revokes every session of the user,
+    /// and starts `session`.
+    async fn set_password_and_restart(
+        &self,
+        password_hash: &str,
+        session: &Session,
+    ) -> Result<(), StoreError>;
+}

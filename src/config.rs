@@ -1,0 +1,282 @@
+//! The command line and configuration. Every setting is a flag with an environment variable
+//! (`gemchat serve --help` lists them all); `.env` is read first; an empty variable counts as
+//! unset.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gemchat",
+    version,
+    about = "A backend for Gemini-style AI chat"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API.
+    Serve(ServeArgs),
+    /// Bring the database schema up to date, then exit.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// Where one-time codes go (SMS is mocked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OtpDelivery {
+    /// Return the code in the response body (development and tests).
+    Response,
+    /// Write the code to the log only, as a stand-in for an SMS gateway.
+    Log,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AiProviderKind {
+    Gemini,
+    Echo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Every setting of a gemchat process.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address `serve` listens on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port `serve` listens on (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// `sqlite://path` (embedded, created on first run) or `postgres://…`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/gemchat.db",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// Redis for the shared cache, rate-limit buckets and event fan-out across processes.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Folder for local state: the generated JWT secret when `JWT_SECRET` is unset.
+    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Skip applying database migrations at start.
+    #[arg(long, env = "SKIP_MIGRATIONS")]
+    pub skip_migrations: bool,
+
+    /// HS256 signing key for tokens; generated once into DATA_DIR when unset (development).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Token lifetime in seconds.
+    #[arg(long, env = "JWT_TTL", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(60..=31_536_000))]
+    pub jwt_ttl: u64,
+
+    /// Where one-time codes go: returned in the response (mocked SMS) or logged only.
+    #[arg(long, env = "OTP_DELIVERY", value_enum, default_value = "response")]
+    pub otp_delivery: OtpDelivery,
+
+    /// Region (ISO 3166 code) for mobile numbers written without `+`.
+    #[arg(long, env = "DEFAULT_REGION", default_value = "IN")]
+    pub default_region: String,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// AI provider: `gemini` when GEMINI_API_KEY is set, else the offline `echo`.
+    #[arg(long, env = "AI_PROVIDER", value_enum)]
+    pub ai_provider: Option<AiProviderKind>,
+
+    /// Gemini API key.
+    #[arg(long, env = "GEMINI_API_KEY", hide_env_values = true)]
+    pub gemini_api_key: Option<String>,
+
+    /// Gemini model.
+    #[arg(long, env = "GEMINI_MODEL", default_value = "gemini-2.5-flash")]
+    pub gemini_model: String,
+
+    /// Gemini API base URL (for proxies and tests).
+    #[arg(
+        long,
+        env = "GEMINI_BASE_URL",
+        default_value = "https://generativelanguage.googleapis.com"
+    )]
+    pub gemini_base_url: String,
+
+    /// System instruction sent with every conversation.
+    #[arg(
+        long,
+        env = "AI_SYSTEM_PROMPT",
+        default_value = "You are a helpful, concise assistant in a chat app. Answer in Markdown when it helps."
+    )]
+    pub ai_system_prompt: String,
+
+    /// Messages of history sent to the model with each prompt.
+    #[arg(long, env = "AI_CONTEXT_MESSAGES", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub ai_context_messages: u32,
+
+    /// AI calls in flight per process.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub worker_concurrency: u32,
+
+    /// Attempts before a reply is marked failed.
+    #[arg(long, env = "JOB_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub job_max_attempts: u32,
+
+    /// Seconds a running job's lease lasts; renewed while it runs.
+    #[arg(long, env = "JOB_LEASE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub job_lease_seconds: u64,
+
+    /// Prompts per UTC day on the Basic plan.
+    #[arg(long, env = "BASIC_DAILY_LIMIT", default_value_t = 5)]
+    pub basic_daily_limit: u32,
+
+    /// Prompts per UTC day on the Pro plan (unset: unlimited).
+    #[arg(long, env = "PRO_DAILY_LIMIT")]
+    pub pro_daily_limit: Option<u32>,
+
+    /// Seconds the chatroom list stays cached.
+    #[arg(long, env = "CHATROOM_CACHE_TTL", default_value_t = 300)]
+    pub chatroom_cache_ttl: u64,
+
+    /// Stripe secret key; billing is off until it is set.
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<String>,
+
+    /// Stripe webhook signing secrets, comma-separated while one is rolled.
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<String>,
+
+    /// Stripe Price of the Pro plan.
+    #[arg(long, env = "STRIPE_PRICE_ID")]
+    pub stripe_price_id: Option<String>,
+
+    /// Stripe API base URL (for tests).
+    #[arg(
+        long,
+        env = "STRIPE_API_BASE",
+        default_value = "https://api.stripe.com"
+    )]
+    pub stripe_api_base: String,
+
+    /// Public base URL of this service (default `http://HOST:PORT`).
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Log format: `pretty` on a terminal, else `json`. RUST_LOG filters as usual.
+    #[arg(long, env = "LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// The defaults, as if no flag or variable were given; the base of test configurations.
+    pub fn defaults() -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: Config,
+        }
+        let matches = without_env(Only::command()).get_matches_from(["gemchat"]);
+        match Only::from_arg_matches(&matches) {
+            Ok(only) => only.config,
+            Err(err) => unreachable!("defaults always parse: {err}"),
+        }
+    }
+
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        let ip = host
+            .parse()
+            .map_err(|_| anyhow::anyhow!("HOST must be an IP address, got {host:?}"))?;
+        Ok(SocketAddr::new(ip, self.port))
+    }
+}
+
+impl Cli {
+    /// Parses the process's arguments and environment, treating empty variables as unset.
+    pub fn parse_env() -> Self {
+        let command = map_args(Cli::command(), &|arg| {
+            let empty = arg
+                .get_env()
+                .and_then(std::env::var_os)
+                .is_some_and(|value| value.is_empty());
+            if empty {
+                arg.env(None::<&'static str>)
+            } else {
+                arg
+            }
+        });
+        let matches = command.get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
+    }
+}
+
+/// Applies `f` to every argument of `command` and its subcommands.
+fn map_args(command: clap::Command, f: &dyn Fn(clap::Arg) -> clap::Arg) -> clap::Command {
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .collect();
+    let mut command = command.mut_args(f);
+    for name in names {
+        command = command.mut_subcommand(name, |sub| map_args(sub, f));
+    }
+    command
+}
+
+/// The command with every environment lookup removed.
+fn without_env(command: clap::Command) -> clap::Command {
+    map_args(command, &|arg| arg.env(None::<&'static str>))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let config = Config::defaults();
+        assert_eq!(config.host, "127.0.0.1");
+        assert_eq!(config.port, 8000);
+        assert_eq!(config.database_url, "sqlite://data/gemchat.db");
+        assert_eq!(config.jwt_ttl, 86_400);
+        assert_eq!(config.otp_delivery, OtpDelivery::Response);
+        assert_eq!(config.basic_daily_limit, 5);
+        assert_eq!(config.pro_daily_limit, None);
+        assert_eq!(config.worker_concurrency, 64);
+        assert_eq!(config.max_body_bytes, 65_536);
+    }
+}

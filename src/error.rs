@@ -1,0 +1,360 @@
+//! The one error type of the HTTP edge and the services: [`AppError`], written to clients as
+//! RFC 9457 problem details with a stable `code`. Only `IntoResponse` here chooses status codes.
+//! Also the `AppJson` / `AppPath` / `AppQuery` extractors that map axum's rejections into it.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use utoipa::ToSchema;
+
+use crate::storage::StoreError;
+
+/// Result of a service call.
+pub type Result<T, E = AppError> = std::result::Result<T, E>;
+
+/// One field that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// The request field, as named in the JSON body or query.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Every way a request can fail, by meaning. Internal causes are logged, never sent.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("malformed request: {0}")]
+    MalformedRequest(String),
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// A mobile number that cannot exist (422 `invalid_mobile_number`).
+    #[error("invalid mobile number: {0}")]
+    InvalidMobileNumber(String),
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("invalid otp")]
+    InvalidOtp,
+    #[error("otp attempts exceeded")]
+    OtpAttemptsExceeded,
+    /// Too many requests; `retry_after` is in whole seconds.
+    #[error("rate limited: {code}")]
+    RateLimited {
+        code: &'static str,
+        detail: String,
+        retry_after: u64,
+    },
+    #[error("not found")]
+    NotFound,
+    #[error("{code}")]
+    NotFoundCode {
+        code: &'static str,
+        detail: &'static str,
+    },
+    #[error("route not found")]
+    RouteNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("conflict: {code}")]
+    Conflict {
+        code: &'static str,
+        detail: &'static str,
+    },
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    /// A single-field validation failure.
+    pub fn invalid(field: &str, message: &str) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::MalformedRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Validation(_) | Self::InvalidMobileNumber(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unauthorized | Self::InvalidCredentials | Self::InvalidOtp => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::OtpAttemptsExceeded | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::NotFound | Self::NotFoundCode { .. } | Self::RouteNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable, machine-readable code clients branch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedRequest(_) => "malformed_request",
+            Self::Validation(_) => "validation_failed",
+            Self::InvalidMobileNumber(_) => "invalid_mobile_number",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::Unauthorized => "unauthorized",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::InvalidOtp => "invalid_otp",
+            Self::OtpAttemptsExceeded => "otp_attempts_exceeded",
+            Self::RateLimited { code, .. } => code,
+            Self::NotFound | Self::RouteNotFound => "not_found",
+            Self::NotFoundCode { code, .. } => code,
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Conflict { code, .. } => code,
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::MalformedRequest(why) => why.clone(),
+            Self::Validation(_) => "The request body or query failed validation.".into(),
+            Self::InvalidMobileNumber(why) => format!("The mobile number {why}."),
+            Self::PayloadTooLarge => "The request body is larger than the server accepts.".into(),
+            Self::Unauthorized => "A valid bearer token is required.".into(),
+            Self::InvalidCredentials => "The mobile number or password is wrong.".into(),
+            Self::InvalidOtp => "The code is wrong or has expired.".into(),
+            Self::OtpAttemptsExceeded => {
+                "Too many wrong codes; request a new one-time code.".into()
+            }
+            Self::RateLimited { detail, .. } => detail.clone(),
+            Self::NotFound => "The resource does not exist.".into(),
+            Self::NotFoundCode { detail, .. } => (*detail).into(),
+            Self::RouteNotFound => "No route matches this path.".into(),
+            Self::MethodNotAllowed => "This path does not accept that method.".into(),
+            Self::Conflict { detail, .. } => (*detail).into(),
+            Self::Unavailable(what) => format!("A dependency is unavailable: {what}."),
+            Self::Internal(_) => "An unexpected error occurred; it has been logged.".into(),
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => Self::NotFound,
+            StoreError::Conflict => Self::Conflict {
+                code: "conflict",
+                detail: "The resource changed or already exists.",
+            },
+            StoreError::Unavailable(cause) => {
+                tracing::error!(error = %cause, "database unavailable");
+                Self::Unavailable("database".into())
+            }
+            StoreError::Backend(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+/// The problem+json body (RFC 9457) as documented in the OpenAPI spec.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    #[schema(example = "about:blank")]
+    pub r#type: &'static str,
+    #[schema(example = "Unprocessable Entity")]
+    pub title: String,
+    #[schema(example = 422)]
+    pub status: u16,
+    pub detail: String,
+    /// Stable machine-readable error code.
+    #[schema(example = "validation_failed")]
+    pub code: &'static str,
+    /// Present on `validation_failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let Self::Internal(cause) = &self {
+            tracing::error!(error = ?cause, "internal error");
+        }
+        let problem = Problem {
+            r#type: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: self.detail(),
+            code: self.code(),
+            errors: match &self {
+                Self::Validation(errors) => Some(errors.clone()),
+                Self::InvalidMobileNumber(why) => {
+                    Some(vec![FieldError::new("mobile_number", why.clone())])
+                }
+                _ => None,
+            },
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        match &self {
+            Self::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::RateLimited { retry_after, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// JSON body extractor whose rejections are problem+json.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for AppJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> AppError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return AppError::PayloadTooLarge;
+    }
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            AppError::MalformedRequest("Expected `Content-Type: application/json`.".into())
+        }
+        JsonRejection::JsonDataError(err) => {
+            // Well-formed JSON of the wrong shape (missing field, wrong type): a validation error.
+            AppError::Validation(vec![shape_error(&err.body_text())])
+        }
+        other => AppError::MalformedRequest(other.body_text()),
+    }
+}
+
+/// Names the field in serde's message about a body of the wrong shape. axum reports the path
+/// (`name: invalid type …`) for type errors and the field in backticks for missing ones.
+fn shape_error(text: &str) -> FieldError {
+    let message = text
+        .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+        .unwrap_or(text);
+    if let Some(rest) = message.strip_prefix("missing field `")
+        && let Some((field, _)) = rest.split_once('`')
+    {
+        return FieldError::new(field, "is required");
+    }
+    match message.split_once(": ") {
+        Some((path, why)) if !path.contains(' ') && path != "." => FieldError::new(path, why),
+        _ => FieldError::new("body", message),
+    }
+}
+
+impl<T: Serialize> IntoResponse for AppJson<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Path extractor whose rejections are problem+json.
+#[derive(Debug)]
+pub struct AppPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for AppPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(PathRejection::FailedToDeserializePathParams(err)) => Err(
+                AppError::MalformedRequest(format!("Invalid path parameter: {}", err.body_text())),
+            ),
+            Err(other) => Err(AppError::Internal(anyhow::anyhow!(
+                "path extraction failed: {}",
+                other.body_text()
+            ))),
+        }
+    }
+}
+
+/// Query extractor whose rejections are problem+json (422: the query is well-formed but wrong).
+#[derive(Debug)]
+pub struct AppQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for AppQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(QueryRejection::FailedToDeserializeQueryString(err)) => {
+                Err(AppError::invalid("query", &err.body_text()))
+            }
+            Err(other) => Err(AppError::MalformedRequest(other.body_text())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_errors_name_their_field() {
+        let prefix = "Failed to deserialize the JSON body into the target type: ";
+        assert_eq!(
+            shape_error(&format!("{prefix}missing field `otp` at line 1 column 2")),
+            FieldError::new("otp", "is required")
+        );
+        assert_eq!(
+            shape_error(&format!(
+                "{prefix}name: invalid type: integer `1`, expected a string"
+            ))
+            .field,
+            "name"
+        );
+        assert_eq!(
+            shape_error(&format!(
+                "{prefix}invalid type: sequence, expected struct X"
+            ))
+            .field,
+            "body"
+        );
+    }
+}

@@ -1,0 +1,49 @@
+//! gemchat: a backend for Gemini-style AI chat. `main.rs` parses the command line and calls
+//! [`run`]; everything else lives here, by domain (see the README's map of the code).
+
+pub mod app;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod ops;
+pub mod quota;
+pub mod storage;
+pub mod telemetry;
+pub mod users;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+pub use error::{AppError, Result};
+
+use crate::clock::SystemClock;
+use crate::config::{Cli, Command};
+
+/// Runs one gemchat command to completion.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.config;
+            telemetry::init(config.log_format);
+            let addr = config.listen_addr()?;
+            let app = Arc::new(app::App::build(config, Arc::new(SystemClock)).await?);
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            tracing::info!(
+                address = %listener.local_addr().unwrap_or(addr),
+                database = %storage::redact_url(&app.config.database_url),
+                "gemchat is serving; API docs at /docs"
+            );
+            app::serve(app, listener, app::shutdown_signal()).await
+        }
+        Command::Migrate(args) => {
+            telemetry::init(args.config.log_format);
+            storage::Store::connect(&args.config.database_url, true).await?;
+            tracing::info!("database is up to date");
+            Ok(())
+        }
+    }
+}

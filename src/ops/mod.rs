@@ -1,0 +1,3 @@
+//! Operations endpoints: liveness, readiness, and the API's own documentation.
+
+pub mod routes;

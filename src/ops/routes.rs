@@ -1,0 +1,95 @@
+//! `/health` and `/ready`. (`/openapi.json` and `/docs` are mounted by the app router.)
+
+use std::time::Duration;
+
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+use crate::error::{AppError, AppJson, Problem, Result};
+
+/// How long a readiness probe waits for each dependency.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ready))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthState {
+    Ok,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthResponse {
+    pub status: HealthState,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadyState {
+    Ready,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyResponse {
+    pub status: ReadyState,
+    /// The dependencies that were checked.
+    #[schema(example = json!(["database", "redis"]))]
+    pub checked: Vec<&'static str>,
+}
+
+/// Liveness: the process is up.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, body = HealthResponse)))]
+async fn health() -> AppJson<HealthResponse> {
+    AppJson(HealthResponse {
+        status: HealthState::Ok,
+    })
+}
+
+/// Readiness: the database (and Redis, when configured) answer.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, body = ReadyResponse),
+        (status = 503, description = "`unavailable`; the detail names what is down", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn ready(State(state): State<AppState>) -> Result<AppJson<ReadyResponse>> {
+    let mut down = Vec::new();
+    let mut checked = vec!["database"];
+    match tokio::time::timeout(PROBE_TIMEOUT, state.store.health.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "readiness: database check failed");
+            down.push("database");
+        }
+        Err(_) => down.push("database"),
+    }
+    if let Some(redis) = &state.redis {
+        checked.push("redis");
+        let mut conn = redis.clone();
+        let ping = redis::cmd("PING");
+        match tokio::time::timeout(PROBE_TIMEOUT, ping.query_async::<String>(&mut conn)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "readiness: redis check failed");
+                down.push("redis");
+            }
+            Err(_) => down.push("redis"),
+        }
+    }
+    if down.is_empty() {
+        Ok(AppJson(ReadyResponse {
+            status: ReadyState::Ready,
+            checked,
+        }))
+    } else {
+        Err(AppError::Unavailable(down.join(", ")))
+    }
+}

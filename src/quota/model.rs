@@ -1,0 +1,91 @@
+//! Quota arithmetic: limits per tier, the UTC day, and the `Usage` report.
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::users::model::Tier;
+
+/// Prompts per UTC day for each tier; `None` is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaPolicy {
+    pub basic: Option<u32>,
+    pub pro: Option<u32>,
+}
+
+impl QuotaPolicy {
+    pub fn limit_for(&self, tier: Tier) -> Option<u32> {
+        match tier {
+            Tier::Basic => self.basic,
+            Tier::Pro => self.pro,
+        }
+    }
+}
+
+/// The UTC day `at` falls in.
+pub fn day_of(at: DateTime<Utc>) -> NaiveDate {
+    at.date_naive()
+}
+
+/// The start of the UTC day after `at`, when the quota resets.
+pub fn next_reset(at: DateTime<Utc>) -> DateTime<Utc> {
+    let tomorrow = day_of(at)
+        .checked_add_days(Days::new(1))
+        .unwrap_or(NaiveDate::MAX);
+    tomorrow.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
+}
+
+/// A user's prompt usage today.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Usage {
+    #[schema(example = 3)]
+    pub used_today: u32,
+    /// `null` on an unlimited plan.
+    #[schema(example = 5)]
+    pub daily_limit: Option<u32>,
+    /// `null` on an unlimited plan.
+    #[schema(example = 2)]
+    pub remaining: Option<u32>,
+    /// Next UTC midnight.
+    pub resets_at: DateTime<Utc>,
+}
+
+impl Usage {
+    pub fn new(used_today: u32, daily_limit: Option<u32>, now: DateTime<Utc>) -> Self {
+        Self {
+            used_today,
+            daily_limit,
+            remaining: daily_limit.map(|limit| limit.saturating_sub(used_today)),
+            resets_at: next_reset(now),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn usage_counts_down_and_resets_at_utc_midnight() {
+        let now = Utc
+            .with_ymd_and_hms(2026, 11, 22, 23, 59, 59)
+            .single()
+            .unwrap_or_default();
+        let usage = Usage::new(3, Some(5), now);
+        assert_eq!(usage.remaining, Some(2));
+        assert_eq!(usage.resets_at.to_rfc3339(), "2026-11-23T00:00:00+00:00");
+        assert_eq!(Usage::new(7, Some(5), now).remaining, Some(0));
+        assert_eq!(Usage::new(7, None, now).remaining, None);
+    }
+
+    #[test]
+    fn limits_follow_the_tier() {
+        let policy = QuotaPolicy {
+            basic: Some(5),
+            pro: None,
+        };
+        assert_eq!(policy.limit_for(Tier::Basic), Some(5));
+        assert_eq!(policy.limit_for(Tier::Pro), None);
+    }
+}

@@ -1,0 +1,118 @@
+//! Storage: [`Store`] holds one adapter per repository port, chosen by the `DATABASE_URL`
+//! scheme (`sqlite:` or `postgres:`), and [`StoreError`], the one error every adapter returns.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::auth::repo::{OtpRepo, SessionRepo};
+use crate::quota::repo::UsageRepo;
+use crate::users::repo::UserRepo;
+
+/// What can go wrong in storage, by meaning; both backends map their errors the same way.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A unique or check constraint refused the write.
+    #[error("conflict")]
+    Conflict,
+    /// The database could not be reached (connection refused, pool timed out).
+    #[error("database unavailable: {0}")]
+    Unavailable(anyhow::Error),
+    #[error(transparent)]
+    Backend(anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::RowNotFound => Self::NotFound,
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict,
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(err.into()),
+            _ => Self::Backend(err.into()),
+        }
+    }
+}
+
+/// Answers whether the database is reachable (for `/ready`).
+#[async_trait]
+pub trait HealthCheck: Send + Sync {
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The repositories, each behind its port.
+#[derive(Clone)]
+pub struct Store {
+    pub backend: Backend,
+    pub users: Arc<dyn UserRepo>,
+    pub otps: Arc<dyn OtpRepo>,
+    pub sessions: Arc<dyn SessionRepo>,
+    pub usage: Arc<dyn UsageRepo>,
+    pub health: Arc<dyn HealthCheck>,
+}
+
+impl Store {
+    /// Connects to the database named by `url` and, if `migrate`, brings its schema up to date
+    /// (safe when several processes start at once).
+    pub async fn connect(url: &str, migrate: bool) -> anyhow::Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let store = Arc::new(postgres::PgStore::connect(url).await?);
+            if migrate {
+                store.migrate().await?;
+            }
+            Ok(Self {
+                backend: Backend::Postgres,
+                users: store.clone(),
+                otps: store.clone(),
+                sessions: store.clone(),
+                usage: store.clone(),
+                health: store,
+            })
+        } else if url.starts_with("sqlite:") {
+            let store = Arc::new(sqlite::SqliteStore::connect(url).await?);
+            if migrate {
+                store.migrate().await?;
+            }
+            Ok(Self {
+                backend: Backend::Sqlite,
+                users: store.clone(),
+                otps: store.clone(),
+                sessions: store.clone(),
+                usage: store.clone(),
+                health: store,
+            })
+        } else {
+            anyhow::bail!(
+                "DATABASE_URL must start with sqlite:, postgres:// or postgresql:// (got {})",
+                redact_url(url)
+            )
+        }
+    }
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<unparseable url>".into(),
+    }
+}

@@ -1,0 +1,51 @@
+//! The PostgreSQL adapter: production and scale-out. One pool shared by every repository.
+
+mod auth;
+mod usage;
+mod users;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use super::{HealthCheck, StoreError};
+
+/// Connections per process. Two cores do not gain from more; several processes share the
+/// server's default `max_connections = 100`.
+const MAX_CONNECTIONS: u32 = 16;
+
+pub(crate) struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub(crate) async fn connect(url: &str) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .with_context(|| format!("connecting to {}", super::redact_url(url)))?;
+        Ok(Self { pool })
+    }
+
+    /// Applies pending migrations. sqlx holds a PostgreSQL advisory lock while it migrates, so
+    /// concurrent starts wait for each other instead of failing.
+    pub(crate) async fn migrate(&self) -> anyhow::Result<()> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await
+            .context("migrating the PostgreSQL database")
+    }
+}
+
+#[async_trait]
+impl HealthCheck for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,193 @@
+//! User domain types: ids, validated mobile numbers and names, plan tiers.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A user's id (UUIDv7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(pub Uuid);
+
+impl UserId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl Default for UserId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A mobile number in E.164 form (`+919876543210`). Only [`MobileNumber::parse`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MobileNumber(String);
+
+impl MobileNumber {
+    /// Reads a number as people write it (spaces, dashes, brackets); one without a leading `+`
+    /// is read in `default_region`. Impossible numbers are refused.
+    pub fn parse(input: &str, default_region: phonenumber::country::Id) -> Result<Self, String> {
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if trimmed.len() > 32 {
+            return Err("is too long to be a mobile number".into());
+        }
+        let region = (!trimmed.starts_with('+')).then_some(default_region);
+        let number = phonenumber::parse(region, trimmed)
+            .map_err(|_| "is not a valid mobile number".to_string())?;
+        if !phonenumber::is_valid(&number) {
+            return Err("is not a possible number in its region".into());
+        }
+        Ok(Self(
+            number.format().mode(phonenumber::Mode::E164).to_string(),
+        ))
+    }
+
+    /// Rebuilds a number that was validated before it was stored.
+    pub(crate) fn from_trusted(e164: String) -> Self {
+        Self(e164)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MobileNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A display name: 1 to 100 characters after trimming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserName(String);
+
+impl UserName {
+    pub const MAX_CHARS: usize = 100;
+
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let trimmed = input.trim();
+        match trimmed.chars().count() {
+            0 => Err("must not be empty".into()),
+            n if n > Self::MAX_CHARS => {
+                Err(format!("must be at most {} characters", Self::MAX_CHARS))
+            }
+            _ if trimmed.chars().any(char::is_control) => {
+                Err("must not contain control characters".into())
+            }
+            _ => Ok(Self(trimmed.to_owned())),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The plan a user is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Basic,
+    Pro,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Basic => "basic",
+            Self::Pro => "pro",
+        }
+    }
+
+    pub(crate) fn from_db(value: &str) -> Self {
+        match value {
+            "pro" => Self::Pro,
+            _ => Self::Basic,
+        }
+    }
+}
+
+/// A stored user.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: UserId,
+    pub mobile_number: MobileNumber,
+    pub name: Option<String>,
+    /// Argon2id PHC string; `None` for an OTP-only account.
+    pub password_hash: Option<String>,
+    pub tier: Tier,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl User {
+    pub fn has_password(&self) -> bool {
+        self.password_hash.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IN: phonenumber::country::Id = phonenumber::country::Id::IN;
+
+    #[test]
+    fn numbers_are_normalised_to_e164() {
+        for input in [
+            "+91 98765 43210",
+            "98765-43210",
+            "(987) 654-3210",
+            "+919876543210",
+        ] {
+            assert_eq!(
+                MobileNumber::parse(input, IN).map(|n| n.0),
+                Ok("+919876543210".to_string()),
+                "{input}"
+            );
+        }
+        assert_eq!(
+            MobileNumber::parse("+1 415 555 2671", IN).map(|n| n.0),
+            Ok("+14155552671".to_string())
+        );
+    }
+
+    #[test]
+    fn impossible_numbers_are_refused() {
+        for input in [
+            "",
+            "   ",
+            "12",
+            "+999 123",
+            "hello",
+            "+91 12345",
+            &"9".repeat(40),
+        ] {
+            assert!(MobileNumber::parse(input, IN).is_err(), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(UserName::parse("  Asha ").map(|n| n.0), Ok("Asha".into()));
+        assert!(UserName::parse("   ").is_err());
+        assert!(UserName::parse(&"x".repeat(101)).is_err());
+        assert!(UserName::parse(&"é".repeat(100)).is_ok());
+        assert!(UserName::parse("a\u{0}b").is_err());
+    }
+}

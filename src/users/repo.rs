@@ -1,0 +1,22 @@
+//! The users storage port.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::model::{MobileNumber, User, UserId};
+use crate::storage::StoreError;
+
+#[async_trait]
+pub trait UserRepo: Send + Sync {
+    /// Stores a new user; `StoreError::Conflict` when the mobile number is taken.
+    async fn insert(&self, user: &User) -> Result<(), StoreError>;
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    async fn find_by_mobile(&self, mobile: &MobileNumber) -> Result<Option<User>, StoreError>;
+    /// Renames a user and returns the stored result; `StoreError::NotFound` if gone.
+    async fn update_name(
+        &self,
+        id: UserId,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<User, StoreError>;
+}

@@ -1,0 +1,38 @@
+//! User use cases: the caller's profile with today's usage, and renaming.
+
+use super::model::{User, UserId, UserName};
+use crate::app::App;
+use crate::error::{AppError, Result};
+use crate::quota::model::{Usage, day_of};
+
+/// The user behind a valid token; gone only if the account was deleted meanwhile.
+async fn load(app: &App, id: UserId) -> Result<User> {
+    app.store
+        .users
+        .find_by_id(id)
+        .await?
+        .ok_or(AppError::Unauthorized)
+}
+
+/// The user and today's prompt usage.
+pub async fn me(app: &App, id: UserId) -> Result<(User, Usage)> {
+    let user = load(app, id).await?;
+    let usage = usage_of(app, &user).await?;
+    Ok((user, usage))
+}
+
+/// Today's usage of `user`, read from the counter the quota check takes from.
+pub async fn usage_of(app: &App, user: &User) -> Result<Usage> {
+    let now = app.clock.now();
+    let used = app.store.usage.used_on(user.id, day_of(now)).await?;
+    Ok(Usage::new(used, app.quota.limit_for(user.tier), now))
+}
+
+pub async fn rename(app: &App, id: UserId, name: &str) -> Result<User> {
+    let name = UserName::parse(name).map_err(|why| AppError::invalid("name", &why))?;
+    Ok(app
+        .store
+        .users
+        .update_name(id, name.as_str(), app.clock.now())
+        .await?)
+}
