@@ -206,7 +206,16 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    serve_router(router(app), listener, shutdown).await
+}
+
+/// Serves any router the way [`serve`] does (client addresses, graceful shutdown).
+pub async fn serve_router(
+    router: Router,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await

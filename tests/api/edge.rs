@@ -1,0 +1,158 @@
+//! The HTTP edge: problem+json for every failure, body limits, request ids, health, readiness
+//! and the OpenAPI document.
+
+use axum::body::Body;
+use axum::http::{Method, Request, header};
+use serde_json::json;
+
+use crate::backend_tests;
+use crate::harness::{Backend, TestApp};
+
+backend_tests!(
+    malformed_json_and_wrong_content_type_are_400,
+    bodies_over_the_limit_are_413,
+    unknown_routes_and_methods_are_problems,
+    every_response_carries_a_request_id,
+    health_and_readiness_answer,
+    the_openapi_document_covers_every_route,
+    docs_are_served_locally,
+);
+
+async fn malformed_json_and_wrong_content_type_are_400(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for (content_type, body) in [
+        ("application/json", "{\"mobile_number\": "),
+        ("application/json", "not json"),
+        ("text/plain", "{\"mobile_number\": \"+919876543210\"}"),
+        ("application/json", ""),
+    ] {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/auth/signup")
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .unwrap_or_default();
+        app.send(request)
+            .await
+            .assert_problem(400, "malformed_request");
+    }
+    // Well-formed JSON of the wrong shape is a validation error instead.
+    app.post("/auth/signup", None, json!(["a list"]))
+        .await
+        .assert_problem(422, "validation_failed");
+}
+
+async fn bodies_over_the_limit_are_413(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let huge = json!({"mobile_number": "+919876543210", "name": "x".repeat(70 * 1024)});
+    app.post("/auth/signup", None, huge)
+        .await
+        .assert_problem(413, "payload_too_large");
+    // Nothing was created.
+    app.signup("+919876543210", None).await;
+
+    let small = TestApp::spawn_with(backend, |config| config.max_body_bytes = 100).await;
+    small
+        .post(
+            "/auth/signup",
+            None,
+            json!({"mobile_number": "+919876543210", "name": "y".repeat(200)}),
+        )
+        .await
+        .assert_problem(413, "payload_too_large");
+}
+
+async fn unknown_routes_and_methods_are_problems(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.get("/no/such/route", None)
+        .await
+        .assert_problem(404, "not_found");
+    app.request(Method::DELETE, "/health", None, None)
+        .await
+        .assert_problem(405, "method_not_allowed");
+}
+
+async fn every_response_carries_a_request_id(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let generated = app.get("/health", None).await;
+    let id = generated.header("x-request-id").unwrap_or_default();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    let failed = app.get("/user/me", None).await;
+    assert!(failed.header("x-request-id").is_some());
+    let request = Request::builder()
+        .uri("/nope")
+        .header("x-request-id", "client-chosen-42")
+        .body(Body::empty())
+        .unwrap_or_default();
+    let echoed = app.send(request).await;
+    assert_eq!(echoed.header("x-request-id"), Some("client-chosen-42"));
+}
+
+async fn health_and_readiness_answer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    assert_eq!(
+        app.get("/health", None).await.assert_status(200)["status"],
+        "ok"
+    );
+    let ready = app.get("/ready", None).await;
+    assert_eq!(ready.assert_status(200)["status"], "ready");
+    assert_eq!(ready.body["checked"], json!(["database"]));
+}
+
+async fn the_openapi_document_covers_every_route(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let doc = app.get("/openapi.json", None).await;
+    let doc = doc.assert_status(200).clone();
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1"))
+    );
+    let expected = [
+        ("post", "/auth/signup"),
+        ("post", "/auth/send-otp"),
+        ("post", "/auth/verify-otp"),
+        ("post", "/auth/login"),
+        ("post", "/auth/forgot-password"),
+        ("post", "/auth/reset-password"),
+        ("post", "/auth/change-password"),
+        ("post", "/auth/logout"),
+        ("get", "/auth/sessions"),
+        ("delete", "/auth/sessions/{id}"),
+        ("get", "/user/me"),
+        ("patch", "/user/me"),
+        ("get", "/health"),
+        ("get", "/ready"),
+    ];
+    for (method, path) in expected {
+        let operation = &doc["paths"][path][method];
+        assert!(
+            operation["responses"].is_object(),
+            "{method} {path} is documented"
+        );
+    }
+    let me = &doc["paths"]["/user/me"]["get"];
+    assert!(
+        me["security"].is_array(),
+        "authenticated routes declare bearer security"
+    );
+    assert!(me["responses"]["401"].is_object());
+    for schema in ["User", "Problem", "SessionResponse", "Usage", "MeResponse"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+}
+
+async fn docs_are_served_locally(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let page = app.get("/docs/", None).await;
+    assert_eq!(page.status.as_u16(), 200);
+    assert!(page.text.contains("swagger"), "the Swagger UI page");
+    // Its assets come from this server, not a CDN.
+    assert!(!page.text.contains("https://"), "no external scripts");
+    let script = app.get("/docs/swagger-ui-bundle.js", None).await;
+    assert_eq!(script.status.as_u16(), 200);
+}

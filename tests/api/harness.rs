@@ -1,0 +1,363 @@
+//! `TestApp`: one gemchat per test on a fresh database (a temporary SQLite file, or a fresh
+//! schema in `TEST_DATABASE_URL`), driven in-process through the real router.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use gemchat::app::{self, App};
+use gemchat::clock::ManualClock;
+use gemchat::config::Config;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+pub const JWT_SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server tests use; `None` skips the PostgreSQL half off CI. Under `CI=true`
+/// a missing or unreachable server fails the run instead.
+pub fn postgres_url() -> Option<String> {
+    let url = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() && is_ci() {
+        panic!("CI=true but TEST_DATABASE_URL is not set: the PostgreSQL suite must run in CI");
+    }
+    url
+}
+
+pub fn is_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Runs each named `async fn(Backend)` once per backend.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::harness::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::harness::postgres_url().is_some() {
+                        super::$name($crate::harness::Backend::Postgres).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// A fresh, empty database for one test, removed when dropped.
+pub struct TestDb {
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Dir(std::path::PathBuf),
+    Schema { admin_url: String, schema: String },
+}
+
+impl TestDb {
+    pub async fn create(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("gemchat-test-{}", Uuid::now_v7()));
+                let url = format!("sqlite://{}/gemchat.db", dir.display());
+                Self {
+                    url,
+                    cleanup: Cleanup::Dir(dir),
+                }
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_url().expect("PostgreSQL tests need TEST_DATABASE_URL");
+                let schema = format!("test_{}", Uuid::now_v7().simple());
+                let mut admin = connect_admin(&admin_url).await;
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("creating the test schema");
+                let separator = if admin_url.contains('?') { '&' } else { '?' };
+                let url = format!("{admin_url}{separator}options[search_path]={schema}");
+                Self {
+                    url,
+                    cleanup: Cleanup::Schema { admin_url, schema },
+                }
+            }
+        }
+    }
+}
+
+async fn connect_admin(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    match sqlx::PgConnection::connect(url).await {
+        Ok(conn) => conn,
+        Err(err) => panic!("cannot reach PostgreSQL at TEST_DATABASE_URL: {err}"),
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::Dir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::Schema { admin_url, schema } => {
+                let (admin_url, schema) = (admin_url.clone(), schema.clone());
+                // Drop runs inside the test's runtime; a thread with its own runtime can block.
+                let _ = std::thread::spawn(move || {
+                    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    else {
+                        return;
+                    };
+                    runtime.block_on(async {
+                        let mut admin = connect_admin(&admin_url).await;
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP SCHEMA {schema} CASCADE"
+                        )))
+                        .execute(&mut admin)
+                        .await;
+                    });
+                })
+                .join();
+            }
+        }
+    }
+}
+
+/// The configuration every test starts from.
+pub fn test_config(db: &TestDb) -> Config {
+    let mut config = Config::defaults();
+    config.database_url = db.url.clone();
+    config.jwt_secret = Some(JWT_SECRET.into());
+    config.data_dir = std::env::temp_dir().join(format!("gemchat-test-data-{}", Uuid::now_v7()));
+    config
+}
+
+pub struct TestApp {
+    pub app: Arc<App>,
+    pub router: Router,
+    pub clock: Arc<ManualClock>,
+    _db: TestDb,
+}
+
+/// A response, with its body read (as JSON when it is JSON).
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl TestResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json error with this status and code.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        assert_eq!(self.body["code"], code, "body: {}", self.text);
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["title"].is_string() && self.body["detail"].is_string());
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        &self.body
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
+        install_crypto();
+        let db = TestDb::create(backend).await;
+        let mut config = test_config(&db);
+        configure(&mut config);
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        let app = Arc::new(
+            App::build(config, clock.clone())
+                .await
+                .expect("building the app"),
+        );
+        let router = app::router(app.clone());
+        Self {
+            app,
+            router,
+            clock,
+            _db: db,
+        }
+    }
+
+    /// Sends one request through the router.
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        TestResponse {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> TestResponse {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some(body) => builder
+                .header(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )
+                .body(Body::from(body.to_string())),
+            None => builder.body(Body::empty()),
+        };
+        self.send(request.expect("valid request")).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> TestResponse {
+        self.request(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> TestResponse {
+        self.request(Method::POST, path, token, Some(body)).await
+    }
+
+    /// Signs up `mobile` (optionally with a password) and returns the user.
+    pub async fn signup(&self, mobile: &str, password: Option<&str>) -> Value {
+        let mut body = json!({"mobile_number": mobile, "name": "Test User"});
+        if let Some(password) = password {
+            body["password"] = json!(password);
+        }
+        let response = self.post("/auth/signup", None, body).await;
+        response.assert_status(201)["user"].clone()
+    }
+
+    /// Requests a code of the given kind (`send-otp` or `forgot-password`) and returns it.
+    pub async fn request_code(&self, route: &str, mobile: &str) -> String {
+        let response = self
+            .post(
+                &format!("/auth/{route}"),
+                None,
+                json!({"mobile_number": mobile}),
+            )
+            .await;
+        let code = response.assert_status(200)["otp"]
+            .as_str()
+            .map(str::to_owned);
+        code.expect("the code is in the response")
+    }
+
+    /// Signs in `mobile` with a one-time code and returns the token.
+    pub async fn otp_login(&self, mobile: &str) -> String {
+        let code = self.request_code("send-otp", mobile).await;
+        let response = self
+            .post(
+                "/auth/verify-otp",
+                None,
+                json!({"mobile_number": mobile, "otp": code}),
+            )
+            .await;
+        token_of(&response)
+    }
+
+    /// A new account, signed in; returns (token, user).
+    pub async fn new_user(&self) -> (String, Value) {
+        let mobile = random_mobile();
+        let user = self.signup(&mobile, None).await;
+        (self.otp_login(&mobile).await, user)
+    }
+
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        use gemchat::clock::Clock;
+        self.clock.now()
+    }
+
+    /// Lets the send cooldown pass.
+    pub fn after_cooldown(&self) {
+        self.clock.advance(chrono::Duration::seconds(31));
+    }
+}
+
+#[track_caller]
+pub fn token_of(response: &TestResponse) -> String {
+    let body = response.assert_status(200);
+    body["token"].as_str().expect("a token").to_owned()
+}
+
+/// A valid Indian mobile number nobody else in this run uses.
+pub fn random_mobile() -> String {
+    format!("+9198{:08}", rand_u32() % 100_000_000)
+}
+
+fn rand_u32() -> u32 {
+    let bytes = Uuid::new_v4().into_bytes();
+    u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+}
+
+/// rustls needs a process-wide crypto provider before any TLS client is built.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,12 @@
+//! gemchat's API tests: one binary (linking the app once), one module per area. Every test in
+//! `backend_tests!` runs on SQLite and, when `TEST_DATABASE_URL` is set (always in CI), on
+//! PostgreSQL.
+
+mod harness;
+
+mod auth;
+mod edge;
+mod serve;
+mod sessions;
+mod storage;
+mod users;

@@ -1,0 +1,127 @@
+//! The server over real TCP: graceful shutdown and client addresses.
+
+use std::sync::Arc;
+
+use gemchat::app;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::harness::{Backend, TestApp, install_crypto, random_mobile};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
+    install_crypto();
+    let test = TestApp::spawn(Backend::Sqlite).await;
+    // The real router plus one route this test controls, so a request is provably in flight.
+    let (started_tx, mut started) = mpsc::channel::<()>(1);
+    let (release, released) = oneshot::channel::<()>();
+    let released = Arc::new(tokio::sync::Mutex::new(Some(released)));
+    let router = app::router(Arc::clone(&test.app)).route(
+        "/test/in-flight",
+        axum::routing::get(move || {
+            let started_tx = started_tx.clone();
+            let released = Arc::clone(&released);
+            async move {
+                let _ = started_tx.send(()).await;
+                if let Some(released) = released.lock().await.take() {
+                    let _ = released.await;
+                }
+                "finished"
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app::serve_router(router, listener, async {
+        let _ = stopped.await;
+    }));
+
+    let in_flight = tokio::spawn(reqwest::get(format!("http://{addr}/test/in-flight")));
+    started.recv().await.expect("the handler started");
+    stop.send(()).expect("signal shutdown");
+
+    // New connections are refused once shutdown began (polled with a deadline).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while reqwest::Client::new()
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await
+        .is_ok()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still accepting connections"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !server.is_finished(),
+        "the server waits for the request in flight"
+    );
+
+    release.send(()).expect("release the handler");
+    let response = in_flight
+        .await
+        .expect("join")
+        .expect("the in-flight request completes");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.text().await.unwrap_or_default(), "finished");
+    server.await.expect("join").expect("server stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_record_the_client_address() {
+    install_crypto();
+    let test = TestApp::spawn(Backend::Sqlite).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app::serve(Arc::clone(&test.app), listener, async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    let mobile = random_mobile();
+    let signup = client
+        .post(format!("{base}/auth/signup"))
+        .json(&json!({"mobile_number": mobile}))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(signup.status().as_u16(), 201);
+    let issued: serde_json::Value = client
+        .post(format!("{base}/auth/send-otp"))
+        .json(&json!({"mobile_number": mobile}))
+        .send()
+        .await
+        .expect("send-otp")
+        .json()
+        .await
+        .expect("json");
+    let session: serde_json::Value = client
+        .post(format!("{base}/auth/verify-otp"))
+        .header("user-agent", "curl/8")
+        .json(&json!({"mobile_number": mobile, "otp": issued["otp"]}))
+        .send()
+        .await
+        .expect("verify")
+        .json()
+        .await
+        .expect("json");
+    let token = session["token"].as_str().unwrap_or_default();
+    let sessions: serde_json::Value = client
+        .get(format!("{base}/auth/sessions"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("sessions")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(sessions["sessions"][0]["ip"], "127.0.0.1");
+    assert_eq!(sessions["sessions"][0]["user_agent"], "curl/8");
+    let _ = stop.send(());
+    server.await.expect("join").expect("clean stop");
+}
