@@ -92,7 +92,14 @@ impl App {
 
 async fn connect_redis(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
     let client = redis::Client::open(url).context("parsing REDIS_URL")?;
-    redis::aio::ConnectionManager::new(client)
+    // Fail fast: a command waits at most 2 s, and a lost connection is retried in the
+    // background by the manager rather than stalling requests.
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+        .set_response_timeout(Some(std::time::Duration::from_secs(2)))
+        .set_number_of_retries(2)
+        .set_max_delay(std::time::Duration::from_millis(500));
+    redis::aio::ConnectionManager::new_with_config(client, config)
         .await
         .context("connecting to Redis (REDIS_URL)")
 }

@@ -6,7 +6,7 @@ use axum::http::{Method, Request, header};
 use serde_json::json;
 
 use crate::backend_tests;
-use crate::harness::{Backend, TestApp};
+use crate::harness::{Backend, TestApp, redis_url};
 
 backend_tests!(
     malformed_json_and_wrong_content_type_are_400,
@@ -155,4 +155,28 @@ async fn docs_are_served_locally(backend: Backend) {
     assert!(!page.text.contains("https://"), "no external scripts");
     let script = app.get("/docs/swagger-ui-bundle.js", None).await;
     assert_eq!(script.status.as_u16(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_checks_redis_when_configured() {
+    let Some(redis) = redis_url() else { return };
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| config.redis_url = Some(redis)).await;
+    let ready = app.get("/ready", None).await;
+    assert_eq!(
+        ready.assert_status(200)["checked"],
+        json!(["database", "redis"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_fails_the_start_with_a_clear_error() {
+    crate::harness::install_crypto();
+    let db = crate::harness::TestDb::create(Backend::Sqlite).await;
+    let mut config = crate::harness::test_config(&db);
+    // Port 1 on loopback refuses connections.
+    config.redis_url = Some("redis://127.0.0.1:1".into());
+    let clock = std::sync::Arc::new(gemchat::clock::SystemClock);
+    let started = gemchat::app::App::build(config, clock).await;
+    let error = started.err().map(|e| format!("{e:#}")).unwrap_or_default();
+    assert!(error.contains("Redis"), "{error}");
 }

@@ -34,6 +34,18 @@ pub fn postgres_url() -> Option<String> {
     url
 }
 
+/// The Redis server tests use; `None` skips the Redis tests off CI, and under `CI=true` a
+/// missing `TEST_REDIS_URL` fails the run.
+pub fn redis_url() -> Option<String> {
+    let url = std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() && is_ci() {
+        panic!("CI=true but TEST_REDIS_URL is not set: the Redis suite must run in CI");
+    }
+    url
+}
+
 pub fn is_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
