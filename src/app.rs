@@ -28,6 +28,7 @@ use crate::auth::tokens::Authenticator;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::AppError;
+use crate::events::EventBus;
 use crate::quota::model::QuotaPolicy;
 use crate::storage::Store;
 
@@ -43,6 +44,7 @@ pub struct App {
     pub region: phonenumber::country::Id,
     pub quota: QuotaPolicy,
     pub redis: Option<redis::aio::ConnectionManager>,
+    pub events: Arc<EventBus>,
 }
 
 impl App {
@@ -63,15 +65,22 @@ impl App {
         let store = Store::connect(&config.database_url, !config.skip_migrations).await?;
         let secret = jwt::load_or_generate_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
         let ttl = chrono::Duration::seconds(i64::try_from(config.jwt_ttl).unwrap_or(86_400));
+        let (redis, events) = match &config.redis_url {
+            Some(url) => {
+                let client = redis::Client::open(url.as_str()).context("parsing REDIS_URL")?;
+                let manager = connect_redis(client.clone()).await?;
+                let events = EventBus::redis(client, manager.clone()).await?;
+                (Some(manager), events)
+            }
+            None => (None, EventBus::in_process()),
+        };
+        let events = Arc::new(events);
         let auth = Authenticator::new(
             JwtKeys::new(&secret, ttl),
             store.sessions.clone(),
             clock.clone(),
+            events.clone(),
         );
-        let redis = match &config.redis_url {
-            Some(url) => Some(connect_redis(url).await?),
-            None => None,
-        };
         Ok(Self {
             otp_key: OtpKey::derive(&secret),
             otp_policy: IssuePolicy::default(),
@@ -82,6 +91,7 @@ impl App {
                 pro: config.pro_daily_limit,
             },
             redis,
+            events,
             auth,
             store,
             clock,
@@ -90,8 +100,7 @@ impl App {
     }
 }
 
-async fn connect_redis(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
-    let client = redis::Client::open(url).context("parsing REDIS_URL")?;
+async fn connect_redis(client: redis::Client) -> anyhow::Result<redis::aio::ConnectionManager> {
     // Fail fast: a command waits at most 2 s, and a lost connection is retried in the
     // background by the manager rather than stalling requests.
     let config = redis::aio::ConnectionManagerConfig::new()
@@ -256,4 +265,42 @@ pub async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutting down: no new connections; finishing requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_problem_json() {
+        #[allow(clippy::panic)]
+        async fn boom() -> &'static str {
+            panic!("handler bug")
+        }
+        let router = Router::new()
+            .route("/boom", get(boom))
+            .layer(CatchPanicLayer::custom(panic_response));
+        let request = Request::builder().uri("/boom").body(Body::empty());
+        let response = router.oneshot(request.unwrap_or_default()).await;
+        let response = response.unwrap_or_else(|never| match never {});
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers().get("content-type").map(|v| v.as_bytes()),
+            Some(&b"application/problem+json"[..])
+        );
+        let body = response.into_body().collect().await.map(|b| b.to_bytes());
+        let body: serde_json::Value =
+            serde_json::from_slice(&body.unwrap_or_default()).unwrap_or_default();
+        assert_eq!(body["code"], "internal_error");
+        assert!(
+            !body.to_string().contains("handler bug"),
+            "panic messages stay in the log"
+        );
+    }
 }

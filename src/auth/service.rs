@@ -259,7 +259,7 @@ async fn replace_password(
         .sessions
         .set_password_and_restart(&hash, &session)
         .await?;
-    app.auth.forget_user(user.id);
+    app.auth.forget_user(user.id).await;
     let user = User {
         password_hash: Some(hash),
         updated_at: session.created_at,

@@ -7,12 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moka::future::Cache;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::jwt::JwtKeys;
 use super::model::SessionId;
 use super::repo::SessionRepo;
 use crate::clock::Clock;
 use crate::error::{AppError, Result};
+use crate::events::{Delivery, EventBus};
 use crate::users::model::UserId;
 
 /// How long a session's state is trusted before it is checked (and touched) again.
@@ -35,25 +38,51 @@ enum SessionState {
     Dead,
 }
 
+/// The event-bus topic on which revocations reach every process's cache.
+const REVOCATIONS: &str = "sessions.revoked";
+
+/// A revocation as published: one session, or every session of a user.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Revocation {
+    Session(Uuid),
+    User(Uuid),
+}
+
+type SessionCache = Cache<SessionId, SessionState>;
+
 pub struct Authenticator {
     keys: JwtKeys,
     sessions: Arc<dyn SessionRepo>,
     clock: Arc<dyn Clock>,
-    cache: Cache<SessionId, SessionState>,
+    cache: SessionCache,
+    events: Arc<EventBus>,
 }
 
 impl Authenticator {
-    pub fn new(keys: JwtKeys, sessions: Arc<dyn SessionRepo>, clock: Arc<dyn Clock>) -> Self {
+    /// Builds the authenticator and starts the task that applies revocations published by
+    /// any process (it ends when the event bus is dropped).
+    pub fn new(
+        keys: JwtKeys,
+        sessions: Arc<dyn SessionRepo>,
+        clock: Arc<dyn Clock>,
+        events: Arc<EventBus>,
+    ) -> Self {
         let cache = Cache::builder()
             .max_capacity(CAPACITY)
             .time_to_live(RECHECK_AFTER)
             .support_invalidation_closures()
             .build();
+        tokio::spawn(apply_revocations(
+            events.subscribe(REVOCATIONS),
+            cache.clone(),
+        ));
         Self {
             keys,
             sessions,
             clock,
             cache,
+            events,
         }
     }
 
@@ -89,18 +118,47 @@ impl Authenticator {
         }
     }
 
-    /// Forgets what this process knows of one session (after it was revoked).
+    /// Makes every process forget one session, after it was revoked in the database.
     pub async fn forget(&self, session_id: SessionId) {
         self.cache.invalidate(&session_id).await;
+        self.announce(Revocation::Session(session_id.0)).await;
     }
 
-    /// Forgets every cached session of a user (after a password change revoked them all).
-    pub fn forget_user(&self, user_id: UserId) {
-        let result = self.cache.invalidate_entries_if(
-            move |_, state| matches!(state, SessionState::Live(owner) if *owner == user_id),
-        );
-        if let Err(err) = result {
-            tracing::error!(error = %err, "could not invalidate cached sessions");
+    /// Makes every process forget all sessions of a user (after a password change or reset).
+    pub async fn forget_user(&self, user_id: UserId) {
+        forget_user(&self.cache, user_id);
+        self.announce(Revocation::User(user_id.0)).await;
+    }
+
+    async fn announce(&self, revocation: Revocation) {
+        let payload = serde_json::to_string(&revocation).unwrap_or_default();
+        if let Err(err) = self.events.publish(REVOCATIONS, &payload).await {
+            // The database already says revoked; other processes notice within RECHECK_AFTER.
+            tracing::error!(error = %err, "could not announce a session revocation");
+        }
+    }
+}
+
+fn forget_user(cache: &SessionCache, user_id: UserId) {
+    let result = cache.invalidate_entries_if(
+        move |_, state| matches!(state, SessionState::Live(owner) if *owner == user_id),
+    );
+    if let Err(err) = result {
+        tracing::error!(error = %err, "could not invalidate cached sessions");
+    }
+}
+
+/// Applies revocations announced by any process to this process's cache.
+async fn apply_revocations(mut revocations: crate::events::Subscription, cache: SessionCache) {
+    while let Some(delivery) = revocations.recv().await {
+        match delivery {
+            Delivery::Message(payload) => match serde_json::from_str(&payload) {
+                Ok(Revocation::Session(id)) => cache.invalidate(&SessionId(id)).await,
+                Ok(Revocation::User(id)) => forget_user(&cache, UserId(id)),
+                Err(err) => tracing::warn!(error = %err, "ignoring a malformed revocation"),
+            },
+            // Revocations may have been missed: trust nothing cached.
+            Delivery::Gap => cache.invalidate_all(),
         }
     }
 }

@@ -168,7 +168,8 @@ pub struct TestApp {
     pub app: Arc<App>,
     pub router: Router,
     pub clock: Arc<ManualClock>,
-    _db: TestDb,
+    /// The database, owned by the first app of a group (siblings share it).
+    _db: Option<TestDb>,
 }
 
 /// A response, with its body read (as JSON when it is JSON).
@@ -236,7 +237,27 @@ impl TestApp {
             app,
             router,
             clock,
-            _db: db,
+            _db: Some(db),
+        }
+    }
+
+    /// Another process of the same deployment: a second `App` on the same database, with its
+    /// own caches and connections, configured by `configure` on top of the test defaults.
+    pub async fn sibling(&self, configure: impl FnOnce(&mut Config)) -> Self {
+        let mut config = self.app.config.clone();
+        configure(&mut config);
+        let clock = Arc::clone(&self.clock);
+        let app = Arc::new(
+            App::build(config, clock.clone())
+                .await
+                .expect("building the app"),
+        );
+        let router = app::router(app.clone());
+        Self {
+            app,
+            router,
+            clock,
+            _db: None,
         }
     }
 
@@ -372,4 +393,24 @@ fn rand_u32() -> u32 {
 /// rustls needs a process-wide crypto provider before any TLS client is built.
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Polls `check` every 10 ms until it holds, failing the test after `within`.
+pub async fn eventually<F, Fut>(within: std::time::Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+    loop {
+        tick.tick().await;
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+    }
 }

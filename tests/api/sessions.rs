@@ -8,7 +8,9 @@ use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::harness::{Backend, JWT_SECRET, TestApp, random_mobile, token_of};
+use crate::harness::{
+    Backend, JWT_SECRET, TestApp, eventually, postgres_url, random_mobile, redis_url, token_of,
+};
 
 backend_tests!(
     bad_tokens_are_401_with_www_authenticate,
@@ -186,4 +188,51 @@ async fn deleting_a_session_revokes_it_and_only_its_owner_may(backend: Backend) 
         .await
         .assert_problem(401, "unauthorized");
     app.get("/user/me", Some(&mine)).await.assert_status(200);
+}
+
+/// Two processes on one PostgreSQL and Redis: a token revoked on one is refused by the other
+/// long before its cached state would expire (60 s), because the revocation travels on the bus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_reach_every_process_through_redis() {
+    let (Some(_), Some(redis)) = (postgres_url(), redis_url()) else {
+        return;
+    };
+    let a = TestApp::spawn_with(Backend::Postgres, |c| c.redis_url = Some(redis.clone())).await;
+    let b = a.sibling(|c| c.redis_url = Some(redis.clone())).await;
+    let within = std::time::Duration::from_secs(10);
+
+    let mobile = random_mobile();
+    a.signup(&mobile, Some("a password")).await;
+    let login = json!({"mobile_number": mobile, "password": "a password"});
+    let first = token_of(&a.post("/auth/login", None, login.clone()).await);
+    let second = token_of(&a.post("/auth/login", None, login).await);
+    // Process B has both sessions cached as live.
+    b.get("/user/me", Some(&first)).await.assert_status(200);
+    b.get("/user/me", Some(&second)).await.assert_status(200);
+
+    let out = a
+        .request(Method::POST, "/auth/logout", Some(&first), None)
+        .await;
+    assert_eq!(out.status.as_u16(), 204);
+    eventually(within, "B refuses the logged-out token", || async {
+        b.get("/user/me", Some(&first)).await.status.as_u16() == 401
+    })
+    .await;
+    b.get("/user/me", Some(&second)).await.assert_status(200);
+
+    let changed = a
+        .post(
+            "/auth/change-password",
+            Some(&second),
+            json!({"current_password": "a password", "new_password": "another one"}),
+        )
+        .await;
+    let fresh = token_of(&changed);
+    eventually(
+        within,
+        "B refuses tokens older than the password change",
+        || async { b.get("/user/me", Some(&second)).await.status.as_u16() == 401 },
+    )
+    .await;
+    b.get("/user/me", Some(&fresh)).await.assert_status(200);
 }

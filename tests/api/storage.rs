@@ -18,6 +18,7 @@ backend_tests!(
     sessions_touch_list_and_revoke,
     a_password_change_revokes_every_session_and_starts_one,
     usage_is_zero_without_a_row,
+    processes_starting_together_both_come_up,
 );
 
 struct Fixture {
@@ -408,4 +409,13 @@ async fn usage_is_zero_without_a_row(backend: Backend) {
             .expect("usage"),
         0
     );
+}
+
+async fn processes_starting_together_both_come_up(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let starts = (0..3).map(|_| Store::connect(&db.url, true));
+    for started in futures::future::join_all(starts).await {
+        let store = started.expect("every concurrent start migrates or waits");
+        store.health.ping().await.expect("usable");
+    }
 }

@@ -57,11 +57,18 @@ impl SqliteStore {
         Ok(Self { writer, reader })
     }
 
+    /// Applies pending migrations. SQLite has no advisory locks, so the whole run happens
+    /// inside one `BEGIN IMMEDIATE` transaction: a second process starting at the same moment
+    /// waits for the write lock, then finds the migrations applied.
     pub(crate) async fn migrate(&self) -> anyhow::Result<()> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::migrate!("./migrations/sqlite")
-            .run(&self.writer)
+            .run(&mut *tx)
             .await
-            .context("migrating the SQLite database")
+            .context("migrating the SQLite database")?;
+        tx.commit()
+            .await
+            .context("committing the SQLite migrations")
     }
 }
 
