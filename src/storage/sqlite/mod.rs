@@ -42,18 +42,22 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the database folder {}", dir.display()))?;
         }
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
-            .await
-            .with_context(|| format!("opening {url}"))?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.read_only(true))
-            .await
-            .with_context(|| format!("opening {url} for reading"))?;
+        let writer = while_busy(|| {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options.clone())
+        })
+        .await
+        .with_context(|| format!("opening {url}"))?;
+        let reader = while_busy(|| {
+            SqlitePoolOptions::new()
+                .max_connections(READERS)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options.clone().read_only(true))
+        })
+        .await
+        .with_context(|| format!("opening {url} for reading"))?;
         Ok(Self { writer, reader })
     }
 
@@ -77,6 +81,28 @@ impl HealthCheck for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
+    }
+}
+
+/// Runs `op`, again while SQLite refuses it for lack of a lock, for up to about five seconds.
+/// Processes opening a brand-new database file at once race to switch it to WAL, and SQLite
+/// answers `SQLITE_BUSY` to the losers without waiting for the busy timeout.
+async fn while_busy<T, F, Fut>(mut op: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut retries = 0;
+    loop {
+        match op().await {
+            Err(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("5" | "6")) && retries < 50 =>
+            {
+                retries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            result => return result,
+        }
     }
 }
 
