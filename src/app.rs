@@ -63,7 +63,13 @@ impl App {
                 )
             })?;
         let store = Store::connect(&config.database_url, !config.skip_migrations).await?;
-        let secret = jwt::load_or_generate_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
+        let secret = jwt::load_or_generate_secret(
+            config
+                .jwt_secret
+                .as_ref()
+                .map(crate::config::Secret::expose),
+            &config.data_dir,
+        )?;
         let ttl = chrono::Duration::seconds(i64::try_from(config.jwt_ttl).unwrap_or(86_400));
         let (redis, events) = match &config.redis_url {
             Some(url) => {

@@ -59,6 +59,35 @@ pub enum LogFormat {
     Json,
 }
 
+/// A secret setting: `Debug` never shows it, so logging a configuration cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Self(value.to_owned()))
+    }
+}
+
 /// Every setting of a gemchat process.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -93,7 +122,7 @@ pub struct Config {
 
     /// HS256 signing key for tokens; generated once into DATA_DIR when unset (development).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Secret>,
 
     /// Token lifetime in seconds.
     #[arg(long, env = "JWT_TTL", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(60..=31_536_000))]
@@ -117,7 +146,7 @@ pub struct Config {
 
     /// Gemini API key.
     #[arg(long, env = "GEMINI_API_KEY", hide_env_values = true)]
-    pub gemini_api_key: Option<String>,
+    pub gemini_api_key: Option<Secret>,
 
     /// Gemini model.
     #[arg(long, env = "GEMINI_MODEL", default_value = "gemini-2.5-flash")]
@@ -169,11 +198,11 @@ pub struct Config {
 
     /// Stripe secret key; billing is off until it is set.
     #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
-    pub stripe_secret_key: Option<String>,
+    pub stripe_secret_key: Option<Secret>,
 
     /// Stripe webhook signing secrets, comma-separated while one is rolled.
     #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
-    pub stripe_webhook_secret: Option<String>,
+    pub stripe_webhook_secret: Option<Secret>,
 
     /// Stripe Price of the Pro plan.
     #[arg(long, env = "STRIPE_PRICE_ID")]
@@ -278,5 +307,21 @@ mod tests {
         assert_eq!(config.pro_daily_limit, None);
         assert_eq!(config.worker_concurrency, 64);
         assert_eq!(config.max_body_bytes, 65_536);
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let mut config = Config::defaults();
+        config.jwt_secret = Some(Secret::new("super-secret-value"));
+        assert!(!format!("{config:?}").contains("super-secret-value"));
+        assert_eq!(
+            config.jwt_secret.as_ref().map(Secret::expose),
+            Some("super-secret-value")
+        );
     }
 }

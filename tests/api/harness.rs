@@ -159,7 +159,7 @@ impl Drop for TestDb {
 pub fn test_config(db: &TestDb) -> Config {
     let mut config = Config::defaults();
     config.database_url = db.url.clone();
-    config.jwt_secret = Some(JWT_SECRET.into());
+    config.jwt_secret = Some(gemchat::config::Secret::new(JWT_SECRET));
     config.data_dir = std::env::temp_dir().join(format!("gemchat-test-data-{}", Uuid::now_v7()));
     config
 }

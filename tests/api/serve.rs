@@ -125,3 +125,70 @@ async fn sessions_record_the_client_address() {
     let _ = stop.send(());
     server.await.expect("join").expect("clean stop");
 }
+
+/// The binary itself, started in an empty folder with no configuration at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_folder_serves_with_no_configuration_and_stops_on_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+
+    install_crypto();
+    let dir = std::env::temp_dir().join(format!("gemchat-fresh-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gemchat"))
+        .arg("serve")
+        .current_dir(&dir)
+        .env_clear()
+        .env("PORT", "0")
+        .env("LOG_FORMAT", "json")
+        // Empty variables count as unset.
+        .env("JWT_TTL", "")
+        .env("DATABASE_URL", "")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start gemchat");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut warned_about_secret = false;
+    let address = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            let message = event["message"].as_str().unwrap_or_default();
+            warned_about_secret |= message.contains("JWT_SECRET is not set");
+            if message.contains("gemchat is serving") {
+                return event["address"].as_str().map(str::to_owned);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .expect("gemchat announces where it serves");
+    assert!(warned_about_secret, "a generated secret is announced");
+    assert!(dir.join("data/gemchat.db").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            std::fs::metadata(dir.join("data/jwt_secret")).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(mode.ok(), Some(0o600));
+    }
+    let health = reqwest::get(format!("http://{address}/health"))
+        .await
+        .expect("health");
+    assert_eq!(health.status().as_u16(), 200);
+
+    let pid = child.id().expect("running").to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await;
+    assert!(killed.is_ok_and(|s| s.success()));
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops promptly")
+        .expect("exit status");
+    assert!(status.success(), "a clean exit on SIGTERM: {status}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
