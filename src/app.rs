@@ -21,12 +21,16 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::ai::AiProvider;
+use crate::ai::echo::EchoProvider;
+use crate::ai::gemini::GeminiProvider;
 use crate::auth::jwt::{self, JwtKeys};
 use crate::auth::otp::{IssuePolicy, OtpKey};
 use crate::auth::sms::{LogSmsSender, SmsSender};
 use crate::auth::tokens::Authenticator;
+use crate::cache::{ListCache, MemoryListCache, RedisListCache};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{AiProviderKind, Config};
 use crate::error::AppError;
 use crate::events::EventBus;
 use crate::quota::model::QuotaPolicy;
@@ -45,6 +49,8 @@ pub struct App {
     pub quota: QuotaPolicy,
     pub redis: Option<redis::aio::ConnectionManager>,
     pub events: Arc<EventBus>,
+    pub list_cache: Arc<dyn ListCache>,
+    pub ai: Arc<dyn AiProvider>,
 }
 
 impl App {
@@ -81,6 +87,12 @@ impl App {
             None => (None, EventBus::in_process()),
         };
         let events = Arc::new(events);
+        let cache_ttl = std::time::Duration::from_secs(config.chatroom_cache_ttl.max(1));
+        let list_cache: Arc<dyn ListCache> = match &redis {
+            Some(conn) => Arc::new(RedisListCache::new(conn.clone(), cache_ttl)),
+            None => Arc::new(MemoryListCache::new(cache_ttl)),
+        };
+        let ai = ai_provider(&config)?;
         let auth = Authenticator::new(
             JwtKeys::new(&secret, ttl),
             store.sessions.clone(),
@@ -98,11 +110,46 @@ impl App {
             },
             redis,
             events,
+            list_cache,
+            ai,
             auth,
             store,
             clock,
             config,
         })
+    }
+}
+
+/// The configured AI provider: Gemini when a key is set (or `AI_PROVIDER=gemini`), else the
+/// offline `echo` provider, announced loudly.
+fn ai_provider(config: &Config) -> anyhow::Result<Arc<dyn AiProvider>> {
+    let kind = config
+        .ai_provider
+        .unwrap_or(if config.gemini_api_key.is_some() {
+            AiProviderKind::Gemini
+        } else {
+            AiProviderKind::Echo
+        });
+    match kind {
+        AiProviderKind::Gemini => {
+            let key = config
+                .gemini_api_key
+                .clone()
+                .context("AI_PROVIDER=gemini needs GEMINI_API_KEY")?;
+            tracing::info!(model = %config.gemini_model, "AI provider: Gemini");
+            Ok(Arc::new(GeminiProvider::new(
+                &config.gemini_base_url,
+                &config.gemini_model,
+                key,
+            )?))
+        }
+        AiProviderKind::Echo => {
+            tracing::warn!(
+                "AI provider: ECHO (offline). Replies are generated locally and only repeat \
+                 the prompt. Set GEMINI_API_KEY to use Gemini."
+            );
+            Ok(Arc::new(EchoProvider))
+        }
     }
 }
 
@@ -142,6 +189,7 @@ impl Deref for AppState {
     tags(
         (name = "auth", description = "Sign-up, one-time codes, passwords, sessions"),
         (name = "user", description = "The caller's account"),
+        (name = "chatrooms", description = "Chatrooms, messages and AI replies"),
         (name = "operations", description = "Health, readiness, documentation"),
     )
 )]
@@ -169,6 +217,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::auth::routes::router())
         .merge(crate::users::routes::router())
+        .merge(crate::chatrooms::routes::router())
+        .merge(crate::messages::routes::router())
         .merge(crate::ops::routes::router())
         .split_for_parts()
 }

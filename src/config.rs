@@ -20,14 +20,25 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the HTTP API.
+    /// Serve the HTTP API, and run the reply workers in the same process unless --no-workers.
     Serve(ServeArgs),
+    /// Run the reply workers only (to scale out replies separately from the API).
+    Worker(WorkerArgs),
     /// Bring the database schema up to date, then exit.
     Migrate(MigrateArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Serve the API only; replies are produced by `gemchat worker` processes.
+    #[arg(long)]
+    pub no_workers: bool,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
     #[command(flatten)]
     pub config: Config,
 }

@@ -1,12 +1,17 @@
 //! gemchat: a backend for Gemini-style AI chat. `main.rs` parses the command line and calls
 //! [`run`]; everything else lives here, by domain (see the README's map of the code).
 
+pub mod ai;
 pub mod app;
 pub mod auth;
+pub mod cache;
+pub mod chatrooms;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod jobs;
+pub mod messages;
 pub mod ops;
 pub mod quota;
 pub mod storage;
@@ -36,9 +41,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(
                 address = %listener.local_addr().unwrap_or(addr),
                 database = %storage::redact_url(&app.config.database_url),
+                workers = !args.no_workers,
                 "gemchat is serving; API docs at /docs"
             );
-            app::serve(app, listener, app::shutdown_signal()).await
+            let stop = stop_on_signal();
+            let workers = (!args.no_workers).then(|| {
+                tokio::spawn(jobs::worker::run_until_stopped(
+                    Arc::clone(&app),
+                    stop.clone(),
+                ))
+            });
+            let mut http_stop = stop.clone();
+            let served = app::serve(app, listener, async move {
+                let _ = http_stop.wait_for(|stopped| *stopped).await;
+            })
+            .await;
+            if let Some(workers) = workers {
+                workers.await.context("the worker task")?;
+            }
+            served
+        }
+        Command::Worker(args) => {
+            let config = args.config;
+            telemetry::init(config.log_format);
+            let app = Arc::new(app::App::build(config, Arc::new(SystemClock)).await?);
+            jobs::worker::run_until_stopped(app, stop_on_signal()).await;
+            Ok(())
         }
         Command::Migrate(args) => {
             telemetry::init(args.config.log_format);
@@ -47,4 +75,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A flag that turns true on SIGINT or SIGTERM.
+fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        app::shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    rx
 }

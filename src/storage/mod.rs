@@ -9,6 +9,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::auth::repo::{OtpRepo, SessionRepo};
+use crate::chatrooms::repo::ChatroomRepo;
+use crate::jobs::queue::JobQueue;
+use crate::messages::repo::MessageRepo;
 use crate::quota::repo::UsageRepo;
 use crate::users::repo::UserRepo;
 
@@ -63,6 +66,9 @@ pub struct Store {
     pub otps: Arc<dyn OtpRepo>,
     pub sessions: Arc<dyn SessionRepo>,
     pub usage: Arc<dyn UsageRepo>,
+    pub chatrooms: Arc<dyn ChatroomRepo>,
+    pub messages: Arc<dyn MessageRepo>,
+    pub jobs: Arc<dyn JobQueue>,
     pub health: Arc<dyn HealthCheck>,
 }
 
@@ -81,6 +87,9 @@ impl Store {
                 otps: store.clone(),
                 sessions: store.clone(),
                 usage: store.clone(),
+                chatrooms: store.clone(),
+                messages: store.clone(),
+                jobs: store.clone(),
                 health: store,
             })
         } else if url.starts_with("sqlite:") {
@@ -94,6 +103,9 @@ impl Store {
                 otps: store.clone(),
                 sessions: store.clone(),
                 usage: store.clone(),
+                chatrooms: store.clone(),
+                messages: store.clone(),
+                jobs: store.clone(),
                 health: store,
             })
         } else {

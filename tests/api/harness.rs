@@ -368,6 +368,39 @@ impl TestApp {
         self.clock.now()
     }
 
+    /// Runs queued jobs one at a time until none is due.
+    pub async fn drain_jobs(&self) -> usize {
+        let mut ran = 0;
+        while gemchat::jobs::worker::run_next(&self.app)
+            .await
+            .expect("running a job")
+        {
+            ran += 1;
+        }
+        ran
+    }
+
+    /// Creates a chatroom and returns its id.
+    pub async fn chatroom(&self, token: &str, name: &str) -> String {
+        let created = self
+            .post("/chatroom", Some(token), json!({"name": name}))
+            .await;
+        let id = created.assert_status(201)["id"].as_str().map(str::to_owned);
+        id.expect("a chatroom id")
+    }
+
+    /// Sends a prompt and returns the 202 body.
+    pub async fn send_message(&self, token: &str, room: &str, content: &str) -> Value {
+        let sent = self
+            .post(
+                &format!("/chatroom/{room}/message"),
+                Some(token),
+                json!({"content": content}),
+            )
+            .await;
+        sent.assert_status(202).clone()
+    }
+
     /// Lets the send cooldown pass.
     pub fn after_cooldown(&self) {
         self.clock.advance(chrono::Duration::seconds(31));

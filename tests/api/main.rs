@@ -5,6 +5,7 @@
 mod harness;
 
 mod auth;
+mod chat;
 mod edge;
 mod serve;
 mod sessions;

@@ -1,6 +1,7 @@
 //! The PostgreSQL adapter: production and scale-out. One pool shared by every repository.
 
 mod auth;
+mod chat;
 mod usage;
 mod users;
 
@@ -18,6 +19,10 @@ const MAX_CONNECTIONS: u32 = 16;
 
 pub(crate) struct PgStore {
     pool: PgPool,
+    /// Wakes this process's worker when this process queued work (no round trip).
+    local_jobs: tokio::sync::Notify,
+    /// The worker's `LISTEN gemchat_jobs` connection, opened on first wait.
+    jobs_listener: tokio::sync::Mutex<Option<sqlx::postgres::PgListener>>,
 }
 
 impl PgStore {
@@ -29,7 +34,11 @@ impl PgStore {
             .connect(url)
             .await
             .with_context(|| format!("connecting to {}", super::redact_url(url)))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            local_jobs: tokio::sync::Notify::new(),
+            jobs_listener: tokio::sync::Mutex::new(None),
+        })
     }
 
     /// Applies pending migrations. sqlx holds a PostgreSQL advisory lock while it migrates, so

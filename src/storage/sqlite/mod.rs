@@ -3,6 +3,7 @@
 //! Timestamps are stored as integer microseconds since the Unix epoch.
 
 mod auth;
+mod chat;
 mod usage;
 mod users;
 
@@ -23,6 +24,8 @@ const READERS: u32 = 4;
 pub(crate) struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Wakes the worker when work was queued or a chatroom's next job became first in line.
+    local_jobs: tokio::sync::Notify,
 }
 
 impl SqliteStore {
@@ -58,7 +61,11 @@ impl SqliteStore {
         })
         .await
         .with_context(|| format!("opening {url} for reading"))?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            local_jobs: tokio::sync::Notify::new(),
+        })
     }
 
     /// Applies pending migrations. SQLite has no advisory locks, so the whole run happens

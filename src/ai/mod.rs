@@ -1,0 +1,59 @@
+//! The AI provider port: a conversation in, a stream of text deltas out. Adapters: `gemini`
+//! (Google's REST API) and `echo` (offline, for development).
+
+pub mod echo;
+pub mod gemini;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+use crate::messages::model::{ReplyMeta, Role};
+
+/// One turn of the conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    pub role: Role,
+    pub text: String,
+}
+
+/// What the model is asked: a system instruction and the conversation, ending with the
+/// prompt to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    pub system: String,
+    pub turns: Vec<Turn>,
+}
+
+/// A piece of a streamed reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chunk {
+    Delta(String),
+    /// The reply ended normally.
+    Done(ReplyMeta),
+}
+
+/// Why a reply could not be produced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AiError {
+    /// Worth another attempt (rate limit, overload, timeout, dropped stream).
+    #[error("{kind}: {message}")]
+    Retryable {
+        kind: &'static str,
+        message: String,
+        /// The provider's own retry delay, when it gave one.
+        retry_after: Option<Duration>,
+    },
+    /// The same request would fail again (rejected, blocked, misconfigured).
+    #[error("{code}: {message}")]
+    Permanent { code: &'static str, message: String },
+}
+
+pub type ReplyStream = BoxStream<'static, Result<Chunk, AiError>>;
+
+#[async_trait]
+pub trait AiProvider: Send + Sync {
+    /// Starts a reply. Errors before the first chunk come back here; later ones in the stream.
+    async fn stream_reply(&self, conversation: Conversation) -> Result<ReplyStream, AiError>;
+}

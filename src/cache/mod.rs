@@ -1,0 +1,32 @@
+//! The chatroom-list cache port and its adapters (in-process, Redis).
+//!
+//! Entries are versioned per user so a stale list can never be stored: a reader gets the
+//! current version with its miss, and its later `put` lands under that version only.
+//! An invalidation moves the version on, so a list read from the database before a write is
+//! stored (if at all) where nobody looks. A cache failure is a miss, never an error.
+
+mod memory;
+mod redis;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use memory::MemoryListCache;
+pub use redis::RedisListCache;
+
+use crate::users::model::UserId;
+
+/// The version a missed entry must be stored under.
+pub type Version = u64;
+
+#[async_trait]
+pub trait ListCache: Send + Sync {
+    /// The cached list of `user`, or the version to store one under.
+    async fn get(&self, user: UserId) -> Result<Bytes, Version>;
+
+    /// Stores `list` for `user` if no invalidation happened since `get` returned `version`.
+    async fn put(&self, user: UserId, version: Version, list: Bytes);
+
+    /// Drops the user's list on every process; the next `get` misses.
+    async fn invalidate(&self, user: UserId);
+}

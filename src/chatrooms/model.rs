@@ -1,0 +1,110 @@
+//! Chatroom domain types.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::users::model::UserId;
+
+/// A chatroom's id (UUIDv7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ChatroomId(pub Uuid);
+
+impl ChatroomId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl Default for ChatroomId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for ChatroomId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A chatroom name: 1 to 100 characters after trimming, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatroomName(String);
+
+impl ChatroomName {
+    pub const MAX_CHARS: usize = 100;
+
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let trimmed = input.trim();
+        match trimmed.chars().count() {
+            0 => Err("must not be empty".into()),
+            n if n > Self::MAX_CHARS => {
+                Err(format!("must be at most {} characters", Self::MAX_CHARS))
+            }
+            _ if trimmed.chars().any(char::is_control) => {
+                Err("must not contain control characters".into())
+            }
+            _ => Ok(Self(trimmed.to_owned())),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chatroom {
+    pub id: ChatroomId,
+    pub user_id: UserId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_message_at: Option<DateTime<Utc>>,
+}
+
+/// A chatroom as clients see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Chatroom)]
+pub struct ChatroomView {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// `null` until the first message.
+    pub last_message_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Chatroom> for ChatroomView {
+    fn from(room: &Chatroom) -> Self {
+        Self {
+            id: room.id.0,
+            name: room.name.clone(),
+            created_at: room.created_at,
+            updated_at: room.updated_at,
+            last_message_at: room.last_message_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(
+            ChatroomName::parse("  Trip ").map(|n| n.0),
+            Ok("Trip".into())
+        );
+        assert!(ChatroomName::parse(" \t ").is_err());
+        assert!(ChatroomName::parse(&"n".repeat(101)).is_err());
+        assert!(ChatroomName::parse(&"ñ".repeat(100)).is_ok());
+        assert!(ChatroomName::parse("a\nb").is_err());
+    }
+}

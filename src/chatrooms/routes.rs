@@ -1,0 +1,136 @@
+//! HTTP handlers of `/chatroom` and `/chatroom/{id}`.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::model::{ChatroomId, ChatroomView};
+use super::service;
+use crate::app::AppState;
+use crate::auth::extract::AuthUser;
+use crate::error::{AppJson, AppPath, Problem, Result};
+use crate::messages::model::MessageView;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_chatroom, list_chatrooms))
+        .routes(routes!(get_chatroom, rename_chatroom, delete_chatroom))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChatroomRequest {
+    /// 1 to 100 characters after trimming.
+    #[schema(example = "Trip to Goa")]
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatroomListResponse {
+    /// Newest activity first.
+    pub chatrooms: Vec<ChatroomView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatroomWithMessages {
+    #[serde(flatten)]
+    pub chatroom: ChatroomView,
+    /// The latest 50, oldest first.
+    pub messages: Vec<MessageView>,
+}
+
+/// Creates a chatroom (at most 1,000 per user).
+#[utoipa::path(post, path = "/chatroom", tag = "chatrooms", security(("bearer" = [])),
+    request_body = ChatroomRequest,
+    responses(
+        (status = 201, body = ChatroomView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` (also past 1,000 chatrooms)", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_chatroom(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+    AppJson(body): AppJson<ChatroomRequest>,
+) -> Result<(StatusCode, AppJson<ChatroomView>)> {
+    let room = service::create(&state, who.user_id, &body.name).await?;
+    Ok((StatusCode::CREATED, AppJson(ChatroomView::from(&room))))
+}
+
+/// The caller's chatrooms, newest activity first (cached, never stale for its owner).
+#[utoipa::path(get, path = "/chatroom", tag = "chatrooms", security(("bearer" = [])),
+    responses(
+        (status = 200, body = ChatroomListResponse),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_chatrooms(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+) -> Result<Response> {
+    let body = service::list_json(&state, who.user_id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// A chatroom with its latest 50 messages.
+#[utoipa::path(get, path = "/chatroom/{id}", tag = "chatrooms", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Chatroom id")),
+    responses(
+        (status = 200, body = ChatroomWithMessages),
+        (status = 400, description = "`malformed_request`: not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_chatroom(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<AppJson<ChatroomWithMessages>> {
+    let (room, messages) = service::get_with_messages(&state, who.user_id, ChatroomId(id)).await?;
+    Ok(AppJson(ChatroomWithMessages {
+        chatroom: ChatroomView::from(&room),
+        messages: messages.iter().map(MessageView::from).collect(),
+    }))
+}
+
+/// Renames a chatroom.
+#[utoipa::path(patch, path = "/chatroom/{id}", tag = "chatrooms", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Chatroom id")),
+    request_body = ChatroomRequest,
+    responses(
+        (status = 200, body = ChatroomView),
+        (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn rename_chatroom(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(body): AppJson<ChatroomRequest>,
+) -> Result<AppJson<ChatroomView>> {
+    let room = service::rename(&state, who.user_id, ChatroomId(id), &body.name).await?;
+    Ok(AppJson(ChatroomView::from(&room)))
+}
+
+/// Deletes a chatroom with its messages.
+#[utoipa::path(delete, path = "/chatroom/{id}", tag = "chatrooms", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Chatroom id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn delete_chatroom(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<StatusCode> {
+    service::delete(&state, who.user_id, ChatroomId(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,103 @@
+//! Chatroom use cases. The list is cached per user (see `crate::cache`) and invalidated by
+//! every write that changes it, on every process.
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::model::{Chatroom, ChatroomId, ChatroomName, ChatroomView};
+use crate::app::App;
+use crate::error::{AppError, Result};
+use crate::messages::model::Message;
+use crate::users::model::UserId;
+
+/// The most chatrooms one user may own.
+pub const MAX_PER_USER: u32 = 1_000;
+
+/// Messages shown with a chatroom.
+pub const RECENT_MESSAGES: u32 = 50;
+
+fn parse_name(name: &str) -> Result<ChatroomName> {
+    ChatroomName::parse(name).map_err(|why| AppError::invalid("name", &why))
+}
+
+pub async fn create(app: &App, user: UserId, name: &str) -> Result<Chatroom> {
+    let name = parse_name(name)?;
+    let now = app.clock.now();
+    let room = Chatroom {
+        id: ChatroomId::new(),
+        user_id: user,
+        name: name.as_str().to_owned(),
+        created_at: now,
+        updated_at: now,
+        last_message_at: None,
+    };
+    if !app.store.chatrooms.create(&room, MAX_PER_USER).await? {
+        return Err(AppError::invalid(
+            "name",
+            &format!("a user may own at most {MAX_PER_USER} chatrooms; delete one first"),
+        ));
+    }
+    app.list_cache.invalidate(user).await;
+    Ok(room)
+}
+
+#[derive(Serialize)]
+struct ListBody {
+    chatrooms: Vec<ChatroomView>,
+}
+
+/// The user's chatrooms as the JSON body of `GET /chatroom`, from the cache when it has them.
+pub async fn list_json(app: &App, user: UserId) -> Result<Bytes> {
+    let version = match app.list_cache.get(user).await {
+        Ok(cached) => return Ok(cached),
+        Err(version) => version,
+    };
+    let rooms = app.store.chatrooms.list(user).await?;
+    let body = ListBody {
+        chatrooms: rooms.iter().map(ChatroomView::from).collect(),
+    };
+    let bytes = Bytes::from(serde_json::to_vec(&body).map_err(anyhow::Error::from)?);
+    app.list_cache.put(user, version, bytes.clone()).await;
+    Ok(bytes)
+}
+
+/// The chatroom, or 404 whether it does not exist or is someone else's.
+pub async fn find(app: &App, user: UserId, id: ChatroomId) -> Result<Chatroom> {
+    app.store
+        .chatrooms
+        .find(user, id)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+/// The chatroom with its latest messages, oldest first.
+pub async fn get_with_messages(
+    app: &App,
+    user: UserId,
+    id: ChatroomId,
+) -> Result<(Chatroom, Vec<Message>)> {
+    let room = find(app, user, id).await?;
+    let mut messages = app.store.messages.page(id, None, RECENT_MESSAGES).await?;
+    messages.reverse();
+    Ok((room, messages))
+}
+
+pub async fn rename(app: &App, user: UserId, id: ChatroomId, name: &str) -> Result<Chatroom> {
+    let name = parse_name(name)?;
+    let room = app
+        .store
+        .chatrooms
+        .rename(user, id, name.as_str(), app.clock.now())
+        .await?
+        .ok_or(AppError::NotFound)?;
+    app.list_cache.invalidate(user).await;
+    Ok(room)
+}
+
+pub async fn delete(app: &App, user: UserId, id: ChatroomId) -> Result<()> {
+    if !app.store.chatrooms.delete(user, id).await? {
+        return Err(AppError::NotFound);
+    }
+    app.list_cache.invalidate(user).await;
+    Ok(())
+}

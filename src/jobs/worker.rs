@@ -1,0 +1,291 @@
+//! The reply worker: claims jobs (up to `WORKER_CONCURRENCY` in flight, as async tasks),
+//! keeps their leases renewed, streams each reply from the AI provider to the chatroom's
+//! listeners, and writes the result once. `run_next` runs a single job, for tests.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use super::queue::ClaimedJob;
+use super::retry;
+use crate::ai::{AiError, Chunk, Conversation, Turn};
+use crate::app::App;
+use crate::messages::events::{self, RoomEvent};
+use crate::messages::model::{Message, MessageError};
+
+/// The longest a worker sleeps without looking for due jobs (a safety net for lost wake-ups).
+const MAX_IDLE: Duration = Duration::from_secs(5);
+/// How long jobs in flight may take to finish after shutdown begins before they are handed back.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How one attempt at a job ended.
+enum Attempt {
+    Finished,
+    /// This run lost its lease (it took too long or the database was unreachable); another
+    /// run owns the job now.
+    LostLease,
+}
+
+/// Claims one due job, if any, and runs it to the end. Returns whether there was one.
+pub async fn run_next(app: &Arc<App>) -> anyhow::Result<bool> {
+    let claimed = app.store.jobs.claim(app.clock.now(), lease(app), 1).await?;
+    let Some(job) = claimed.into_iter().next() else {
+        return Ok(false);
+    };
+    run_job(Arc::clone(app), job).await;
+    Ok(true)
+}
+
+fn lease(app: &App) -> Duration {
+    Duration::from_secs(app.config.job_lease_seconds)
+}
+
+/// Runs jobs until `stop` becomes true; then claims nothing more, lets the jobs in flight
+/// finish for up to [`SHUTDOWN_GRACE`], and hands back the rest.
+pub async fn run_until_stopped(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let concurrency = app.config.worker_concurrency as usize;
+    let mut in_flight: JoinSet<()> = JoinSet::new();
+    let mut held: HashMap<tokio::task::Id, ClaimedJob> = HashMap::new();
+    tracing::info!(concurrency, "reply worker started");
+    while !*stop.borrow() {
+        let free = concurrency.saturating_sub(in_flight.len());
+        let mut claimed_all = false;
+        if free > 0 {
+            let free_u32 = u32::try_from(free).unwrap_or(u32::MAX);
+            match app
+                .store
+                .jobs
+                .claim(app.clock.now(), lease(&app), free_u32)
+                .await
+            {
+                Ok(jobs) => {
+                    claimed_all = jobs.len() == free;
+                    for job in jobs {
+                        let handle = in_flight.spawn(run_job(Arc::clone(&app), job.clone()));
+                        held.insert(handle.id(), job);
+                    }
+                }
+                Err(err) => tracing::error!(error = %err, "cannot claim jobs"),
+            }
+        }
+        if claimed_all {
+            continue;
+        }
+        let idle = if free > 0 {
+            idle_wait(&app).await
+        } else {
+            MAX_IDLE
+        };
+        tokio::select! {
+            _ = stop.changed() => {}
+            Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                forget_finished(&mut held, done);
+            }
+            () = app.store.jobs.wait_for_work(idle), if free > 0 => {}
+        }
+    }
+    tracing::info!(in_flight = in_flight.len(), "reply worker stopping");
+    let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+    tokio::pin!(grace);
+    while !in_flight.is_empty() {
+        tokio::select! {
+            Some(done) = in_flight.join_next_with_id() => forget_finished(&mut held, done),
+            () = &mut grace => break,
+        }
+    }
+    in_flight.abort_all();
+    while let Some(done) = in_flight.join_next_with_id().await {
+        forget_finished(&mut held, done);
+    }
+    for job in held.into_values() {
+        match app.store.jobs.release(&job, app.clock.now()).await {
+            Ok(()) => tracing::info!(job_id = %job.id.0, "handed a job back"),
+            Err(err) => {
+                tracing::warn!(error = %err, job_id = %job.id.0, "could not hand a job back; its lease will lapse")
+            }
+        }
+    }
+    tracing::info!("reply worker stopped");
+}
+
+/// Drops the record of a job whose task ended on its own (not aborted).
+fn forget_finished(
+    held: &mut HashMap<tokio::task::Id, ClaimedJob>,
+    done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
+) {
+    match done {
+        Ok((id, ())) => {
+            held.remove(&id);
+        }
+        Err(err) if err.is_panic() => {
+            tracing::error!(error = %err, "a reply task panicked; its lease will lapse and it runs again");
+            held.remove(&err.id());
+        }
+        // Aborted: still held, handed back by the caller.
+        Err(_) => {}
+    }
+}
+
+/// How long to wait for work: until the next scheduled job, at most [`MAX_IDLE`].
+async fn idle_wait(app: &App) -> Duration {
+    match app.store.jobs.next_run_at().await {
+        Ok(Some(next)) => (next - app.clock.now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_IDLE),
+        _ => MAX_IDLE,
+    }
+}
+
+/// Runs one claimed job, renewing its lease meanwhile.
+async fn run_job(app: Arc<App>, job: ClaimedJob) {
+    let span = tracing::info_span!(
+        "reply",
+        job_id = %job.id.0,
+        message_id = %job.reply_id,
+        chatroom_id = %job.chatroom_id,
+        attempt = job.attempts,
+    );
+    async {
+        let renewals = keep_lease(&app, &job);
+        let attempt = tokio::select! {
+            result = attempt(&app, &job) => result,
+            () = renewals => Ok(Attempt::LostLease),
+        };
+        match attempt {
+            Ok(Attempt::Finished) => {}
+            Ok(Attempt::LostLease) => tracing::warn!("lost the job's lease; leaving it to its new owner"),
+            Err(err) => tracing::error!(error = %err, "job failed on storage; it runs again when its lease lapses"),
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Renews the lease every third of its length; returns when the lease is lost.
+async fn keep_lease(app: &App, job: &ClaimedJob) {
+    let lease = lease(app);
+    let mut tick = tokio::time::interval(lease / 3);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let until = app.clock.now() + chrono::Duration::from_std(lease).unwrap_or_default();
+        match app.store.jobs.renew(job, until).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => tracing::warn!(error = %err, "could not renew a lease; trying again"),
+        }
+    }
+}
+
+/// One attempt: generate, then record the outcome.
+async fn attempt(app: &App, job: &ClaimedJob) -> Result<Attempt, crate::storage::StoreError> {
+    let outcome = generate(app, job).await?;
+    let now = app.clock.now();
+    match outcome {
+        Ok(Some(reply)) => {
+            tracing::info!("reply completed");
+            events::publish(app, job.chatroom_id, &RoomEvent::completed(&reply)).await;
+        }
+        Ok(None) => tracing::info!("reply was already finished by another run"),
+        Err(AiError::Retryable {
+            kind,
+            message,
+            retry_after,
+        }) if job.attempts < app.config.job_max_attempts => {
+            let wait = retry::backoff(job.attempts, retry_after, rand::random::<f64>());
+            tracing::warn!(kind, error = %message, retry_in = ?wait, "AI call failed; retrying later");
+            let run_at = now + chrono::Duration::from_std(wait).unwrap_or_default();
+            app.store
+                .jobs
+                .retry_later(job, run_at, &format!("{kind}: {message}"))
+                .await?;
+        }
+        Err(error) => {
+            let error = final_error(&error);
+            tracing::warn!(code = %error.code, error = %error.message, "reply failed");
+            if let Some(reply) = app.store.jobs.fail(job, &error, now).await? {
+                events::publish(app, job.chatroom_id, &RoomEvent::failed(&reply)).await;
+            }
+        }
+    }
+    Ok(Attempt::Finished)
+}
+
+/// What a failed reply tells its user.
+fn final_error(error: &AiError) -> MessageError {
+    match error {
+        AiError::Retryable { message, .. } => MessageError {
+            code: "ai_unavailable".into(),
+            message: format!("The AI service could not answer after several attempts ({message})."),
+        },
+        AiError::Permanent { code, message } => MessageError {
+            code: (*code).into(),
+            message: message.clone(),
+        },
+    }
+}
+
+/// Streams the reply from the provider to the chatroom's listeners and stores it when done.
+/// The outer error is storage; the inner one the provider's.
+async fn generate(
+    app: &App,
+    job: &ClaimedJob,
+) -> Result<Result<Option<Message>, AiError>, crate::storage::StoreError> {
+    let history = app
+        .store
+        .jobs
+        .history(job, app.config.ai_context_messages)
+        .await?;
+    let conversation = Conversation {
+        system: app.config.ai_system_prompt.clone(),
+        turns: history
+            .into_iter()
+            .filter(|m| !m.content.is_empty())
+            .map(|m| Turn {
+                role: m.role,
+                text: m.content,
+            })
+            .collect(),
+    };
+    app.store.jobs.mark_streaming(job, app.clock.now()).await?;
+    let mut stream = match app.ai.stream_reply(conversation).await {
+        Ok(stream) => stream,
+        Err(err) => return Ok(Err(err)),
+    };
+    let mut content = String::new();
+    let mut offset = 0;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(Chunk::Delta(delta)) => {
+                let event = RoomEvent::ReplyDelta {
+                    message_id: job.reply_id.0,
+                    delta: delta.clone(),
+                    offset,
+                };
+                offset += delta.chars().count();
+                content.push_str(&delta);
+                events::publish(app, job.chatroom_id, &event).await;
+            }
+            Ok(Chunk::Done(meta)) => {
+                let reply = app
+                    .store
+                    .jobs
+                    .complete(job, &content, &meta, app.clock.now())
+                    .await?;
+                return Ok(Ok(reply));
+            }
+            Err(err) => return Ok(Err(err)),
+        }
+    }
+    Ok(Err(AiError::Retryable {
+        kind: "dropped_stream",
+        message: "the reply stream ended early".into(),
+        retry_after: None,
+    }))
+}

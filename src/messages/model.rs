@@ -1,0 +1,192 @@
+//! Message domain types.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::chatrooms::model::ChatroomId;
+use crate::users::model::UserId;
+
+/// A message's id (UUIDv7: ordering by id is ordering by time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MessageId(pub Uuid);
+
+impl MessageId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl Default for MessageId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Model,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Model => "model",
+        }
+    }
+
+    pub(crate) fn from_db(value: &str) -> Self {
+        if value == "model" {
+            Self::Model
+        } else {
+            Self::User
+        }
+    }
+}
+
+/// Where a message is in its life. User messages are always `Completed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    Pending,
+    Streaming,
+    Completed,
+    Failed,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Streaming => "streaming",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub(crate) fn from_db(value: &str) -> Self {
+        match value {
+            "pending" => Self::Pending,
+            "streaming" => Self::Streaming,
+            "failed" => Self::Failed,
+            _ => Self::Completed,
+        }
+    }
+
+    /// Completed or failed: nothing more will happen to it.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
+    }
+}
+
+/// Why a reply failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct MessageError {
+    /// Stable code, e.g. `blocked`, `ai_unavailable`, `ai_rejected`.
+    pub code: String,
+    pub message: String,
+}
+
+/// Prompt content: 1 to 8,000 characters after trimming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageContent(String);
+
+impl MessageContent {
+    pub const MAX_CHARS: usize = 8_000;
+
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let trimmed = input.trim();
+        match trimmed.chars().count() {
+            0 => Err("must not be empty".into()),
+            n if n > Self::MAX_CHARS => {
+                Err(format!("must be at most {} characters", Self::MAX_CHARS))
+            }
+            _ => Ok(Self(trimmed.to_owned())),
+        }
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// Generation details kept on a completed reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplyMeta {
+    pub finish_reason: Option<String>,
+    pub model_version: Option<String>,
+    pub prompt_tokens: Option<u32>,
+    pub output_tokens: Option<u32>,
+    pub total_tokens: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: MessageId,
+    pub chatroom_id: ChatroomId,
+    pub user_id: UserId,
+    pub role: Role,
+    pub content: String,
+    pub status: MessageStatus,
+    pub error: Option<MessageError>,
+    /// On a reply: the day whose prompt it took, until given back.
+    pub quota_day: Option<NaiveDate>,
+    pub meta: ReplyMeta,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A message as clients see it (also the data of message events).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = Message)]
+pub struct MessageView {
+    pub id: Uuid,
+    pub chatroom_id: Uuid,
+    pub role: Role,
+    pub content: String,
+    pub status: MessageStatus,
+    pub created_at: DateTime<Utc>,
+    /// Present on failed replies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<MessageError>,
+}
+
+impl From<&Message> for MessageView {
+    fn from(message: &Message) -> Self {
+        Self {
+            id: message.id.0,
+            chatroom_id: message.chatroom_id.0,
+            role: message.role,
+            content: message.content.clone(),
+            status: message.status,
+            created_at: message.created_at,
+            error: message.error.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_is_trimmed_and_bounded() {
+        assert_eq!(MessageContent::parse(" hi ").map(|c| c.0), Ok("hi".into()));
+        assert!(MessageContent::parse("  \n ").is_err());
+        assert!(MessageContent::parse(&"x".repeat(8_001)).is_err());
+        assert!(MessageContent::parse(&"я".repeat(8_000)).is_ok());
+    }
+}

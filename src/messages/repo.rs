@@ -1,0 +1,71 @@
+//! The messages storage port, including the one transaction that accepts a prompt.
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::model::{Message, MessageId};
+use crate::chatrooms::model::ChatroomId;
+use crate::jobs::queue::JobId;
+use crate::quota::model::QuotaPolicy;
+use crate::storage::StoreError;
+use crate::users::model::{Tier, UserId};
+
+/// A prompt to accept: the user's message, the pending reply, and the job that produces it.
+#[derive(Debug, Clone)]
+pub struct NewPrompt {
+    pub prompt: Message,
+    pub reply: Message,
+    pub job_id: JobId,
+    pub day: NaiveDate,
+    pub now: DateTime<Utc>,
+}
+
+/// What became of a prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptOutcome {
+    /// Stored and queued; `used` prompts of `limit` are taken today.
+    Accepted { used: u32, limit: Option<u32> },
+    /// Nothing stored: the daily limit of the user's tier is reached.
+    LimitReached { limit: u32, tier: Tier },
+    /// Nothing stored: no such chatroom of this user.
+    ChatroomNotFound,
+}
+
+#[async_trait]
+pub trait MessageRepo: Send + Sync {
+    /// In one transaction: takes one prompt from the owner's quota for `day` (by the tier read
+    /// in the same transaction), stores the prompt and the pending reply, queues the job and
+    /// bumps the chatroom's activity. Either all of it happens or none.
+    async fn insert_prompt_with_reply_job(
+        &self,
+        new: &NewPrompt,
+        quota: &QuotaPolicy,
+    ) -> Result<PromptOutcome, StoreError>;
+
+    /// Up to `limit` messages of the chatroom older than `before` (all when `None`), newest
+    /// first. The caller has checked the chatroom belongs to the user.
+    async fn page(
+        &self,
+        chatroom: ChatroomId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError>;
+
+    async fn find(
+        &self,
+        user: UserId,
+        chatroom: ChatroomId,
+        id: MessageId,
+    ) -> Result<Option<Message>, StoreError>;
+
+    /// Puts a failed reply back in the queue (status `pending`, a new job); false when the
+    /// reply is not a failed reply of this user's chatroom.
+    async fn requeue_failed(
+        &self,
+        user: UserId,
+        chatroom: ChatroomId,
+        reply: MessageId,
+        job_id: JobId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}

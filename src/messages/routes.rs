@@ -1,0 +1,188 @@
+//! HTTP handlers of a chatroom's messages: history, sending, retrying.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::model::{MessageId, MessageView};
+use super::service::{self, Accepted};
+use crate::app::AppState;
+use crate::auth::extract::AuthUser;
+use crate::chatrooms::model::ChatroomId;
+use crate::error::{AppError, AppJson, AppPath, AppQuery, Problem, Result};
+use crate::quota::model::Usage;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_messages))
+        .routes(routes!(send_message))
+        .routes(routes!(retry_reply))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Only messages older than this one (the `next_before` of the previous page).
+    pub before: Option<Uuid>,
+    /// 1 to 100; default 50.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryResponse {
+    /// Oldest first.
+    pub messages: Vec<MessageView>,
+    /// The cursor of the next older page, or `null` at the beginning.
+    pub next_before: Option<Uuid>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SendMessageRequest {
+    /// 1 to 8,000 characters after trimming. `message` is accepted as an alias.
+    #[serde(alias = "message")]
+    #[schema(example = "Plan a three-day trip to Goa")]
+    pub content: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SendQuery {
+    /// Hold the response until the reply is completed or failed.
+    pub wait: Option<bool>,
+    /// Seconds to wait, 1 to 60 (default 30).
+    pub timeout: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageAccepted {
+    /// The user's message.
+    pub message: MessageView,
+    /// The model's reply: `pending`, or final when the request waited for it.
+    pub reply: MessageView,
+    pub usage: Usage,
+}
+
+/// A page of a chatroom's history.
+#[utoipa::path(get, path = "/chatroom/{id}/messages", tag = "chatrooms", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Chatroom id"), HistoryQuery),
+    responses(
+        (status = 200, body = HistoryResponse),
+        (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: limit out of range", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_messages(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+    AppPath(id): AppPath<Uuid>,
+    AppQuery(query): AppQuery<HistoryQuery>,
+) -> Result<AppJson<HistoryResponse>> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(AppError::invalid("limit", "must be 1 to 100"));
+    }
+    let page = service::page(
+        &state,
+        who.user_id,
+        ChatroomId(id),
+        query.before.map(MessageId),
+        limit,
+    )
+    .await?;
+    Ok(AppJson(HistoryResponse {
+        messages: page.messages.iter().map(MessageView::from).collect(),
+        next_before: page.next_before.map(|m| m.0),
+    }))
+}
+
+/// Sends a prompt. The reply is produced asynchronously and streamed on `/events`.
+#[utoipa::path(post, path = "/chatroom/{id}/message", tag = "chatrooms", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Chatroom id"), SendQuery),
+    request_body = SendMessageRequest,
+    responses(
+        (status = 200, description = "With `wait=true`: the reply finished in time", body = MessageAccepted),
+        (status = 202, description = "Accepted; carries `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` on limited plans", body = MessageAccepted),
+        (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`daily_limit_reached`, with `Retry-After` (seconds to UTC midnight)", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn send_message(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+    AppPath(id): AppPath<Uuid>,
+    AppQuery(query): AppQuery<SendQuery>,
+    AppJson(body): AppJson<SendMessageRequest>,
+) -> Result<Response> {
+    let wait = match (query.wait.unwrap_or(false), query.timeout) {
+        (false, None) => None,
+        (false, Some(_)) => {
+            return Err(AppError::invalid("timeout", "only applies with wait=true"));
+        }
+        (true, None) => Some(Duration::from_secs(30)),
+        (true, Some(secs)) if (1..=60).contains(&secs) => Some(Duration::from_secs(secs)),
+        (true, Some(_)) => return Err(AppError::invalid("timeout", "must be 1 to 60 seconds")),
+    };
+    let accepted = service::send(&state, who.user_id, ChatroomId(id), &body.content, wait).await?;
+    Ok(accepted_response(accepted, state.clock.now()))
+}
+
+/// Queues a failed reply again; it does not count against the daily limit.
+#[utoipa::path(post, path = "/chatroom/{id}/messages/{message_id}/retry", tag = "chatrooms",
+    security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "Chatroom id"),
+        ("message_id" = Uuid, Path, description = "The failed reply's id"),
+    ),
+    responses(
+        (status = 202, body = MessageAccepted),
+        (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`not_retryable`: the message is not a failed reply", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn retry_reply(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+    AppPath((id, message_id)): AppPath<(Uuid, Uuid)>,
+) -> Result<Response> {
+    let accepted =
+        service::retry(&state, who.user_id, ChatroomId(id), MessageId(message_id)).await?;
+    Ok(accepted_response(accepted, state.clock.now()))
+}
+
+fn accepted_response(accepted: Accepted, now: chrono::DateTime<chrono::Utc>) -> Response {
+    let status = if accepted.reply.status.is_final() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let headers = rate_limit_headers(&accepted.usage, now);
+    let body = MessageAccepted {
+        message: MessageView::from(&accepted.prompt),
+        reply: MessageView::from(&accepted.reply),
+        usage: accepted.usage,
+    };
+    (status, headers, AppJson(body)).into_response()
+}
+
+/// `RateLimit-*` headers for a limited plan (an unlimited plan has no limit to report).
+fn rate_limit_headers(usage: &Usage, now: chrono::DateTime<chrono::Utc>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let (Some(limit), Some(remaining)) = (usage.daily_limit, usage.remaining) {
+        let reset = (usage.resets_at - now).num_seconds().max(0);
+        headers.insert("ratelimit-limit", HeaderValue::from(limit));
+        headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
+        headers.insert("ratelimit-reset", HeaderValue::from(reset));
+    }
+    headers
+}

@@ -1,0 +1,237 @@
+//! Message use cases: sending a prompt (quota, one transaction, optional wait for the reply),
+//! reading history, and retrying a failed reply.
+
+use std::time::Duration;
+
+use super::events::{self, RoomEvent};
+use super::model::{Message, MessageContent, MessageId, MessageStatus, ReplyMeta, Role};
+use super::repo::{NewPrompt, PromptOutcome};
+use crate::app::App;
+use crate::auth::otp::retry_after_secs;
+use crate::chatrooms::model::ChatroomId;
+use crate::chatrooms::service as chatrooms;
+use crate::error::{AppError, Result};
+use crate::events::Delivery;
+use crate::jobs::queue::JobId;
+use crate::quota::model::{Usage, day_of, next_reset};
+use crate::users::model::{Tier, UserId};
+
+/// A prompt accepted for a reply.
+pub struct Accepted {
+    pub prompt: Message,
+    /// The reply: pending, or final when the caller waited and it finished in time.
+    pub reply: Message,
+    pub usage: Usage,
+}
+
+/// Sends `content` to the chatroom. With `wait`, holds until the reply is final or the wait
+/// is over.
+pub async fn send(
+    app: &App,
+    user: UserId,
+    room: ChatroomId,
+    content: &str,
+    wait: Option<Duration>,
+) -> Result<Accepted> {
+    let content =
+        MessageContent::parse(content).map_err(|why| AppError::invalid("content", &why))?;
+    let now = app.clock.now();
+    let day = day_of(now);
+    let prompt = Message {
+        id: MessageId::new(),
+        chatroom_id: room,
+        user_id: user,
+        role: Role::User,
+        content: content.into_inner(),
+        status: MessageStatus::Completed,
+        error: None,
+        quota_day: None,
+        meta: ReplyMeta::default(),
+        created_at: now,
+        updated_at: now,
+    };
+    let reply = Message {
+        id: MessageId::new(),
+        role: Role::Model,
+        content: String::new(),
+        status: MessageStatus::Pending,
+        quota_day: Some(day),
+        ..prompt.clone()
+    };
+    // Listen before writing, so a reply that finishes at once is not missed.
+    let subscription = wait.map(|_| app.events.subscribe(&events::topic(room)));
+    let new = NewPrompt {
+        prompt,
+        reply,
+        job_id: JobId::new(),
+        day,
+        now,
+    };
+    let (used, limit) = match app
+        .store
+        .messages
+        .insert_prompt_with_reply_job(&new, &app.quota)
+        .await?
+    {
+        PromptOutcome::Accepted { used, limit } => (used, limit),
+        PromptOutcome::ChatroomNotFound => return Err(AppError::NotFound),
+        PromptOutcome::LimitReached { limit, tier } => {
+            return Err(limit_reached(limit, tier, now));
+        }
+    };
+    app.list_cache.invalidate(user).await;
+    events::publish(app, room, &RoomEvent::created(&new.prompt)).await;
+    events::publish(app, room, &RoomEvent::created(&new.reply)).await;
+    let mut reply = new.reply;
+    if let (Some(wait), Some(subscription)) = (wait, subscription)
+        && let Some(finished) = wait_for_reply(app, subscription, &reply, wait).await?
+    {
+        reply = finished;
+    }
+    Ok(Accepted {
+        prompt: new.prompt,
+        reply,
+        usage: Usage::new(used, limit, now),
+    })
+}
+
+fn limit_reached(limit: u32, tier: Tier, now: chrono::DateTime<chrono::Utc>) -> AppError {
+    let resets_at = next_reset(now);
+    let plan = match tier {
+        Tier::Basic => "Basic",
+        Tier::Pro => "Pro",
+    };
+    AppError::RateLimited {
+        code: "daily_limit_reached",
+        detail: format!(
+            "Daily limit of {limit} prompts reached on the {plan} plan; it resets at {}.",
+            resets_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        retry_after: retry_after_secs(resets_at - now),
+    }
+}
+
+/// Waits until the reply is completed or failed, or `wait` passes; the final reply if so.
+async fn wait_for_reply(
+    app: &App,
+    mut subscription: crate::events::Subscription,
+    reply: &Message,
+    wait: Duration,
+) -> Result<Option<Message>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, subscription.recv()).await {
+            Ok(Some(Delivery::Message(payload))) => {
+                let finished = serde_json::from_str::<RoomEvent>(&payload)
+                    .is_ok_and(|e| e.is_final() && e.message_id() == Some(reply.id.0));
+                if finished {
+                    break;
+                }
+            }
+            // Events may have been lost: look at the source.
+            Ok(Some(Delivery::Gap)) => {
+                if current(app, reply)
+                    .await?
+                    .is_some_and(|r| r.status.is_final())
+                {
+                    break;
+                }
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Ok(current(app, reply).await?.filter(|r| r.status.is_final()))
+}
+
+async fn current(app: &App, reply: &Message) -> Result<Option<Message>> {
+    Ok(app
+        .store
+        .messages
+        .find(reply.user_id, reply.chatroom_id, reply.id)
+        .await?)
+}
+
+/// A page of history, oldest first, and the cursor of the next older page.
+pub struct Page {
+    pub messages: Vec<Message>,
+    pub next_before: Option<MessageId>,
+}
+
+pub async fn page(
+    app: &App,
+    user: UserId,
+    room: ChatroomId,
+    before: Option<MessageId>,
+    limit: u32,
+) -> Result<Page> {
+    chatrooms::find(app, user, room).await?;
+    let mut messages = app.store.messages.page(room, before, limit + 1).await?;
+    let more = messages.len() > limit as usize;
+    messages.truncate(limit as usize);
+    let next_before = if more {
+        messages.last().map(|m| m.id)
+    } else {
+        None
+    };
+    messages.reverse();
+    Ok(Page {
+        messages,
+        next_before,
+    })
+}
+
+/// Queues a failed reply again. It does not take a prompt from the daily limit.
+pub async fn retry(
+    app: &App,
+    user: UserId,
+    room: ChatroomId,
+    reply_id: MessageId,
+) -> Result<Accepted> {
+    chatrooms::find(app, user, room).await?;
+    let now = app.clock.now();
+    let requeued = app
+        .store
+        .messages
+        .requeue_failed(user, room, reply_id, JobId::new(), now)
+        .await?;
+    if !requeued {
+        return match app.store.messages.find(user, room, reply_id).await? {
+            None => Err(AppError::NotFound),
+            Some(_) => Err(AppError::Conflict {
+                code: "not_retryable",
+                detail: "Only a failed reply can be retried.",
+            }),
+        };
+    }
+    let reply = app
+        .store
+        .messages
+        .find(user, room, reply_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let prompt = app
+        .store
+        .messages
+        .page(room, Some(reply_id), 1)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(AppError::NotFound)?;
+    let usage = usage_now(app, user).await?;
+    events::publish(app, room, &RoomEvent::created(&reply)).await;
+    Ok(Accepted {
+        prompt,
+        reply,
+        usage,
+    })
+}
+
+async fn usage_now(app: &App, user: UserId) -> Result<Usage> {
+    let user = app
+        .store
+        .users
+        .find_by_id(user)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    crate::users::service::usage_of(app, &user).await
+}
