@@ -2,11 +2,13 @@
 //! `backend_tests!` runs on SQLite and, when `TEST_DATABASE_URL` is set (always in CI), on
 //! PostgreSQL.
 
+mod fakes;
 mod harness;
 
 mod auth;
 mod chat;
 mod edge;
+mod gemini;
 mod serve;
 mod sessions;
 mod storage;

@@ -1,0 +1,109 @@
+//! Fakes of outside services that speak their real wire formats over real HTTP (wiremock).
+
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path, query_param};
+use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
+
+pub const GEMINI_KEY: &str = "test-gemini-key";
+pub const GEMINI_MODEL: &str = "gemini-2.5-flash";
+
+/// A Gemini API on a local port.
+pub struct FakeGemini {
+    pub server: MockServer,
+}
+
+impl FakeGemini {
+    pub async fn start() -> Self {
+        Self {
+            server: MockServer::start().await,
+        }
+    }
+
+    pub fn uri(&self) -> String {
+        self.server.uri()
+    }
+
+    /// Matches a streaming call as the adapter must make it: the model's
+    /// `streamGenerateContent` with `alt=sse` and the key in `x-goog-api-key`.
+    pub fn stream_call() -> MockBuilder {
+        Mock::given(method("POST"))
+            .and(path(format!(
+                "/v1beta/models/{GEMINI_MODEL}:streamGenerateContent"
+            )))
+            .and(query_param("alt", "sse"))
+            .and(header("x-goog-api-key", GEMINI_KEY))
+    }
+
+    /// The request bodies Gemini received, in order.
+    pub async fn requests(&self) -> Vec<Value> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+            .collect()
+    }
+}
+
+/// A 200 streaming answer: one SSE event per piece, the last with `finishReason: STOP` and
+/// usage, as Gemini sends them.
+pub fn sse_reply(pieces: &[&str]) -> ResponseTemplate {
+    let mut body = String::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        let last = i + 1 == pieces.len();
+        let mut event = json!({
+            "candidates": [{"content": {"parts": [{"text": piece}], "role": "model"}, "index": 0}],
+            "usageMetadata": {"promptTokenCount": 42, "totalTokenCount": 42},
+            "modelVersion": "gemini-2.5-flash-001",
+        });
+        if last {
+            event["candidates"][0]["finishReason"] = json!("STOP");
+            event["usageMetadata"] =
+                json!({"promptTokenCount": 42, "candidatesTokenCount": 57, "totalTokenCount": 99});
+        }
+        body.push_str(&format!("data: {event}\r\n\r\n"));
+    }
+    ResponseTemplate::new(200)
+        .insert_header("content-type", "text/event-stream")
+        .set_body_string(body)
+}
+
+/// A streaming answer whose prompt was blocked by the safety filters.
+pub fn sse_blocked() -> ResponseTemplate {
+    let event = json!({
+        "promptFeedback": {"blockReason": "SAFETY"},
+        "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12},
+        "modelVersion": "gemini-2.5-flash-001",
+    });
+    ResponseTemplate::new(200)
+        .insert_header("content-type", "text/event-stream")
+        .set_body_string(format!("data: {event}\r\n\r\n"))
+}
+
+/// A Google API error answer.
+pub fn api_error(
+    status: u16,
+    google_status: &str,
+    message: &str,
+    details: Value,
+) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({
+        "error": {"code": status, "message": message, "status": google_status, "details": details}
+    }))
+}
+
+/// A 429 with the `RetryInfo` delay Gemini sends.
+pub fn rate_limited(retry_delay: &str) -> ResponseTemplate {
+    api_error(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "You exceeded your current quota. Please retry in a while.",
+        json!([
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+             "violations": [{"quotaMetric": "generativelanguage.googleapis.com/generate_content_requests",
+                             "quotaId": "GenerateRequestsPerMinutePerProjectPerModel"}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay}
+        ]),
+    )
+}
