@@ -33,6 +33,7 @@ use crate::clock::Clock;
 use crate::config::{AiProviderKind, Config};
 use crate::error::AppError;
 use crate::events::EventBus;
+use crate::events::progress::{MemoryProgress, RedisProgress, ReplyProgress};
 use crate::quota::model::QuotaPolicy;
 use crate::storage::Store;
 
@@ -50,6 +51,7 @@ pub struct App {
     pub redis: Option<redis::aio::ConnectionManager>,
     pub events: Arc<EventBus>,
     pub list_cache: Arc<dyn ListCache>,
+    pub progress: Arc<dyn ReplyProgress>,
     pub ai: Arc<dyn AiProvider>,
 }
 
@@ -88,9 +90,15 @@ impl App {
         };
         let events = Arc::new(events);
         let cache_ttl = std::time::Duration::from_secs(config.chatroom_cache_ttl.max(1));
-        let list_cache: Arc<dyn ListCache> = match &redis {
-            Some(conn) => Arc::new(RedisListCache::new(conn.clone(), cache_ttl)),
-            None => Arc::new(MemoryListCache::new(cache_ttl)),
+        let (list_cache, progress): (Arc<dyn ListCache>, Arc<dyn ReplyProgress>) = match &redis {
+            Some(conn) => (
+                Arc::new(RedisListCache::new(conn.clone(), cache_ttl)),
+                Arc::new(RedisProgress::new(conn.clone())),
+            ),
+            None => (
+                Arc::new(MemoryListCache::new(cache_ttl)),
+                Arc::new(MemoryProgress::default()),
+            ),
         };
         let ai = ai_provider(&config)?;
         let auth = Authenticator::new(
@@ -111,6 +119,7 @@ impl App {
             redis,
             events,
             list_cache,
+            progress,
             ai,
             auth,
             store,

@@ -186,6 +186,7 @@ async fn keep_lease(app: &App, job: &ClaimedJob) {
 /// One attempt: generate, then record the outcome.
 async fn attempt(app: &App, job: &ClaimedJob) -> Result<Attempt, crate::storage::StoreError> {
     let outcome = generate(app, job).await?;
+    app.progress.clear(job.reply_id).await;
     let now = app.clock.now();
     match outcome {
         Ok(Some(reply)) => {
@@ -254,6 +255,8 @@ async fn generate(
             .collect(),
     };
     app.store.jobs.mark_streaming(job, app.clock.now()).await?;
+    // A new attempt streams from the start.
+    app.progress.clear(job.reply_id).await;
     let mut stream = match app.ai.stream_reply(conversation).await {
         Ok(stream) => stream,
         Err(err) => return Ok(Err(err)),
@@ -270,6 +273,9 @@ async fn generate(
                 };
                 offset += delta.chars().count();
                 content.push_str(&delta);
+                // Recorded before it is published: a listener that reads the progress after
+                // subscribing misses nothing (see the events route).
+                app.progress.append(job.reply_id, &delta).await;
                 events::publish(app, job.chatroom_id, &event).await;
             }
             Ok(Chunk::Done(meta)) => {

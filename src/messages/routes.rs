@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -24,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_messages))
         .routes(routes!(send_message))
         .routes(routes!(retry_reply))
+        .routes(routes!(chatroom_events))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -158,6 +160,39 @@ async fn retry_reply(
     let accepted =
         service::retry(&state, who.user_id, ChatroomId(id), MessageId(message_id)).await?;
     Ok(accepted_response(accepted, state.clock.now()))
+}
+
+/// The chatroom's live events (Server-Sent Events): `message.created`, `reply.delta`,
+/// `reply.completed`, `reply.failed`. Every event has an `id`; reconnecting with
+/// `Last-Event-ID` first sends what was missed, including the content so far of replies in
+/// progress. A `reply.delta` carries `offset`, its position in the reply: a delta at offset 0
+/// replaces what the client holds. Keep-alive comments every 15 s.
+#[utoipa::path(get, path = "/chatroom/{id}/events", tag = "chatrooms", security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "Chatroom id"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event"),
+    ),
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn chatroom_events(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+    AppPath(id): AppPath<Uuid>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let last = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .and_then(super::stream::parse_last_event_id);
+    let events = super::stream::open(&state, who.user_id, ChatroomId(id), last).await?;
+    let keep_alive = KeepAlive::new()
+        .interval(Duration::from_secs(15))
+        .text("keep-alive");
+    Ok(Sse::new(events).keep_alive(keep_alive).into_response())
 }
 
 fn accepted_response(accepted: Accepted, now: chrono::DateTime<chrono::Utc>) -> Response {

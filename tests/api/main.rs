@@ -8,6 +8,7 @@ mod harness;
 mod auth;
 mod chat;
 mod edge;
+mod events;
 mod gemini;
 mod serve;
 mod sessions;
