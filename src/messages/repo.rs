@@ -31,6 +31,15 @@ pub enum PromptOutcome {
     ChatroomNotFound,
 }
 
+/// One search result.
+#[derive(Debug, Clone)]
+pub struct SearchHit {
+    pub message: Message,
+    pub chatroom_name: String,
+    /// The match in context, matched words wrapped in `**`.
+    pub snippet: String,
+}
+
 #[async_trait]
 pub trait MessageRepo: Send + Sync {
     /// In one transaction: takes one prompt from the owner's quota for `day` (by the tier read
@@ -57,6 +66,15 @@ pub trait MessageRepo: Send + Sync {
         chatroom: ChatroomId,
         id: MessageId,
     ) -> Result<Option<Message>, StoreError>;
+
+    /// The user's messages matching `query` (words, all required), best matches first, using
+    /// the database's full-text index.
+    async fn search(
+        &self,
+        user: UserId,
+        query: &str,
+        limit: u32,
+    ) -> Result<Vec<SearchHit>, StoreError>;
 
     /// Puts a failed reply back in the queue (status `pending`, a new job); false when the
     /// reply is not a failed reply of this user's chatroom.

@@ -26,6 +26,65 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(send_message))
         .routes(routes!(retry_reply))
         .routes(routes!(chatroom_events))
+        .routes(routes!(search_messages))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// Words to find, 1 to 200 characters. Quotes make a phrase, `-word` excludes a word.
+    pub q: String,
+    /// 1 to 50; default 20.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatroomRef {
+    pub id: Uuid,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResult {
+    pub message: MessageView,
+    pub chatroom: ChatroomRef,
+    /// The match in context; matched words are wrapped in `**`.
+    pub snippet: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResponse {
+    /// Best matches first.
+    pub results: Vec<SearchResult>,
+}
+
+/// Full-text search over the caller's own messages (both roles).
+#[utoipa::path(get, path = "/search", tag = "chatrooms", security(("bearer" = [])),
+    params(SearchQuery),
+    responses(
+        (status = 200, body = SearchResponse),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn search_messages(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+    AppQuery(query): AppQuery<SearchQuery>,
+) -> Result<AppJson<SearchResponse>> {
+    let hits = service::search(&state, who.user_id, &query.q, query.limit.unwrap_or(20)).await?;
+    Ok(AppJson(SearchResponse {
+        results: hits
+            .into_iter()
+            .map(|hit| SearchResult {
+                message: MessageView::from(&hit.message),
+                chatroom: ChatroomRef {
+                    id: hit.message.chatroom_id.0,
+                    name: hit.chatroom_name,
+                },
+                snippet: hit.snippet,
+            })
+            .collect(),
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

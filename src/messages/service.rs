@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::events::{self, RoomEvent};
 use super::model::{Message, MessageContent, MessageId, MessageStatus, ReplyMeta, Role};
-use super::repo::{NewPrompt, PromptOutcome};
+use super::repo::{NewPrompt, PromptOutcome, SearchHit};
 use crate::app::App;
 use crate::auth::otp::retry_after_secs;
 use crate::chatrooms::model::ChatroomId;
@@ -234,4 +234,18 @@ async fn usage_now(app: &App, user: UserId) -> Result<Usage> {
         .await?
         .ok_or(AppError::Unauthorized)?;
     crate::users::service::usage_of(app, &user).await
+}
+
+/// The user's messages matching `query`, best first.
+pub async fn search(app: &App, user: UserId, query: &str, limit: u32) -> Result<Vec<SearchHit>> {
+    let query = query.trim();
+    match query.chars().count() {
+        0 => return Err(AppError::invalid("q", "must not be empty")),
+        n if n > 200 => return Err(AppError::invalid("q", "must be at most 200 characters")),
+        _ => {}
+    }
+    if !(1..=50).contains(&limit) {
+        return Err(AppError::invalid("limit", "must be 1 to 50"));
+    }
+    Ok(app.store.messages.search(user, query, limit).await?)
 }

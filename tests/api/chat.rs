@@ -489,3 +489,152 @@ async fn only_failed_replies_can_be_retried(backend: Backend) {
     .await
     .assert_problem(404, "not_found");
 }
+
+mod search {
+    use serde_json::Value;
+
+    use crate::backend_tests;
+    use crate::harness::{Backend, TestApp};
+
+    backend_tests!(
+        search_finds_own_messages_by_words_with_snippets,
+        search_follows_deletes_and_validates
+    );
+
+    fn contents(results: &Value) -> Vec<String> {
+        results["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["message"]["content"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    async fn search_finds_own_messages_by_words_with_snippets(backend: Backend) {
+        let app = TestApp::spawn_with(backend, |c| c.basic_daily_limit = 20).await;
+        let (token, _) = app.new_user().await;
+        let (other, _) = app.new_user().await;
+        let room = app.chatroom(&token, "Travel").await;
+        app.send_message(&token, &room, "Plan a trip to the mountains of Himachal")
+            .await;
+        app.send_message(&token, &room, "What should I pack for a beach holiday?")
+            .await;
+        app.drain_jobs().await;
+        let theirs = app.chatroom(&other, "Theirs").await;
+        app.send_message(&other, &theirs, "mountains are lovely")
+            .await;
+
+        let found = app.get("/search?q=mountains", Some(&token)).await;
+        let found = found.assert_status(200).clone();
+        let hits = contents(&found);
+        // The prompt and the echo reply that repeats it; never the other user's message.
+        assert_eq!(hits.len(), 2, "{found}");
+        assert!(
+            hits.iter()
+                .all(|c| c.contains("mountains") && !c.starts_with("mountains are"))
+        );
+        let first = &found["results"][0];
+        assert_eq!(first["chatroom"]["name"], "Travel");
+        assert_eq!(first["chatroom"]["id"], room.as_str());
+        assert!(
+            first["snippet"]
+                .as_str()
+                .is_some_and(|s| s.contains("**mountains**")),
+            "{first}"
+        );
+        let roles: Vec<&str> = found["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["message"]["role"].as_str())
+            .collect();
+        assert!(roles.contains(&"user") && roles.contains(&"model"));
+
+        // All words are required; punctuation and operators never break the query.
+        assert_eq!(
+            contents(
+                &app.get("/search?q=beach%20holiday", Some(&token))
+                    .await
+                    .assert_status(200)
+                    .clone()
+            )
+            .len(),
+            2
+        );
+        assert!(
+            contents(
+                &app.get("/search?q=beach%20mountains", Some(&token))
+                    .await
+                    .assert_status(200)
+                    .clone()
+            )
+            .is_empty()
+        );
+        for odd in [
+            "%22unbalanced",
+            "AND%20OR%20NOT",
+            "*",
+            "%28%29%3A%5E",
+            "-beach",
+            "mountains%22",
+        ] {
+            app.get(&format!("/search?q={odd}"), Some(&token))
+                .await
+                .assert_status(200);
+        }
+        let limited = app.get("/search?q=mountains&limit=1", Some(&token)).await;
+        assert_eq!(contents(&limited.assert_status(200).clone()).len(), 1);
+    }
+
+    async fn search_follows_deletes_and_validates(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let (token, _) = app.new_user().await;
+        let room = app.chatroom(&token, "temp").await;
+        app.send_message(&token, &room, "ephemeral words here")
+            .await;
+        assert_eq!(
+            contents(
+                &app.get("/search?q=ephemeral", Some(&token))
+                    .await
+                    .assert_status(200)
+                    .clone()
+            )
+            .len(),
+            1
+        );
+        app.request(
+            axum::http::Method::DELETE,
+            &format!("/chatroom/{room}"),
+            Some(&token),
+            None,
+        )
+        .await;
+        assert!(
+            contents(
+                &app.get("/search?q=ephemeral", Some(&token))
+                    .await
+                    .assert_status(200)
+                    .clone()
+            )
+            .is_empty()
+        );
+        for bad in [
+            "/search",
+            "/search?q=",
+            "/search?q=%20%20",
+            "/search?q=x&limit=0",
+            "/search?q=x&limit=51",
+        ] {
+            app.get(bad, Some(&token))
+                .await
+                .assert_problem(422, "validation_failed");
+        }
+        let long = "a".repeat(201);
+        app.get(&format!("/search?q={long}"), Some(&token))
+            .await
+            .assert_problem(422, "validation_failed");
+        app.get("/search?q=x", None)
+            .await
+            .assert_problem(401, "unauthorized");
+    }
+}

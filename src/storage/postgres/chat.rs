@@ -13,7 +13,7 @@ use crate::chatrooms::model::{Chatroom, ChatroomId};
 use crate::chatrooms::repo::ChatroomRepo;
 use crate::jobs::queue::{ClaimedJob, JobId, JobQueue};
 use crate::messages::model::{Message, MessageError, MessageId, MessageStatus, ReplyMeta, Role};
-use crate::messages::repo::{MessageRepo, NewPrompt, PromptOutcome};
+use crate::messages::repo::{MessageRepo, NewPrompt, PromptOutcome, SearchHit};
 use crate::quota::model::QuotaPolicy;
 use crate::storage::StoreError;
 use crate::users::model::{Tier, UserId};
@@ -340,6 +340,47 @@ impl MessageRepo for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(Message::from))
+    }
+
+    async fn search(
+        &self,
+        user: UserId,
+        query: &str,
+        limit: u32,
+    ) -> Result<Vec<SearchHit>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct HitRow {
+            #[sqlx(flatten)]
+            message: MessageRow,
+            chatroom_name: String,
+            snippet: String,
+        }
+        // websearch_to_tsquery accepts any text (quotes, OR, -word) without syntax errors.
+        let rows: Vec<HitRow> = sqlx::query_as(
+            "SELECT m.id, m.chatroom_id, m.user_id, m.role, m.content, m.status, m.error_code, \
+             m.error_message, m.quota_day, m.finish_reason, m.model_version, m.prompt_tokens, \
+             m.output_tokens, m.total_tokens, m.created_at, m.updated_at, c.name AS chatroom_name, \
+             ts_headline('simple', m.content, q, \
+                 'StartSel=**, StopSel=**, MaxWords=24, MinWords=8, MaxFragments=1, FragmentDelimiter=\" … \"') \
+                 AS snippet \
+             FROM messages m JOIN chatrooms c ON c.id = m.chatroom_id, \
+                  websearch_to_tsquery('simple', $1) q \
+             WHERE m.user_id = $2 AND m.search @@ q \
+             ORDER BY ts_rank(m.search, q) DESC, m.id DESC LIMIT $3",
+        )
+        .bind(query)
+        .bind(user.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| SearchHit {
+                message: row.message.into(),
+                chatroom_name: row.chatroom_name,
+                snippet: row.snippet,
+            })
+            .collect())
     }
 
     async fn requeue_failed(

@@ -13,7 +13,7 @@ use crate::chatrooms::model::{Chatroom, ChatroomId};
 use crate::chatrooms::repo::ChatroomRepo;
 use crate::jobs::queue::{ClaimedJob, JobId, JobQueue};
 use crate::messages::model::{Message, MessageError, MessageId, MessageStatus, ReplyMeta, Role};
-use crate::messages::repo::{MessageRepo, NewPrompt, PromptOutcome};
+use crate::messages::repo::{MessageRepo, NewPrompt, PromptOutcome, SearchHit};
 use crate::quota::model::QuotaPolicy;
 use crate::storage::StoreError;
 use crate::users::model::{Tier, UserId};
@@ -329,6 +329,48 @@ impl MessageRepo for SqliteStore {
         Ok(row.map(Message::from))
     }
 
+    async fn search(
+        &self,
+        user: UserId,
+        query: &str,
+        limit: u32,
+    ) -> Result<Vec<SearchHit>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct HitRow {
+            #[sqlx(flatten)]
+            message: MessageRow,
+            chatroom_name: String,
+            snippet: String,
+        }
+        let Some(fts_query) = fts5_query(query) else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<HitRow> = sqlx::query_as(
+            "SELECT m.id, m.chatroom_id, m.user_id, m.role, m.content, m.status, m.error_code, \
+             m.error_message, m.quota_day, m.finish_reason, m.model_version, m.prompt_tokens, \
+             m.output_tokens, m.total_tokens, m.created_at, m.updated_at, c.name AS chatroom_name, \
+             snippet(messages_fts, 0, '**', '**', ' … ', 24) AS snippet \
+             FROM messages_fts \
+             JOIN messages m ON m.rowid = messages_fts.rowid \
+             JOIN chatrooms c ON c.id = m.chatroom_id \
+             WHERE messages_fts MATCH $1 AND m.user_id = $2 \
+             ORDER BY bm25(messages_fts), m.id DESC LIMIT $3",
+        )
+        .bind(fts_query)
+        .bind(user.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| SearchHit {
+                message: row.message.into(),
+                chatroom_name: row.chatroom_name,
+                snippet: row.snippet,
+            })
+            .collect())
+    }
+
     async fn requeue_failed(
         &self,
         user: UserId,
@@ -583,6 +625,18 @@ impl JobQueue for SqliteStore {
             () = tokio::time::sleep(max_wait) => {}
         }
     }
+}
+
+/// Turns free text into an FTS5 query that cannot be a syntax error: every word, quoted, all
+/// required. `None` when there is no word to look for.
+fn fts5_query(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(32)
+        .map(|w| format!("\"{w}\""))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
 }
 
 /// Sends a reply whose attempt did not finish back to `pending` for the next attempt.
