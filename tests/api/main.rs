@@ -10,6 +10,7 @@ mod chat;
 mod edge;
 mod events;
 mod gemini;
+mod scale;
 mod serve;
 mod sessions;
 mod storage;

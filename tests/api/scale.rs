@@ -1,0 +1,272 @@
+//! Scale-out: two API processes and two worker processes of the real binary, sharing one
+//! PostgreSQL database and Redis. Every reply is produced once, the quota is shared, and the
+//! chatroom list is fresh on both API processes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+use tokio::process::{Child, Command};
+use wiremock::{Request, Respond, ResponseTemplate};
+
+use crate::fakes::{FakeGemini, GEMINI_KEY, sse_reply};
+use crate::harness::{
+    Backend, JWT_SECRET, TestDb, eventually, postgres_url, random_mobile, redis_url,
+};
+
+/// Answers each prompt with "echo: <prompt>", after a short delay, like a slow model.
+struct EchoGemini;
+
+impl Respond for EchoGemini {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let prompt = body["contents"]
+            .as_array()
+            .and_then(|turns| turns.last())
+            .and_then(|turn| turn["parts"][0]["text"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        sse_reply(&["echo: ", &prompt]).set_delay(Duration::from_millis(100))
+    }
+}
+
+struct Process {
+    child: Child,
+    address: Option<SocketAddr>,
+}
+
+/// Starts `gemchat <args>` and waits until it says it is up.
+async fn start(args: &[&str], env: &HashMap<&str, String>, ready: &str) -> Process {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gemchat"));
+    command
+        .args(args)
+        .env_clear()
+        .envs(env)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("start gemchat");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let address = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let event: Value = serde_json::from_str(&line).unwrap_or_default();
+            if event["message"].as_str().is_some_and(|m| m.contains(ready)) {
+                return Some(event["address"].as_str().and_then(|a| a.parse().ok()));
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| panic!("gemchat {args:?} did not start"));
+    // Keep draining its output so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Process { child, address }
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn new(process: &Process) -> Self {
+        Self {
+            base: format!("http://{}", process.address.expect("an API address")),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, Some(token), None)
+            .await
+    }
+}
+
+fn room_names(list: &Value) -> Vec<String> {
+    list["chatrooms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_api_and_two_worker_processes_share_the_work() {
+    let (Some(_), Some(redis)) = (postgres_url(), redis_url()) else {
+        return;
+    };
+    crate::harness::install_crypto();
+    let db = TestDb::create(Backend::Postgres).await;
+    let gemini = FakeGemini::start().await;
+    FakeGemini::stream_call()
+        .respond_with(EchoGemini)
+        .mount(&gemini.server)
+        .await;
+    let env: HashMap<&str, String> = HashMap::from([
+        ("DATABASE_URL", db.url.clone()),
+        ("REDIS_URL", redis),
+        ("JWT_SECRET", JWT_SECRET.into()),
+        ("PORT", "0".into()),
+        ("LOG_FORMAT", "json".into()),
+        ("GEMINI_API_KEY", GEMINI_KEY.into()),
+        ("GEMINI_BASE_URL", gemini.uri()),
+        ("WORKER_CONCURRENCY", "4".into()),
+    ]);
+    // All four start at once, and all migrate: concurrent starts are safe.
+    let (a, b, _w1, _w2) = tokio::join!(
+        start(&["serve", "--no-workers"], &env, "gemchat is serving"),
+        start(&["serve", "--no-workers"], &env, "gemchat is serving"),
+        start(&["worker"], &env, "reply worker started"),
+        start(&["worker"], &env, "reply worker started"),
+    );
+    let (api_a, api_b) = (Api::new(&a), Api::new(&b));
+
+    let mobile = random_mobile();
+    assert_eq!(
+        api_a
+            .post("/auth/signup", None, json!({"mobile_number": mobile}))
+            .await
+            .0,
+        201
+    );
+    let (_, issued) = api_b
+        .post("/auth/send-otp", None, json!({"mobile_number": mobile}))
+        .await;
+    let (status, session) = api_a
+        .post(
+            "/auth/verify-otp",
+            None,
+            json!({"mobile_number": mobile, "otp": issued["otp"]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let token = session["token"].as_str().unwrap_or_default().to_owned();
+
+    // The list is fresh on both API processes, whichever made the change.
+    let (_, first) = api_a
+        .post("/chatroom", Some(&token), json!({"name": "first"}))
+        .await;
+    assert_eq!(
+        room_names(&api_b.get("/chatroom", &token).await.1),
+        ["first"]
+    );
+    let (_, second) = api_b
+        .post("/chatroom", Some(&token), json!({"name": "second"}))
+        .await;
+    let on_a = room_names(&api_a.get("/chatroom", &token).await.1);
+    assert_eq!(on_a.len(), 2, "{on_a:?}");
+    let rooms = [
+        first["id"].as_str().unwrap_or_default().to_owned(),
+        second["id"].as_str().unwrap_or_default().to_owned(),
+    ];
+
+    // The quota is shared: five prompts through either process, the sixth refused.
+    let mut prompts = Vec::new();
+    for i in 0..5 {
+        let api = if i % 2 == 0 { &api_a } else { &api_b };
+        let room = &rooms[i % 2];
+        let prompt = format!("prompt number {i}");
+        let (status, _) = api
+            .post(
+                &format!("/chatroom/{room}/message"),
+                Some(&token),
+                json!({"content": prompt}),
+            )
+            .await;
+        assert_eq!(status, 202);
+        prompts.push(prompt);
+    }
+    let (status, refused) = api_b
+        .post(
+            &format!("/chatroom/{}/message", rooms[0]),
+            Some(&token),
+            json!({"content": "sixth"}),
+        )
+        .await;
+    assert_eq!(status, 429);
+    assert_eq!(refused["code"], "daily_limit_reached");
+
+    // Every reply is produced, by one of the workers, exactly once.
+    let all_done = || async {
+        let mut done = 0;
+        for room in &rooms {
+            let (_, page) = api_a
+                .get(&format!("/chatroom/{room}/messages"), &token)
+                .await;
+            done += page["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|m| m["role"] == "model" && m["status"] == "completed")
+                .count();
+        }
+        done == 5
+    };
+    eventually(
+        Duration::from_secs(60),
+        "five replies are completed",
+        all_done,
+    )
+    .await;
+    let mut asked: Vec<String> = gemini
+        .requests()
+        .await
+        .iter()
+        .filter_map(|body| {
+            body["contents"].as_array()?.last()?["parts"][0]["text"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    asked.sort();
+    assert_eq!(asked, prompts, "each prompt went to Gemini exactly once");
+    for room in &rooms {
+        let (_, page) = api_b
+            .get(&format!("/chatroom/{room}/messages"), &token)
+            .await;
+        let messages = page["messages"].as_array().cloned().unwrap_or_default();
+        for pair in messages.chunks(2) {
+            let prompt = pair[0]["content"].as_str().unwrap_or_default();
+            assert_eq!(
+                pair[1]["content"],
+                format!("echo: {prompt}"),
+                "each reply answers its own prompt"
+            );
+        }
+    }
+    // The last message moved each room up; both processes agree on the order.
+    assert_eq!(
+        api_a.get("/chatroom", &token).await.1,
+        api_b.get("/chatroom", &token).await.1
+    );
+    drop((a.child, b.child));
+}
