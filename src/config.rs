@@ -195,6 +195,10 @@ pub struct Config {
     #[arg(long, env = "JOB_LEASE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub job_lease_seconds: u64,
 
+    /// Seconds a stopping worker lets its jobs finish before handing the rest back.
+    #[arg(long, env = "WORKER_SHUTDOWN_GRACE", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub worker_shutdown_grace: u64,
+
     /// Prompts per UTC day on the Basic plan.
     #[arg(long, env = "BASIC_DAILY_LIMIT", default_value_t = 5)]
     pub basic_daily_limit: u32,

@@ -20,8 +20,6 @@ use crate::messages::model::{Message, MessageError};
 
 /// The longest a worker sleeps without looking for due jobs (a safety net for lost wake-ups).
 const MAX_IDLE: Duration = Duration::from_secs(5);
-/// How long jobs in flight may take to finish after shutdown begins before they are handed back.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// How one attempt at a job ended.
 enum Attempt {
@@ -46,7 +44,8 @@ fn lease(app: &App) -> Duration {
 }
 
 /// Runs jobs until `stop` becomes true; then claims nothing more, lets the jobs in flight
-/// finish for up to [`SHUTDOWN_GRACE`], and hands back the rest.
+/// finish for up to `WORKER_SHUTDOWN_GRACE`, and hands back the rest (they run again at once
+/// elsewhere, without counting the interrupted attempt).
 pub async fn run_until_stopped(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let concurrency = app.config.worker_concurrency as usize;
     let mut in_flight: JoinSet<()> = JoinSet::new();
@@ -90,7 +89,7 @@ pub async fn run_until_stopped(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         }
     }
     tracing::info!(in_flight = in_flight.len(), "reply worker stopping");
-    let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+    let grace = tokio::time::sleep(Duration::from_secs(app.config.worker_shutdown_grace));
     tokio::pin!(grace);
     while !in_flight.is_empty() {
         tokio::select! {

@@ -638,3 +638,44 @@ mod search {
             .assert_problem(401, "unauthorized");
     }
 }
+
+/// Redis going away at runtime: the list is served from the database and messages are still
+/// accepted and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_succeed_from_the_database_while_redis_is_down() {
+    if crate::harness::redis_url().is_none() {
+        return;
+    }
+    let mut redis = crate::harness::PrivateRedis::start().await;
+    let url = redis.url.clone();
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.redis_url = Some(url)).await;
+    let (token, _) = app.new_user().await;
+    let room = app.chatroom(&token, "before").await;
+    assert_eq!(
+        names(app.get("/chatroom", Some(&token)).await.assert_status(200)),
+        ["before"]
+    );
+
+    redis.stop().await;
+    app.chatroom(&token, "during").await;
+    let list = app.get("/chatroom", Some(&token)).await;
+    let mut listed = names(list.assert_status(200));
+    listed.sort();
+    assert_eq!(listed, ["before", "during"]);
+    app.send_message(&token, &room, "still works").await;
+    assert_eq!(app.drain_jobs().await, 1);
+    let page = app
+        .get(&format!("/chatroom/{room}/messages"), Some(&token))
+        .await;
+    assert_eq!(
+        page.assert_status(200)["messages"][1]["status"],
+        "completed"
+    );
+    let ready = app.get("/ready", None).await;
+    ready.assert_problem(503, "unavailable");
+    assert!(
+        ready.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("redis"))
+    );
+}

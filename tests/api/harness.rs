@@ -583,3 +583,55 @@ pub fn apply_deltas(content: &mut String, events: &[SseEvent], reply_id: &Value)
         *content = kept + event.data["delta"].as_str().unwrap_or_default();
     }
 }
+
+/// A Redis server of the test's own, on a free port, that the test may stop.
+pub struct PrivateRedis {
+    pub url: String,
+    child: Option<tokio::process::Child>,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let child = tokio::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is installed (the Redis suite needs it)");
+        let url = format!("redis://127.0.0.1:{port}");
+        eventually(
+            std::time::Duration::from_secs(10),
+            "the private Redis answers",
+            || async {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+            },
+        )
+        .await;
+        Self {
+            url,
+            child: Some(child),
+        }
+    }
+
+    /// Kills the server and waits until it is gone.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+}

@@ -15,3 +15,4 @@ mod serve;
 mod sessions;
 mod storage;
 mod users;
+mod worker;

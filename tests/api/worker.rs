@@ -1,0 +1,96 @@
+//! The worker's shutdown: jobs in flight finish within the grace period, or are handed back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gemchat::config::{AiProviderKind, Secret};
+
+use crate::backend_tests;
+use crate::fakes::{FakeGemini, GEMINI_KEY, sse_reply};
+use crate::harness::{Backend, TestApp, eventually};
+
+backend_tests!(
+    a_stopping_worker_finishes_a_reply_within_the_grace_period,
+    a_stopping_worker_hands_back_what_it_cannot_finish,
+);
+
+async fn app_with(backend: Backend, gemini: &FakeGemini, grace: u64) -> TestApp {
+    let uri = gemini.uri();
+    TestApp::spawn_with(backend, move |config| {
+        config.ai_provider = Some(AiProviderKind::Gemini);
+        config.gemini_api_key = Some(Secret::new(GEMINI_KEY));
+        config.gemini_base_url = uri;
+        config.worker_shutdown_grace = grace;
+    })
+    .await
+}
+
+async fn reply_of(app: &TestApp, token: &str, room: &str) -> serde_json::Value {
+    let page = app
+        .get(&format!("/chatroom/{room}/messages"), Some(token))
+        .await;
+    page.assert_status(200)["messages"][1].clone()
+}
+
+async fn a_stopping_worker_finishes_a_reply_within_the_grace_period(backend: Backend) {
+    let gemini = FakeGemini::start().await;
+    FakeGemini::stream_call()
+        .respond_with(sse_reply(&["done in time"]).set_delay(Duration::from_millis(300)))
+        .mount(&gemini.server)
+        .await;
+    let app = app_with(backend, &gemini, 30).await;
+    let (token, _) = app.new_user().await;
+    let room = app.chatroom(&token, "grace").await;
+    app.send_message(&token, &room, "hello").await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(gemchat::jobs::worker::run_until_stopped(
+        Arc::clone(&app.app),
+        stopped,
+    ));
+    eventually(Duration::from_secs(10), "Gemini was called", || async {
+        !gemini.requests().await.is_empty()
+    })
+    .await;
+    let _ = stop.send(true);
+    worker.await.expect("the worker stops");
+    let reply = reply_of(&app, &token, &room).await;
+    assert_eq!(reply["status"], "completed");
+    assert_eq!(reply["content"], "done in time");
+}
+
+async fn a_stopping_worker_hands_back_what_it_cannot_finish(backend: Backend) {
+    let gemini = FakeGemini::start().await;
+    FakeGemini::stream_call()
+        .respond_with(sse_reply(&["too late"]).set_delay(Duration::from_secs(120)))
+        .up_to_n_times(1)
+        .mount(&gemini.server)
+        .await;
+    FakeGemini::stream_call()
+        .respond_with(sse_reply(&["from the next worker"]))
+        .mount(&gemini.server)
+        .await;
+    let app = app_with(backend, &gemini, 0).await;
+    let (token, _) = app.new_user().await;
+    let room = app.chatroom(&token, "handback").await;
+    app.send_message(&token, &room, "hello").await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(gemchat::jobs::worker::run_until_stopped(
+        Arc::clone(&app.app),
+        stopped,
+    ));
+    eventually(Duration::from_secs(10), "Gemini was called", || async {
+        !gemini.requests().await.is_empty()
+    })
+    .await;
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .expect("the worker stops without waiting for the hanging call")
+        .expect("join");
+    assert_eq!(reply_of(&app, &token, &room).await["status"], "pending");
+    // Handed back, not left to its lease: another worker takes it at once.
+    assert_eq!(app.drain_jobs().await, 1);
+    let reply = reply_of(&app, &token, &room).await;
+    assert_eq!(reply["status"], "completed");
+    assert_eq!(reply["content"], "from the next worker");
+}
