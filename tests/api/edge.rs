@@ -123,6 +123,16 @@ async fn the_openapi_document_covers_every_route(backend: Backend) {
         ("patch", "/user/me"),
         ("get", "/health"),
         ("get", "/ready"),
+        ("post", "/chatroom"),
+        ("get", "/chatroom"),
+        ("get", "/chatroom/{id}"),
+        ("patch", "/chatroom/{id}"),
+        ("delete", "/chatroom/{id}"),
+        ("get", "/chatroom/{id}/messages"),
+        ("post", "/chatroom/{id}/message"),
+        ("get", "/chatroom/{id}/events"),
+        ("post", "/chatroom/{id}/messages/{message_id}/retry"),
+        ("get", "/search"),
     ];
     for (method, path) in expected {
         let operation = &doc["paths"][path][method];
@@ -137,7 +147,17 @@ async fn the_openapi_document_covers_every_route(backend: Backend) {
         "authenticated routes declare bearer security"
     );
     assert!(me["responses"]["401"].is_object());
-    for schema in ["User", "Problem", "SessionResponse", "Usage", "MeResponse"] {
+    for schema in [
+        "User",
+        "Problem",
+        "SessionResponse",
+        "Usage",
+        "MeResponse",
+        "Chatroom",
+        "Message",
+        "MessageAccepted",
+        "SearchResponse",
+    ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }
     assert_eq!(

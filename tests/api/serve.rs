@@ -150,11 +150,13 @@ async fn a_fresh_folder_serves_with_no_configuration_and_stops_on_sigterm() {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let mut warned_about_secret = false;
+    let mut warned_about_echo = false;
     let address = tokio::time::timeout(std::time::Duration::from_secs(30), async {
         while let Ok(Some(line)) = lines.next_line().await {
             let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
             let message = event["message"].as_str().unwrap_or_default();
             warned_about_secret |= message.contains("JWT_SECRET is not set");
+            warned_about_echo |= event["level"] == "WARN" && message.contains("ECHO (offline)");
             if message.contains("gemchat is serving") {
                 return event["address"].as_str().map(str::to_owned);
             }
@@ -166,6 +168,10 @@ async fn a_fresh_folder_serves_with_no_configuration_and_stops_on_sigterm() {
     .flatten()
     .expect("gemchat announces where it serves");
     assert!(warned_about_secret, "a generated secret is announced");
+    assert!(
+        warned_about_echo,
+        "the offline echo provider is announced loudly"
+    );
     assert!(dir.join("data/gemchat.db").exists());
     #[cfg(unix)]
     {
