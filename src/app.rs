@@ -53,6 +53,9 @@ pub struct App {
     pub list_cache: Arc<dyn ListCache>,
     pub progress: Arc<dyn ReplyProgress>,
     pub ai: Arc<dyn AiProvider>,
+    /// Turns true when the process begins to shut down; long-lived work (event streams,
+    /// workers) watches it.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl App {
@@ -121,11 +124,30 @@ impl App {
             list_cache,
             progress,
             ai,
+            stopping: tokio::sync::watch::Sender::new(false),
             auth,
             store,
             clock,
             config,
         })
+    }
+}
+
+impl App {
+    /// Starts shutting down: event streams end, workers stop claiming.
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// A receiver that turns true when shutdown begins.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    /// Completes when shutdown begins.
+    pub async fn stopped(&self) {
+        let mut stopping = self.stopping();
+        let _ = stopping.wait_for(|stopping| *stopping).await;
     }
 }
 

@@ -44,18 +44,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 workers = !args.no_workers,
                 "gemchat is serving; API docs at /docs"
             );
-            let stop = stop_on_signal();
+            stop_on_signal(Arc::clone(&app));
             let workers = (!args.no_workers).then(|| {
                 tokio::spawn(jobs::worker::run_until_stopped(
                     Arc::clone(&app),
-                    stop.clone(),
+                    app.stopping(),
                 ))
             });
-            let mut http_stop = stop.clone();
-            let served = app::serve(app, listener, async move {
-                let _ = http_stop.wait_for(|stopped| *stopped).await;
-            })
-            .await;
+            let http_app = Arc::clone(&app);
+            let served = app::serve(app, listener, async move { http_app.stopped().await }).await;
             if let Some(workers) = workers {
                 workers.await.context("the worker task")?;
             }
@@ -65,7 +62,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = args.config;
             telemetry::init(config.log_format);
             let app = Arc::new(app::App::build(config, Arc::new(SystemClock)).await?);
-            jobs::worker::run_until_stopped(app, stop_on_signal()).await;
+            stop_on_signal(Arc::clone(&app));
+            let stopping = app.stopping();
+            jobs::worker::run_until_stopped(app, stopping).await;
             Ok(())
         }
         Command::Migrate(args) => {
@@ -77,12 +76,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// A flag that turns true on SIGINT or SIGTERM.
-fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
-    let (tx, rx) = tokio::sync::watch::channel(false);
+/// Begins the app's shutdown on SIGINT or SIGTERM.
+fn stop_on_signal(app: Arc<app::App>) {
     tokio::spawn(async move {
         app::shutdown_signal().await;
-        let _ = tx.send(true);
+        app.begin_shutdown();
     });
-    rx
 }

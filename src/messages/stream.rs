@@ -121,6 +121,7 @@ pub async fn open(
         subscription,
         replay,
         snapshots,
+        stopping: app.stopping(),
     };
     Ok(futures::stream::unfold(state, |mut state| async move {
         let event = state.next().await?;
@@ -133,6 +134,9 @@ struct StreamState {
     replay: VecDeque<RoomEvent>,
     /// Replies whose content so far was sent as a snapshot: characters covered.
     snapshots: HashMap<Uuid, usize>,
+    /// The process is shutting down: end the stream (the client reconnects elsewhere), or the
+    /// server's graceful shutdown would wait for it forever.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl StreamState {
@@ -141,7 +145,11 @@ impl StreamState {
             return Some(event);
         }
         loop {
-            match self.subscription.recv().await? {
+            let delivery = tokio::select! {
+                delivery = self.subscription.recv() => delivery?,
+                _ = self.stopping.wait_for(|stopping| *stopping) => return None,
+            };
+            match delivery {
                 // Events may have been lost: end the stream so the client resumes.
                 Delivery::Gap => return None,
                 Delivery::Message(payload) => {

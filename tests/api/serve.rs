@@ -198,3 +198,39 @@ async fn a_fresh_folder_serves_with_no_configuration_and_stops_on_sigterm() {
     assert!(status.success(), "a clean exit on SIGTERM: {status}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Event streams never end by themselves; shutdown must end them, or it would wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_event_streams() {
+    use futures::StreamExt;
+
+    install_crypto();
+    let test = TestApp::spawn(Backend::Sqlite).await;
+    let (token, _) = test.new_user().await;
+    let room = test.chatroom(&token, "listening").await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = Arc::clone(&test.app);
+    let server = tokio::spawn(app::serve(Arc::clone(&app), listener, async move {
+        app.stopped().await
+    }));
+    let response = reqwest::Client::new()
+        .get(format!("http://{addr}/chatroom/{room}/events"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("connect");
+    assert_eq!(response.status().as_u16(), 200);
+    let mut body = response.bytes_stream();
+    test.app.begin_shutdown();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(Ok(_)) = body.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the event stream ends on shutdown");
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("the server stops")
+        .expect("join")
+        .expect("clean stop");
+}
