@@ -15,6 +15,7 @@ use crate::harness::{Backend, SseClient, TestApp, apply_deltas};
 backend_tests!(
     deltas_concatenate_to_the_final_reply,
     a_reconnect_with_last_event_id_misses_nothing,
+    a_reconnect_gets_messages_and_replies_that_finished_while_away,
     only_the_owner_may_listen,
 );
 
@@ -152,6 +153,46 @@ async fn a_reconnect_with_last_event_id_misses_nothing(backend: Backend) {
     assert_eq!(completed["content"], "Once upon a time...");
     assert_eq!(content, "Once upon a time...");
     worker.await.expect("join").expect("the job ran");
+}
+
+async fn a_reconnect_gets_messages_and_replies_that_finished_while_away(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (addr, _server) = app.serve_tcp().await;
+    let (token, _) = app.new_user().await;
+    let room = app.chatroom(&token, "away").await;
+    let mut client = SseClient::connect(addr, &room, &token, None).await;
+    let first = app.send_message(&token, &room, "first").await;
+    let seen = client.until("message.created").await;
+    let last_id = seen.last().and_then(|e| e.id.clone()).unwrap_or_default();
+    assert_eq!(
+        seen.last().map(|e| e.data["id"].clone()),
+        Some(first["message"]["id"].clone())
+    );
+    drop(client);
+
+    // While away: the first reply finishes and a second exchange happens.
+    app.drain_jobs().await;
+    let second = app.send_message(&token, &room, "second").await;
+    app.drain_jobs().await;
+
+    let mut resumed = SseClient::connect(addr, &room, &token, Some(&last_id)).await;
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let event = resumed.next().await;
+        got.push((event.event.clone(), event.data["id"].clone()));
+    }
+    let expected = [
+        ("message.created", &first["reply"]["id"]),
+        ("reply.completed", &first["reply"]["id"]),
+        ("message.created", &second["message"]["id"]),
+        ("message.created", &second["reply"]["id"]),
+        ("reply.completed", &second["reply"]["id"]),
+    ];
+    let expected: Vec<(String, Value)> = expected
+        .iter()
+        .map(|(k, id)| ((*k).to_owned(), (*id).clone()))
+        .collect();
+    assert_eq!(got, expected);
 }
 
 async fn only_the_owner_may_listen(backend: Backend) {
