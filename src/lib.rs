@@ -4,6 +4,7 @@
 pub mod ai;
 pub mod app;
 pub mod auth;
+pub mod billing;
 pub mod cache;
 pub mod chatrooms;
 pub mod clock;

@@ -1,0 +1,3 @@
+//! Billing: Pro subscriptions through Stripe.
+
+pub mod signature;
