@@ -78,7 +78,7 @@ pub async fn signup(app: &App, input: SignupInput) -> Result<User> {
 async fn existing_user(app: &App, mobile: &MobileNumber) -> Result<User> {
     app.store
         .users
-        .find_by_mobile(mobile)
+        .find_by_mobile(mobile, app.clock.now())
         .await?
         .ok_or(AppError::NotFoundCode {
             code: "user_not_found",
@@ -147,7 +147,7 @@ async fn redeem_otp(
     let user = app
         .store
         .users
-        .find_by_mobile(mobile)
+        .find_by_mobile(mobile, app.clock.now())
         .await?
         .ok_or(AppError::InvalidOtp)?;
     let attempt = app
@@ -235,7 +235,11 @@ pub async fn login(
     client: ClientInfo,
 ) -> Result<SessionIssued> {
     let mobile = parse_mobile(app, mobile_input)?;
-    let user = app.store.users.find_by_mobile(&mobile).await?;
+    let user = app
+        .store
+        .users
+        .find_by_mobile(&mobile, app.clock.now())
+        .await?;
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
     // Verify even for unknown numbers, so timing does not reveal which numbers exist.
     let matches = password::verify(password, stored).await?;
@@ -292,7 +296,7 @@ pub async fn change_password(
     let user = app
         .store
         .users
-        .find_by_id(who.user_id)
+        .find_by_id(who.user_id, app.clock.now())
         .await?
         .ok_or(AppError::Unauthorized)?;
     if user.has_password() {

@@ -230,7 +230,7 @@ async fn usage_now(app: &App, user: UserId) -> Result<Usage> {
     let user = app
         .store
         .users
-        .find_by_id(user)
+        .find_by_id(user, app.clock.now())
         .await?
         .ok_or(AppError::Unauthorized)?;
     crate::users::service::usage_of(app, &user).await

@@ -113,13 +113,6 @@ impl Tier {
             Self::Pro => "pro",
         }
     }
-
-    pub(crate) fn from_db(value: &str) -> Self {
-        match value {
-            "pro" => Self::Pro,
-            _ => Self::Basic,
-        }
-    }
 }
 
 /// A stored user.

@@ -8,11 +8,17 @@ use crate::storage::StoreError;
 
 #[async_trait]
 pub trait UserRepo: Send + Sync {
-    /// Stores a new user; `StoreError::Conflict` when the mobile number is taken.
+    /// Stores a new user (its tier is not stored: subscriptions decide it); `Conflict` when
+    /// the mobile number is taken.
     async fn insert(&self, user: &User) -> Result<(), StoreError>;
-    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
-    async fn find_by_mobile(&self, mobile: &MobileNumber) -> Result<Option<User>, StoreError>;
-    /// Renames a user and returns the stored result; `StoreError::NotFound` if gone.
+    /// The user, with the tier their subscriptions grant at `now`.
+    async fn find_by_id(&self, id: UserId, now: DateTime<Utc>) -> Result<Option<User>, StoreError>;
+    async fn find_by_mobile(
+        &self,
+        mobile: &MobileNumber,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, StoreError>;
+    /// Renames a user and returns the stored result (tier at `now`); `NotFound` if gone.
     async fn update_name(
         &self,
         id: UserId,

@@ -9,7 +9,7 @@ use crate::quota::model::{Usage, day_of};
 async fn load(app: &App, id: UserId) -> Result<User> {
     app.store
         .users
-        .find_by_id(id)
+        .find_by_id(id, app.clock.now())
         .await?
         .ok_or(AppError::Unauthorized)
 }

@@ -74,7 +74,7 @@ async fn users_round_trip_and_numbers_are_unique(backend: Backend) {
     let found = f
         .store
         .users
-        .find_by_id(user.id)
+        .find_by_id(user.id, now())
         .await
         .expect("find")
         .expect("exists");
@@ -85,7 +85,7 @@ async fn users_round_trip_and_numbers_are_unique(backend: Backend) {
     let by_mobile = f
         .store
         .users
-        .find_by_mobile(&user.mobile_number)
+        .find_by_mobile(&user.mobile_number, now())
         .await
         .expect("find");
     assert_eq!(by_mobile.map(|u| u.id), Some(user.id));
@@ -113,7 +113,7 @@ async fn users_round_trip_and_numbers_are_unique(backend: Backend) {
     assert!(
         f.store
             .users
-            .find_by_id(UserId::new())
+            .find_by_id(UserId::new(), now())
             .await
             .expect("find")
             .is_none()
@@ -381,7 +381,7 @@ async fn a_password_change_revokes_every_session_and_starts_one(backend: Backend
     let stored = f
         .store
         .users
-        .find_by_id(user.id)
+        .find_by_id(user.id, now())
         .await
         .expect("find")
         .expect("exists");

@@ -248,18 +248,19 @@ impl MessageRepo for PgStore {
         // as the activity bump below needs) serialises sends per chatroom; a weaker share
         // lock here would deadlock two concurrent sends upgrading it. The tier is read in the
         // same transaction so a plan change applies at once.
-        let tier: Option<String> = sqlx::query_scalar(
-            "SELECT u.tier FROM chatrooms c JOIN users u ON u.id = c.user_id \
-             WHERE c.id = $1 AND c.user_id = $2 FOR NO KEY UPDATE OF c",
+        let is_pro: Option<bool> = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = c.user_id \
+             AND s.pro_until > $3) FROM chatrooms c WHERE c.id = $1 AND c.user_id = $2 FOR NO KEY UPDATE OF c",
         )
         .bind(new.prompt.chatroom_id.0)
         .bind(user.0)
+        .bind(new.now)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(tier) = tier else {
+        let Some(is_pro) = is_pro else {
             return Ok(PromptOutcome::ChatroomNotFound);
         };
-        let tier = Tier::from_db(&tier);
+        let tier = if is_pro { Tier::Pro } else { Tier::Basic };
         let limit = quota.limit_for(tier);
         // One atomic statement checks and takes the prompt: concurrent sends serialise on the
         // row, and the WHERE sees the latest count.

@@ -15,7 +15,7 @@ struct UserRow {
     mobile_number: String,
     name: Option<String>,
     password_hash: Option<String>,
-    tier: String,
+    is_pro: bool,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -27,25 +27,32 @@ impl From<UserRow> for User {
             mobile_number: MobileNumber::from_trusted(row.mobile_number),
             name: row.name,
             password_hash: row.password_hash,
-            tier: Tier::from_db(&row.tier),
+            tier: if row.is_pro { Tier::Pro } else { Tier::Basic },
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
     }
 }
 
+/// Whether any subscription of the user grants Pro at `$2` (the tier is derived, not stored).
+macro_rules! is_pro_column {
+    () => {
+        "EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = u.id AND s.pro_until > $2) AS is_pro"
+    };
+}
+use is_pro_column as IS_PRO_MACRO;
+
 #[async_trait]
 impl UserRepo for PgStore {
     async fn insert(&self, user: &User) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO users (id, mobile_number, name, password_hash, tier, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO users (id, mobile_number, name, password_hash, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(user.id.0)
         .bind(user.mobile_number.as_str())
         .bind(user.name.as_deref())
         .bind(user.password_hash.as_deref())
-        .bind(user.tier.as_str())
         .bind(user.created_at)
         .bind(user.updated_at)
         .execute(&self.pool)
@@ -53,20 +60,31 @@ impl UserRepo for PgStore {
         Ok(())
     }
 
-    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> =
-            sqlx::query_as("SELECT id, mobile_number, name, password_hash, tier, created_at, updated_at FROM users WHERE id = $1")
-                .bind(id.0)
-                .fetch_optional(&self.pool)
-                .await?;
+    async fn find_by_id(&self, id: UserId, now: DateTime<Utc>) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT u.id, u.mobile_number, u.name, u.password_hash, u.created_at, u.updated_at, ",
+            IS_PRO_MACRO!(),
+            " FROM users u WHERE u.id = $1"
+        ))
+        .bind(id.0)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(User::from))
     }
 
-    async fn find_by_mobile(&self, mobile: &MobileNumber) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(
-            "SELECT id, mobile_number, name, password_hash, tier, created_at, updated_at FROM users WHERE mobile_number = $1",
-        )
+    async fn find_by_mobile(
+        &self,
+        mobile: &MobileNumber,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT u.id, u.mobile_number, u.name, u.password_hash, u.created_at, u.updated_at, ",
+            IS_PRO_MACRO!(),
+            " FROM users u WHERE u.mobile_number = $1"
+        ))
         .bind(mobile.as_str())
+        .bind(now)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(User::from))
@@ -78,15 +96,15 @@ impl UserRepo for PgStore {
         name: &str,
         now: DateTime<Utc>,
     ) -> Result<User, StoreError> {
-        let row: UserRow = sqlx::query_as(
-            "UPDATE users SET name = $2, updated_at = $3 WHERE id = $1 \
-             RETURNING id, mobile_number, name, password_hash, tier, created_at, updated_at",
-        )
-        .bind(id.0)
-        .bind(name)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.into())
+        let updated = sqlx::query("UPDATE users SET name = $2, updated_at = $3 WHERE id = $1")
+            .bind(id.0)
+            .bind(name)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::NotFound);
+        }
+        self.find_by_id(id, now).await?.ok_or(StoreError::NotFound)
     }
 }

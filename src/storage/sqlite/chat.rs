@@ -236,18 +236,19 @@ impl MessageRepo for SqliteStore {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         // The chatroom must exist and be the user's; the share lock keeps it from being
         // deleted under this transaction. The tier is read here so a change applies at once.
-        let tier: Option<String> = sqlx::query_scalar(
-            "SELECT u.tier FROM chatrooms c JOIN users u ON u.id = c.user_id \
-             WHERE c.id = $1 AND c.user_id = $2",
+        let is_pro: Option<bool> = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = c.user_id \
+             AND s.pro_until > $3) FROM chatrooms c WHERE c.id = $1 AND c.user_id = $2",
         )
         .bind(new.prompt.chatroom_id.0)
         .bind(user.0)
+        .bind(micros(new.now))
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(tier) = tier else {
+        let Some(is_pro) = is_pro else {
             return Ok(PromptOutcome::ChatroomNotFound);
         };
-        let tier = Tier::from_db(&tier);
+        let tier = if is_pro { Tier::Pro } else { Tier::Basic };
         let limit = quota.limit_for(tier);
         // One atomic statement checks and takes the prompt: concurrent sends serialise on the
         // row, and the WHERE sees the latest count.
