@@ -221,6 +221,7 @@ impl Deref for AppState {
         (name = "auth", description = "Sign-up, one-time codes, passwords, sessions"),
         (name = "user", description = "The caller's account"),
         (name = "chatrooms", description = "Chatrooms, messages and AI replies"),
+        (name = "billing", description = "Pro subscriptions through Stripe"),
         (name = "operations", description = "Health, readiness, documentation"),
     )
 )]
@@ -250,6 +251,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::users::routes::router())
         .merge(crate::chatrooms::routes::router())
         .merge(crate::messages::routes::router())
+        .merge(crate::billing::routes::router())
         .merge(crate::ops::routes::router())
         .split_for_parts()
 }

@@ -78,6 +78,15 @@ pub enum AppError {
     },
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// A Stripe webhook whose signature does not verify (400 `invalid_signature`).
+    #[error("invalid signature")]
+    InvalidSignature,
+    /// Billing is off: no Stripe keys configured (503 `billing_not_configured`).
+    #[error("billing not configured")]
+    BillingNotConfigured,
+    /// Stripe failed or could not be reached (502 `billing_unavailable`); the cause is logged.
+    #[error("billing unavailable: {0}")]
+    BillingUnavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -102,7 +111,9 @@ impl AppError {
             }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::BillingNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InvalidSignature => StatusCode::BAD_REQUEST,
+            Self::BillingUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -124,6 +135,9 @@ impl AppError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict { code, .. } => code,
             Self::Unavailable(_) => "unavailable",
+            Self::InvalidSignature => "invalid_signature",
+            Self::BillingNotConfigured => "billing_not_configured",
+            Self::BillingUnavailable(_) => "billing_unavailable",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -147,6 +161,11 @@ impl AppError {
             Self::MethodNotAllowed => "This path does not accept that method.".into(),
             Self::Conflict { detail, .. } => (*detail).into(),
             Self::Unavailable(what) => format!("A dependency is unavailable: {what}."),
+            Self::InvalidSignature => "The Stripe-Signature header does not verify.".into(),
+            Self::BillingNotConfigured => "Billing is not configured on this server.".into(),
+            Self::BillingUnavailable(_) => {
+                "The payment provider could not be reached; try again shortly.".into()
+            }
             Self::Internal(_) => "An unexpected error occurred; it has been logged.".into(),
         }
     }
@@ -192,8 +211,10 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if let Self::Internal(cause) = &self {
-            tracing::error!(error = ?cause, "internal error");
+        match &self {
+            Self::Internal(cause) => tracing::error!(error = ?cause, "internal error"),
+            Self::BillingUnavailable(cause) => tracing::error!(error = %cause, "Stripe failed"),
+            _ => {}
         }
         let problem = Problem {
             r#type: "about:blank",
@@ -281,6 +302,24 @@ fn shape_error(text: &str) -> FieldError {
 impl<T: Serialize> IntoResponse for AppJson<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
+    }
+}
+
+/// Raw body extractor (for signed payloads) whose rejections are problem+json.
+#[derive(Debug)]
+pub struct AppBytes(pub bytes::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for AppBytes {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match bytes::Bytes::from_request(req, state).await {
+            Ok(body) => Ok(Self(body)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(AppError::PayloadTooLarge)
+            }
+            Err(rejection) => Err(AppError::MalformedRequest(rejection.body_text())),
+        }
     }
 }
 

@@ -1,3 +1,7 @@
 //! Billing: Pro subscriptions through Stripe.
 
+pub mod model;
+pub mod repo;
+pub mod routes;
+pub mod service;
 pub mod signature;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::auth::repo::{OtpRepo, SessionRepo};
+use crate::billing::repo::BillingRepo;
 use crate::chatrooms::repo::ChatroomRepo;
 use crate::jobs::queue::JobQueue;
 use crate::messages::repo::MessageRepo;
@@ -69,6 +70,7 @@ pub struct Store {
     pub chatrooms: Arc<dyn ChatroomRepo>,
     pub messages: Arc<dyn MessageRepo>,
     pub jobs: Arc<dyn JobQueue>,
+    pub billing: Arc<dyn BillingRepo>,
     pub health: Arc<dyn HealthCheck>,
 }
 
@@ -90,6 +92,7 @@ impl Store {
                 chatrooms: store.clone(),
                 messages: store.clone(),
                 jobs: store.clone(),
+                billing: store.clone(),
                 health: store,
             })
         } else if url.starts_with("sqlite:") {
@@ -106,6 +109,7 @@ impl Store {
                 chatrooms: store.clone(),
                 messages: store.clone(),
                 jobs: store.clone(),
+                billing: store.clone(),
                 health: store,
             })
         } else {

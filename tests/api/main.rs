@@ -6,6 +6,7 @@ mod fakes;
 mod harness;
 
 mod auth;
+mod billing;
 mod chat;
 mod edge;
 mod events;

@@ -1,6 +1,7 @@
 //! The PostgreSQL adapter: production and scale-out. One pool shared by every repository.
 
 mod auth;
+mod billing;
 mod chat;
 mod usage;
 mod users;

@@ -3,6 +3,7 @@
 //! Timestamps are stored as integer microseconds since the Unix epoch.
 
 mod auth;
+mod billing;
 mod chat;
 mod usage;
 mod users;
