@@ -28,6 +28,8 @@ use crate::auth::jwt::{self, JwtKeys};
 use crate::auth::otp::{IssuePolicy, OtpKey};
 use crate::auth::sms::{LogSmsSender, SmsSender};
 use crate::auth::tokens::Authenticator;
+use crate::billing::gateway::{PaymentGateway, Price};
+use crate::billing::stripe::StripeGateway;
 use crate::cache::{ListCache, MemoryListCache, RedisListCache};
 use crate::clock::Clock;
 use crate::config::{AiProviderKind, Config};
@@ -53,6 +55,10 @@ pub struct App {
     pub list_cache: Arc<dyn ListCache>,
     pub progress: Arc<dyn ReplyProgress>,
     pub ai: Arc<dyn AiProvider>,
+    /// Stripe, when `STRIPE_SECRET_KEY` is set; billing is off otherwise.
+    pub payments: Option<Arc<dyn PaymentGateway>>,
+    /// Pro's price, read from Stripe once.
+    pub pro_price: tokio::sync::OnceCell<Price>,
     /// Turns true when the process begins to shut down; long-lived work (event streams,
     /// workers) watches it.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -104,6 +110,16 @@ impl App {
             ),
         };
         let ai = ai_provider(&config)?;
+        let payments: Option<Arc<dyn PaymentGateway>> = match &config.stripe_secret_key {
+            Some(key) => Some(Arc::new(StripeGateway::new(
+                &config.stripe_api_base,
+                key.clone(),
+            )?)),
+            None => {
+                tracing::info!("billing is off: STRIPE_SECRET_KEY is not set");
+                None
+            }
+        };
         let auth = Authenticator::new(
             JwtKeys::new(&secret, ttl),
             store.sessions.clone(),
@@ -124,6 +140,8 @@ impl App {
             list_cache,
             progress,
             ai,
+            payments,
+            pro_price: tokio::sync::OnceCell::new(),
             stopping: tokio::sync::watch::Sender::new(false),
             auth,
             store,
@@ -134,6 +152,14 @@ impl App {
 }
 
 impl App {
+    /// The base of links back to this service (Checkout's return pages).
+    pub fn public_url(&self) -> String {
+        match &self.config.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}:{}", self.config.host, self.config.port),
+        }
+    }
+
     /// Starts shutting down: event streams end, workers stop claiming.
     pub fn begin_shutdown(&self) {
         self.stopping.send_replace(true);

@@ -147,9 +147,10 @@ fn timestamp(value: Option<&Value>) -> Option<DateTime<Utc>> {
         .and_then(|secs| Utc.timestamp_opt(secs, 0).single())
 }
 
-/// Reads a subscription object. `current_period_end` moved from the subscription to its
-/// items in API version 2025-03-31: read both.
-fn subscription_update(object: &Value, created: i64) -> Option<SubscriptionUpdate> {
+/// Reads a subscription object (from an event or an API answer) as an update made at
+/// `created`. `current_period_end` moved from the subscription to its items in API version
+/// 2025-03-31: read both.
+pub fn subscription_from_object(object: &Value, created: i64) -> Option<SubscriptionUpdate> {
     let items: Vec<&Value> = object["items"]["data"]
         .as_array()
         .into_iter()
@@ -220,7 +221,7 @@ pub fn parse_event(body: &[u8]) -> Result<StripeEvent, String> {
         | "customer.subscription.deleted"
         | "customer.subscription.paused"
         | "customer.subscription.resumed" => {
-            parsed.update = subscription_update(object, created);
+            parsed.update = subscription_from_object(object, created);
         }
         "invoice.paid" | "invoice.payment_succeeded" | "invoice.payment_failed" => {
             // Older API versions name the subscription on the invoice, newer ones under

@@ -3,7 +3,7 @@
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -23,7 +23,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(stripe_webhook))
         .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
     OpenApiRouter::new()
+        .routes(routes!(subscribe_pro))
         .routes(routes!(subscription_status))
+        .routes(routes!(list_plans))
+        .routes(routes!(cancel_subscription))
+        .routes(routes!(reactivate_subscription))
+        .routes(routes!(billing_portal))
         .merge(webhook)
 }
 
@@ -48,6 +53,172 @@ impl From<service::Status> for SubscriptionStatusResponse {
             usage: status.usage,
         }
     }
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct SubscribeRequest {
+    /// Where Stripe sends the user after paying (absolute http(s) URL); default
+    /// `PUBLIC_URL/?checkout=success&session_id={CHECKOUT_SESSION_ID}`.
+    pub success_url: Option<String>,
+    /// Where Stripe sends the user on cancel; default `PUBLIC_URL/?checkout=cancel`.
+    pub cancel_url: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckoutResponse {
+    /// Send the user here to pay.
+    pub checkout_url: String,
+    pub session_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PriceView {
+    /// In the currency's smallest unit.
+    #[schema(example = 999)]
+    pub amount: i64,
+    #[schema(example = "usd")]
+    pub currency: String,
+    #[schema(example = "month")]
+    pub interval: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Plan)]
+pub struct PlanView {
+    pub id: Tier,
+    pub name: String,
+    /// Prompts per UTC day; `null` is unlimited.
+    pub daily_limit: Option<u32>,
+    /// `null` for the free plan, and for Pro when billing is off.
+    pub price: Option<PriceView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlansResponse {
+    pub plans: Vec<PlanView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PortalResponse {
+    /// The Stripe Billing Portal session.
+    pub url: String,
+}
+
+/// Starts a Stripe Checkout for Pro; send the user to `checkout_url`. The Pro tier starts when
+/// Stripe confirms the payment (webhook).
+#[utoipa::path(post, path = "/subscribe/pro", tag = "billing", security(("bearer" = [])),
+    request_body(content = SubscribeRequest, description = "Optional; an empty body is fine"),
+    responses(
+        (status = 200, body = CheckoutResponse),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`already_subscribed`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: a return URL is not an absolute http(s) URL", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`billing_unavailable`: Stripe failed or could not be reached", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`billing_not_configured`", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn subscribe_pro(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+    AppBytes(body): AppBytes,
+) -> Result<AppJson<CheckoutResponse>> {
+    // The body is optional: an empty one means the defaults.
+    let request: SubscribeRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        SubscribeRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|err| {
+            if err.is_data() {
+                crate::error::AppError::invalid("body", &err.to_string())
+            } else {
+                crate::error::AppError::MalformedRequest(format!("Invalid JSON: {err}"))
+            }
+        })?
+    };
+    let session =
+        service::subscribe_pro(&state, who.user_id, request.success_url, request.cancel_url)
+            .await?;
+    Ok(AppJson(CheckoutResponse {
+        checkout_url: session.url,
+        session_id: session.id,
+    }))
+}
+
+/// The plans: Basic and Pro, with Pro's price as Stripe has it.
+#[utoipa::path(get, path = "/subscription/plans", tag = "billing",
+    responses((status = 200, body = PlansResponse)))]
+async fn list_plans(State(state): State<AppState>) -> AppJson<PlansResponse> {
+    let price = service::pro_price(&state).await.map(|p| PriceView {
+        amount: p.amount,
+        currency: p.currency,
+        interval: p.interval,
+    });
+    AppJson(PlansResponse {
+        plans: vec![
+            PlanView {
+                id: Tier::Basic,
+                name: "Basic".into(),
+                daily_limit: state.quota.basic,
+                price: None,
+            },
+            PlanView {
+                id: Tier::Pro,
+                name: "Pro".into(),
+                daily_limit: state.quota.pro,
+                price,
+            },
+        ],
+    })
+}
+
+/// Cancels at the end of the current period (Pro until then).
+#[utoipa::path(post, path = "/subscription/cancel", tag = "billing", security(("bearer" = [])),
+    responses(
+        (status = 200, body = SubscriptionStatusResponse),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`no_subscription`", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`billing_unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`billing_not_configured`", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn cancel_subscription(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+) -> Result<AppJson<SubscriptionStatusResponse>> {
+    Ok(AppJson(service::cancel(&state, who.user_id).await?.into()))
+}
+
+/// Undoes a scheduled cancellation.
+#[utoipa::path(post, path = "/subscription/reactivate", tag = "billing", security(("bearer" = [])),
+    responses(
+        (status = 200, body = SubscriptionStatusResponse),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`not_cancelling` or `no_subscription`", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`billing_unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`billing_not_configured`", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn reactivate_subscription(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+) -> Result<AppJson<SubscriptionStatusResponse>> {
+    Ok(AppJson(
+        service::reactivate(&state, who.user_id).await?.into(),
+    ))
+}
+
+/// A Stripe Billing Portal link (payment methods, invoices, cancellation).
+#[utoipa::path(post, path = "/subscription/portal", tag = "billing", security(("bearer" = [])),
+    responses(
+        (status = 200, body = PortalResponse),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`no_subscription`: no billing account yet", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`billing_unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`billing_not_configured`", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn billing_portal(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+) -> Result<AppJson<PortalResponse>> {
+    Ok(AppJson(PortalResponse {
+        url: service::portal(&state, who.user_id).await?,
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -1,7 +1,11 @@
 //! Billing use cases: the subscription's status, and Stripe webhooks (verified, applied once).
 
-use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use super::gateway::{CheckoutRequest, CheckoutSession, GatewayError, PaymentGateway, Price};
 use super::model::{self, Subscription};
 use super::repo::Applied;
 use super::signature::{self, TOLERANCE_SECS};
@@ -84,4 +88,204 @@ pub async fn status(app: &App, user: UserId) -> Result<Status> {
 /// Whether a subscription still needs its owner to pay: a second checkout would double-charge.
 pub fn blocks_checkout(subscription: &Subscription, now: DateTime<Utc>) -> bool {
     subscription.status.blocks_checkout() && subscription.pro_until.is_some_and(|until| until > now)
+}
+
+fn gateway(app: &App) -> Result<&Arc<dyn PaymentGateway>> {
+    app.payments.as_ref().ok_or(AppError::BillingNotConfigured)
+}
+
+fn unavailable(err: GatewayError) -> AppError {
+    AppError::BillingUnavailable(err.0)
+}
+
+/// An absolute http(s) URL a client may ask Stripe to send its user back to.
+fn return_url(field: &str, url: Option<String>, default: String) -> Result<String> {
+    let Some(url) = url else {
+        return Ok(default);
+    };
+    let valid = url.len() <= 2048
+        && url::Url::parse(&url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+    if valid {
+        Ok(url)
+    } else {
+        Err(AppError::invalid(
+            field,
+            "must be an absolute http(s) URL of at most 2048 characters",
+        ))
+    }
+}
+
+/// The user's Stripe customer, created once and reused for every later checkout.
+async fn customer_for(
+    app: &App,
+    gateway: &Arc<dyn PaymentGateway>,
+    user: UserId,
+) -> Result<String> {
+    if let Some(customer) = app.store.billing.customer_of(user).await? {
+        return Ok(customer);
+    }
+    let account = app
+        .store
+        .users
+        .find_by_id(user, app.clock.now())
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    let created = gateway
+        .create_customer(
+            &user.to_string(),
+            account.mobile_number.as_str(),
+            &format!("customer-{user}"),
+        )
+        .await
+        .map_err(unavailable)?;
+    // Concurrent requests may both create; the idempotency key makes them the same customer,
+    // and the first one stored wins either way.
+    Ok(app.store.billing.link_customer(user, &created).await?)
+}
+
+/// Starts a Stripe Checkout for Pro.
+pub async fn subscribe_pro(
+    app: &App,
+    user: UserId,
+    success_url: Option<String>,
+    cancel_url: Option<String>,
+) -> Result<CheckoutSession> {
+    let gateway = gateway(app)?;
+    let price = app
+        .config
+        .stripe_price_id
+        .clone()
+        .ok_or(AppError::BillingNotConfigured)?;
+    let base = app.public_url();
+    let success_url = return_url(
+        "success_url",
+        success_url,
+        format!("{base}/?checkout=success&session_id={{CHECKOUT_SESSION_ID}}"),
+    )?;
+    let cancel_url = return_url("cancel_url", cancel_url, format!("{base}/?checkout=cancel"))?;
+    let now = app.clock.now();
+    if let Some(subscription) = app.store.billing.subscription_of(user).await?
+        && blocks_checkout(&subscription, now)
+    {
+        return Err(AppError::Conflict {
+            code: "already_subscribed",
+            detail: "You already have a Pro subscription; manage it in the billing portal.",
+        });
+    }
+    let customer = customer_for(app, gateway, user).await?;
+    let request = CheckoutRequest {
+        customer,
+        price,
+        user_id: user.to_string(),
+        success_url,
+        cancel_url,
+    };
+    // The same intent on the same day is one session, however often the button is pressed.
+    let mut intent = Sha256::new();
+    for part in [
+        &request.customer,
+        &request.price,
+        &request.success_url,
+        &request.cancel_url,
+    ] {
+        intent.update(part.as_bytes());
+        intent.update([0]);
+    }
+    let key = format!(
+        "checkout-{user}-{}-{}",
+        &hex::encode(intent.finalize())[..16],
+        now.format("%Y%m%d")
+    );
+    gateway
+        .create_checkout_session(&request, &key)
+        .await
+        .map_err(unavailable)
+}
+
+/// The user's subscription that can still be changed, or 409 `no_subscription`.
+async fn live_subscription(app: &App, user: UserId) -> Result<Subscription> {
+    app.store
+        .billing
+        .subscription_of(user)
+        .await?
+        .filter(|s| !s.status.is_terminal())
+        .ok_or(AppError::Conflict {
+            code: "no_subscription",
+            detail: "There is no subscription to change.",
+        })
+}
+
+async fn set_cancel(
+    app: &App,
+    user: UserId,
+    subscription: &Subscription,
+    cancel: bool,
+) -> Result<Status> {
+    let gateway = gateway(app)?;
+    let now = app.clock.now();
+    let key = format!("cancel-{}-{cancel}-{}", subscription.id, now.timestamp());
+    let mut update = gateway
+        .set_cancel_at_period_end(&subscription.id, cancel, &key)
+        .await
+        .map_err(unavailable)?;
+    // Stripe's answer is the state as of now.
+    update.created = now.timestamp();
+    app.store.billing.apply_update(&update, now).await?;
+    status(app, user).await
+}
+
+/// Schedules the subscription to end with its current period.
+pub async fn cancel(app: &App, user: UserId) -> Result<Status> {
+    gateway(app)?;
+    let subscription = live_subscription(app, user).await?;
+    set_cancel(app, user, &subscription, true).await
+}
+
+/// Undoes a scheduled cancellation.
+pub async fn reactivate(app: &App, user: UserId) -> Result<Status> {
+    gateway(app)?;
+    let subscription = live_subscription(app, user).await?;
+    if !subscription.cancel_at_period_end {
+        return Err(AppError::Conflict {
+            code: "not_cancelling",
+            detail: "The subscription is not scheduled to cancel.",
+        });
+    }
+    set_cancel(app, user, &subscription, false).await
+}
+
+/// A Stripe Billing Portal link for the user.
+pub async fn portal(app: &App, user: UserId) -> Result<String> {
+    let gateway = gateway(app)?;
+    let customer = app
+        .store
+        .billing
+        .customer_of(user)
+        .await?
+        .ok_or(AppError::Conflict {
+            code: "no_subscription",
+            detail: "There is no billing account yet; subscribe first.",
+        })?;
+    gateway
+        .create_portal_session(&customer, &format!("{}/", app.public_url()))
+        .await
+        .map_err(unavailable)
+}
+
+/// Pro's price, read from Stripe once; `None` when billing is off or Stripe cannot say.
+pub async fn pro_price(app: &App) -> Option<Price> {
+    let gateway = app.payments.as_ref()?;
+    let price_id = app.config.stripe_price_id.as_deref()?;
+    let price = app
+        .pro_price
+        .get_or_try_init(|| gateway.price(price_id))
+        .await;
+    match price {
+        Ok(price) => Some(price.clone()),
+        Err(err) => {
+            tracing::warn!(error = %err, "could not read Pro's price from Stripe");
+            None
+        }
+    }
 }

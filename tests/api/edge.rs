@@ -133,6 +133,13 @@ async fn the_openapi_document_covers_every_route(backend: Backend) {
         ("get", "/chatroom/{id}/events"),
         ("post", "/chatroom/{id}/messages/{message_id}/retry"),
         ("get", "/search"),
+        ("post", "/subscribe/pro"),
+        ("get", "/subscription/status"),
+        ("get", "/subscription/plans"),
+        ("post", "/subscription/cancel"),
+        ("post", "/subscription/reactivate"),
+        ("post", "/subscription/portal"),
+        ("post", "/webhook/stripe"),
     ];
     for (method, path) in expected {
         let operation = &doc["paths"][path][method];
@@ -157,6 +164,9 @@ async fn the_openapi_document_covers_every_route(backend: Backend) {
         "Message",
         "MessageAccepted",
         "SearchResponse",
+        "SubscriptionStatusResponse",
+        "Plan",
+        "CheckoutResponse",
     ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }

@@ -107,3 +107,108 @@ pub fn rate_limited(retry_delay: &str) -> ResponseTemplate {
         ]),
     )
 }
+
+pub const STRIPE_KEY: &str = "sk_test_gemchat";
+pub const PRO_PRICE: &str = "price_pro";
+
+/// The Stripe API on a local port: form-encoded requests in, JSON out.
+pub struct FakeStripe {
+    pub server: MockServer,
+}
+
+/// Matches a call as the adapter must make it: bearer key and pinned API version.
+pub fn stripe_call(verb: &str, route: &str) -> MockBuilder {
+    Mock::given(method(verb))
+        .and(path(route.to_owned()))
+        .and(header(
+            "authorization",
+            format!("Bearer {STRIPE_KEY}").as_str(),
+        ))
+        .and(header(
+            "stripe-version",
+            gemchat::billing::stripe::API_VERSION,
+        ))
+}
+
+/// A request's form body as a map.
+pub fn form(request: &wiremock::Request) -> std::collections::HashMap<String, String> {
+    url::form_urlencoded::parse(&request.body)
+        .into_owned()
+        .collect()
+}
+
+/// Answers `POST /v1/subscriptions/{id}` with the subscription as updated by the form.
+struct SubscriptionUpdater;
+
+impl wiremock::Respond for SubscriptionUpdater {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let cancel = form(request)
+            .get("cancel_at_period_end")
+            .map(String::as_str)
+            == Some("true");
+        let id = request
+            .url
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        ResponseTemplate::new(200).set_body_json(json!({
+            "id": id, "object": "subscription", "customer": "cus_new_1", "status": "active",
+            "cancel_at_period_end": cancel,
+            "items": {"object": "list", "data": [{"id": "si_1", "price": {"id": PRO_PRICE},
+                      "current_period_end": 4_102_444_800_i64}]}
+        }))
+    }
+}
+
+impl FakeStripe {
+    /// A Stripe that answers every call the adapter makes.
+    pub async fn start() -> Self {
+        let server = MockServer::start().await;
+        stripe_call("POST", "/v1/customers")
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"id": "cus_new_1", "object": "customer"})),
+            )
+            .mount(&server)
+            .await;
+        stripe_call("POST", "/v1/checkout/sessions")
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "id": "cs_test_123", "object": "checkout.session", "mode": "subscription", "status": "open",
+                "url": "https://checkout.stripe.com/c/pay/cs_test_123"})))
+            .mount(&server)
+            .await;
+        stripe_call("GET", &format!("/v1/prices/{PRO_PRICE}"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "id": PRO_PRICE, "object": "price", "unit_amount": 999, "currency": "usd",
+                "recurring": {"interval": "month"}})))
+            .mount(&server)
+            .await;
+        stripe_call("POST", "/v1/billing_portal/sessions")
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "id": "bps_1", "object": "billing_portal.session",
+                "url": "https://billing.stripe.com/p/session/test_1"})))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(wiremock::matchers::path_regex(
+                "^/v1/subscriptions/sub_[A-Za-z0-9_]+$",
+            ))
+            .respond_with(SubscriptionUpdater)
+            .mount(&server)
+            .await;
+        Self { server }
+    }
+
+    /// The requests received on `route`, in order.
+    pub async fn calls(&self, route: &str) -> Vec<wiremock::Request> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.url.path() == route)
+            .collect()
+    }
+}

@@ -15,5 +15,6 @@ mod scale;
 mod serve;
 mod sessions;
 mod storage;
+mod subscriptions;
 mod users;
 mod worker;

@@ -1,0 +1,70 @@
+//! The payment gateway port: the few Stripe calls billing makes.
+
+use async_trait::async_trait;
+
+use super::model::SubscriptionUpdate;
+
+/// Stripe failed, refused, or could not be reached. The text is for the log only.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct GatewayError(pub String);
+
+/// A Checkout Session to create.
+#[derive(Debug, Clone)]
+pub struct CheckoutRequest {
+    pub customer: String,
+    pub price: String,
+    pub user_id: String,
+    pub success_url: String,
+    pub cancel_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutSession {
+    pub id: String,
+    pub url: String,
+}
+
+/// A recurring price, as Stripe describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Price {
+    /// In the currency's smallest unit (cents).
+    pub amount: i64,
+    pub currency: String,
+    pub interval: String,
+}
+
+#[async_trait]
+pub trait PaymentGateway: Send + Sync {
+    /// Creates a customer for `user_id`; the same `idempotency_key` never creates two.
+    async fn create_customer(
+        &self,
+        user_id: &str,
+        phone: &str,
+        idempotency_key: &str,
+    ) -> Result<String, GatewayError>;
+
+    async fn create_checkout_session(
+        &self,
+        request: &CheckoutRequest,
+        idempotency_key: &str,
+    ) -> Result<CheckoutSession, GatewayError>;
+
+    /// A Billing Portal session URL for the customer.
+    async fn create_portal_session(
+        &self,
+        customer: &str,
+        return_url: &str,
+    ) -> Result<String, GatewayError>;
+
+    /// Schedules (or clears) the subscription's cancellation at the end of its period and
+    /// returns the subscription as Stripe now has it.
+    async fn set_cancel_at_period_end(
+        &self,
+        subscription: &str,
+        cancel: bool,
+        idempotency_key: &str,
+    ) -> Result<SubscriptionUpdate, GatewayError>;
+
+    async fn price(&self, price_id: &str) -> Result<Price, GatewayError>;
+}
