@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::gateway::{CheckoutRequest, CheckoutSession, GatewayError, PaymentGateway, Price};
@@ -85,11 +84,6 @@ pub async fn status(app: &App, user: UserId) -> Result<Status> {
     })
 }
 
-/// Whether a subscription still needs its owner to pay: a second checkout would double-charge.
-pub fn blocks_checkout(subscription: &Subscription, now: DateTime<Utc>) -> bool {
-    subscription.status.blocks_checkout() && subscription.pro_until.is_some_and(|until| until > now)
-}
-
 fn gateway(app: &App) -> Result<&Arc<dyn PaymentGateway>> {
     app.payments.as_ref().ok_or(AppError::BillingNotConfigured)
 }
@@ -165,8 +159,10 @@ pub async fn subscribe_pro(
     )?;
     let cancel_url = return_url("cancel_url", cancel_url, format!("{base}/?checkout=cancel"))?;
     let now = app.clock.now();
+    // Active, trialing or past due (even past its period: Stripe is still collecting): a
+    // second subscription would charge twice.
     if let Some(subscription) = app.store.billing.subscription_of(user).await?
-        && blocks_checkout(&subscription, now)
+        && subscription.status.blocks_checkout()
     {
         return Err(AppError::Conflict {
             code: "already_subscribed",
