@@ -235,6 +235,10 @@ pub struct Config {
     #[arg(long, env = "PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// Browser origins allowed to call the API (comma-separated, or `*`); none by default.
+    #[arg(long, env = "CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
+
     /// Log format: `pretty` on a terminal, else `json`. RUST_LOG filters as usual.
     #[arg(long, env = "LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,

@@ -25,7 +25,9 @@ impl FromRequestParts<AppState> for AuthUser {
             .and_then(|value| value.to_str().ok())
             .and_then(bearer_token)
             .ok_or(AppError::Unauthorized)?;
-        state.auth.authenticate(token).await.map(AuthUser)
+        let who = state.auth.authenticate(token).await?;
+        tracing::Span::current().record("user_id", tracing::field::display(who.user_id));
+        Ok(AuthUser(who))
     }
 }
 

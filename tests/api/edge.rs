@@ -16,6 +16,8 @@ backend_tests!(
     health_and_readiness_answer,
     the_openapi_document_covers_every_route,
     docs_are_served_locally,
+    responses_carry_security_headers,
+    cors_allows_only_configured_origins,
 );
 
 async fn malformed_json_and_wrong_content_type_are_400(backend: Backend) {
@@ -209,4 +211,83 @@ async fn an_unreachable_redis_fails_the_start_with_a_clear_error() {
     let started = gemchat::app::App::build(config, clock).await;
     let error = started.err().map(|e| format!("{e:#}")).unwrap_or_default();
     assert!(error.contains("Redis"), "{error}");
+}
+
+async fn responses_carry_security_headers(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for response in [
+        app.get("/health", None).await,
+        app.get("/user/me", None).await,
+    ] {
+        assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(response.header("x-frame-options"), Some("DENY"));
+        assert_eq!(response.header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(response.header("cache-control"), Some("no-store"));
+        assert!(
+            response
+                .header("content-security-policy")
+                .is_some_and(|v| v.contains("default-src 'none'"))
+        );
+    }
+    // The docs page keeps a policy that lets it run its own (local) scripts.
+    let docs = app.get("/docs/", None).await;
+    assert!(
+        docs.header("content-security-policy")
+            .is_none_or(|v| !v.contains("default-src 'none'"))
+    );
+}
+
+fn preflight(origin: &str) -> Request<Body> {
+    Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/chatroom")
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .body(Body::empty())
+        .unwrap_or_default()
+}
+
+async fn cors_allows_only_configured_origins(backend: Backend) {
+    let closed = TestApp::spawn(backend).await;
+    let response = closed.send(preflight("https://app.example.com")).await;
+    assert!(
+        response.header("access-control-allow-origin").is_none(),
+        "no CORS by default"
+    );
+
+    let open = TestApp::spawn_with(backend, |c| {
+        c.cors_origins = Some("https://app.example.com, https://other.example".into())
+    })
+    .await;
+    let allowed = open.send(preflight("https://app.example.com")).await;
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert!(
+        allowed
+            .header("access-control-allow-headers")
+            .is_some_and(|h| h.contains("authorization"))
+    );
+    let refused = open.send(preflight("https://evil.example")).await;
+    assert!(refused.header("access-control-allow-origin").is_none());
+    let request = Request::builder()
+        .uri("/health")
+        .header("origin", "https://other.example")
+        .body(Body::empty())
+        .unwrap_or_default();
+    let simple = open.send(request).await;
+    assert_eq!(
+        simple.header("access-control-allow-origin"),
+        Some("https://other.example")
+    );
+    assert!(
+        simple
+            .header("access-control-expose-headers")
+            .is_some_and(|h| h.contains("x-request-id"))
+    );
 }
