@@ -63,6 +63,8 @@ pub struct App {
     pub payments: Option<Arc<dyn PaymentGateway>>,
     /// Pro's price, read from Stripe once.
     pub pro_price: tokio::sync::OnceCell<Price>,
+    /// Renders `/metrics`.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Turns true when the process begins to shut down; long-lived work (event streams,
     /// workers) watches it.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -146,6 +148,7 @@ impl App {
             ai,
             payments,
             pro_price: tokio::sync::OnceCell::new(),
+            metrics: crate::metrics::handle(),
             stopping: tokio::sync::watch::Sender::new(false),
             auth,
             store,
@@ -301,7 +304,8 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(|| async { AppError::RouteNotFound })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .with_state(AppState(app))
-        .layer(DefaultBodyLimit::max(max_body));
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(crate::metrics::track_http));
     with_security_headers(routes).layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod jobs;
 pub mod messages;
+pub mod metrics;
 pub mod ops;
 pub mod quota;
 pub mod storage;

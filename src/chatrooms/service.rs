@@ -49,9 +49,15 @@ struct ListBody {
 /// The user's chatrooms as the JSON body of `GET /chatroom`, from the cache when it has them.
 pub async fn list_json(app: &App, user: UserId) -> Result<Bytes> {
     let version = match app.list_cache.get(user).await {
-        Ok(cached) => return Ok(cached),
+        Ok(cached) => {
+            metrics::counter!(crate::metrics::CACHE_REQUESTS, "cache" => "chatrooms", "result" => "hit")
+                .increment(1);
+            return Ok(cached);
+        }
         Err(version) => version,
     };
+    metrics::counter!(crate::metrics::CACHE_REQUESTS, "cache" => "chatrooms", "result" => "miss")
+        .increment(1);
     let rooms = app.store.chatrooms.list(user).await?;
     let body = ListBody {
         chatrooms: rooms.iter().map(ChatroomView::from).collect(),

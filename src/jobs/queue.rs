@@ -91,6 +91,9 @@ pub trait JobQueue: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Option<Message>, StoreError>;
 
+    /// Jobs waiting (queued) and claimed under a live lease (running) at `now`.
+    async fn counts(&self, now: DateTime<Utc>) -> Result<(u64, u64), StoreError>;
+
     /// When the next job not yet due becomes due, if any.
     async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 

@@ -17,6 +17,11 @@ use crate::ai::{AiError, Chunk, Conversation, Turn};
 use crate::app::App;
 use crate::messages::events::{self, RoomEvent};
 use crate::messages::model::{Message, MessageError};
+use crate::metrics::{AI_DURATION, AI_ERRORS, JOB_OUTCOMES};
+
+fn count_outcome(name: &'static str) {
+    metrics::counter!(JOB_OUTCOMES, "outcome" => name).increment(1);
+}
 
 /// The longest a worker sleeps without looking for due jobs (a safety net for lost wake-ups).
 const MAX_IDLE: Duration = Duration::from_secs(5);
@@ -103,7 +108,10 @@ pub async fn run_until_stopped(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     }
     for job in held.into_values() {
         match app.store.jobs.release(&job, app.clock.now()).await {
-            Ok(()) => tracing::info!(job_id = %job.id.0, "handed a job back"),
+            Ok(()) => {
+                count_outcome("handed_back");
+                tracing::info!(job_id = %job.id.0, "handed a job back");
+            }
             Err(err) => {
                 tracing::warn!(error = %err, job_id = %job.id.0, "could not hand a job back; its lease will lapse")
             }
@@ -158,7 +166,10 @@ async fn run_job(app: Arc<App>, job: ClaimedJob) {
         };
         match attempt {
             Ok(Attempt::Finished) => {}
-            Ok(Attempt::LostLease) => tracing::warn!("lost the job's lease; leaving it to its new owner"),
+            Ok(Attempt::LostLease) => {
+                count_outcome("lost_lease");
+                tracing::warn!("lost the job's lease; leaving it to its new owner");
+            }
             Err(err) => tracing::error!(error = %err, "job failed on storage; it runs again when its lease lapses"),
         }
     }
@@ -189,15 +200,20 @@ async fn attempt(app: &App, job: &ClaimedJob) -> Result<Attempt, crate::storage:
     let now = app.clock.now();
     match outcome {
         Ok(Some(reply)) => {
+            count_outcome("completed");
             tracing::info!("reply completed");
             events::publish(app, job.chatroom_id, &RoomEvent::completed(&reply)).await;
         }
-        Ok(None) => tracing::info!("reply was already finished by another run"),
+        Ok(None) => {
+            count_outcome("already_finished");
+            tracing::info!("reply was already finished by another run");
+        }
         Err(AiError::Retryable {
             kind,
             message,
             retry_after,
         }) if job.attempts < app.config.job_max_attempts => {
+            count_outcome("retried");
             let wait = retry::backoff(job.attempts, retry_after, rand::random::<f64>());
             tracing::warn!(kind, error = %message, retry_in = ?wait, "AI call failed; retrying later");
             let run_at = now + chrono::Duration::from_std(wait).unwrap_or_default();
@@ -207,6 +223,7 @@ async fn attempt(app: &App, job: &ClaimedJob) -> Result<Attempt, crate::storage:
                 .await?;
         }
         Err(error) => {
+            count_outcome("failed");
             let error = final_error(&error);
             tracing::warn!(code = %error.code, error = %error.message, "reply failed");
             if let Some(reply) = app.store.jobs.fail(job, &error, now).await? {
@@ -254,6 +271,25 @@ async fn generate(
             .collect(),
     };
     app.store.jobs.mark_streaming(job, app.clock.now()).await?;
+    let started = std::time::Instant::now();
+    let result = stream_reply(app, job, conversation).await;
+    metrics::histogram!(AI_DURATION).record(started.elapsed().as_secs_f64());
+    if let Ok(Err(error)) = &result {
+        let kind = match error {
+            AiError::Retryable { kind, .. } => *kind,
+            AiError::Permanent { code, .. } => *code,
+        };
+        metrics::counter!(AI_ERRORS, "kind" => kind).increment(1);
+    }
+    result
+}
+
+/// Relays the provider's stream to the chatroom and stores the reply when it ends.
+async fn stream_reply(
+    app: &App,
+    job: &ClaimedJob,
+    conversation: Conversation,
+) -> Result<Result<Option<Message>, AiError>, crate::storage::StoreError> {
     // A new attempt streams from the start.
     app.progress.clear(job.reply_id).await;
     let mut stream = match app.ai.stream_reply(conversation).await {

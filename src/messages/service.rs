@@ -76,6 +76,8 @@ pub async fn send(
         PromptOutcome::Accepted { used, limit } => (used, limit),
         PromptOutcome::ChatroomNotFound => return Err(AppError::NotFound),
         PromptOutcome::LimitReached { limit, tier } => {
+            metrics::counter!(crate::metrics::QUOTA_REJECTIONS, "tier" => tier.as_str())
+                .increment(1);
             return Err(limit_reached(limit, tier, now));
         }
     };

@@ -122,6 +122,7 @@ pub async fn open(
         replay,
         snapshots,
         stopping: app.stopping(),
+        _open: crate::metrics::SseConnection::open(),
     };
     Ok(futures::stream::unfold(state, |mut state| async move {
         let event = state.next().await?;
@@ -137,6 +138,8 @@ struct StreamState {
     /// The process is shutting down: end the stream (the client reconnects elsewhere), or the
     /// server's graceful shutdown would wait for it forever.
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// Counted as an open connection until the stream is dropped.
+    _open: crate::metrics::SseConnection,
 }
 
 impl StreamState {

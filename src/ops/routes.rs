@@ -18,6 +18,29 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health))
         .routes(routes!(ready))
+        .routes(routes!(metrics))
+}
+
+/// Prometheus metrics (text format). Bind the service where only your scraper reaches this.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match state.store.jobs.counts(state.clock.now()).await {
+        Ok((queued, running)) => {
+            ::metrics::gauge!(crate::metrics::JOBS, "state" => "queued").set(queued as f64);
+            ::metrics::gauge!(crate::metrics::JOBS, "state" => "running").set(running as f64);
+        }
+        Err(err) => tracing::warn!(error = %err, "metrics: cannot count jobs"),
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -18,6 +18,7 @@ backend_tests!(
     docs_are_served_locally,
     responses_carry_security_headers,
     cors_allows_only_configured_origins,
+    metrics_report_requests_jobs_cache_and_quota,
 );
 
 async fn malformed_json_and_wrong_content_type_are_400(backend: Backend) {
@@ -125,6 +126,7 @@ async fn the_openapi_document_covers_every_route(backend: Backend) {
         ("patch", "/user/me"),
         ("get", "/health"),
         ("get", "/ready"),
+        ("get", "/metrics"),
         ("post", "/chatroom"),
         ("get", "/chatroom"),
         ("get", "/chatroom/{id}"),
@@ -290,4 +292,48 @@ async fn cors_allows_only_configured_origins(backend: Backend) {
             .header("access-control-expose-headers")
             .is_some_and(|h| h.contains("x-request-id"))
     );
+}
+
+async fn metrics_report_requests_jobs_cache_and_quota(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.basic_daily_limit = 1).await;
+    let (token, _) = app.new_user().await;
+    let room = app.chatroom(&token, "metrics").await;
+    app.get("/chatroom", Some(&token)).await.assert_status(200);
+    app.get("/chatroom", Some(&token)).await.assert_status(200);
+    app.send_message(&token, &room, "count me").await;
+    let queued = app.get("/metrics", None).await;
+    assert_eq!(queued.status.as_u16(), 200);
+    assert!(
+        queued
+            .header("content-type")
+            .is_some_and(|v| v.starts_with("text/plain"))
+    );
+    assert!(
+        queued.text.contains("gemchat_jobs{state=\"queued\"}"),
+        "{}",
+        queued.text
+    );
+    app.post(
+        &format!("/chatroom/{room}/message"),
+        Some(&token),
+        json!({"content": "over"}),
+    )
+    .await
+    .assert_problem(429, "daily_limit_reached");
+    app.drain_jobs().await;
+    let text = app.get("/metrics", None).await.text;
+    for expected in [
+        "http_requests_total{method=\"GET\",route=\"/chatroom\",status=\"200\"}",
+        "http_request_duration_seconds_bucket{method=\"POST\",route=\"/chatroom/{id}/message\",status=\"202\"",
+        "gemchat_job_outcomes_total{outcome=\"completed\"}",
+        "gemchat_ai_request_duration_seconds_bucket",
+        "gemchat_cache_requests_total{cache=\"chatrooms\",result=\"hit\"}",
+        "gemchat_cache_requests_total{cache=\"chatrooms\",result=\"miss\"}",
+        "gemchat_quota_rejections_total{tier=\"basic\"}",
+        "gemchat_sse_connections",
+    ] {
+        assert!(text.contains(expected), "missing {expected}");
+    }
+    // Concrete ids never become labels.
+    assert!(!text.contains(&room));
 }

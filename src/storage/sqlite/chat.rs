@@ -610,6 +610,20 @@ impl JobQueue for SqliteStore {
         Ok(Some(row.into()))
     }
 
+    async fn counts(&self, now: DateTime<Utc>) -> Result<(u64, u64), StoreError> {
+        let (queued, running): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE lock_token IS NULL OR locked_until < $1), \
+             count(*) FILTER (WHERE lock_token IS NOT NULL AND locked_until >= $1) FROM jobs",
+        )
+        .bind(micros(now))
+        .fetch_one(&self.reader)
+        .await?;
+        Ok((
+            u64::try_from(queued).unwrap_or(0),
+            u64::try_from(running).unwrap_or(0),
+        ))
+    }
+
     async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let next: Option<i64> = sqlx::query_scalar(
             "SELECT min(CASE WHEN lock_token IS NULL THEN run_at ELSE locked_until END) FROM jobs",

@@ -1,0 +1,117 @@
+//! Prometheus metrics: the recorder (one per process), the HTTP middleware, and the names
+//! every part of gemchat records under. Recording is an atomic update on a cached handle, so it
+//! is cheap on the hot path; `/metrics` renders the text format.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS: &str = "http_requests_total";
+pub const HTTP_DURATION: &str = "http_request_duration_seconds";
+pub const JOBS: &str = "gemchat_jobs";
+pub const JOB_OUTCOMES: &str = "gemchat_job_outcomes_total";
+pub const AI_DURATION: &str = "gemchat_ai_request_duration_seconds";
+pub const AI_ERRORS: &str = "gemchat_ai_errors_total";
+pub const CACHE_REQUESTS: &str = "gemchat_cache_requests_total";
+pub const SSE_CONNECTIONS: &str = "gemchat_sse_connections";
+pub const QUOTA_REJECTIONS: &str = "gemchat_quota_rejections_total";
+
+/// The process's metrics recorder, installed on first use.
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let latency = [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ];
+            let ai = [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 60.0, 120.0];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), &latency)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(AI_DURATION.into()), &ai));
+            let recorder = match builder {
+                Ok(builder) => builder.build_recorder(),
+                Err(err) => {
+                    tracing::error!(error = %err, "bad histogram buckets; using summaries");
+                    PrometheusBuilder::new().build_recorder()
+                }
+            };
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed");
+            }
+            describe();
+            // Present from the start, so a scrape shows 0 rather than nothing.
+            metrics::gauge!(SSE_CONNECTIONS).set(0.0);
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests by method, route template and status"
+    );
+    metrics::describe_histogram!(
+        HTTP_DURATION,
+        metrics::Unit::Seconds,
+        "HTTP request latency"
+    );
+    metrics::describe_gauge!(JOBS, "Reply jobs in the queue by state (queued, running)");
+    metrics::describe_counter!(JOB_OUTCOMES, "Reply job attempts by outcome");
+    metrics::describe_histogram!(
+        AI_DURATION,
+        metrics::Unit::Seconds,
+        "AI provider calls, start to last chunk"
+    );
+    metrics::describe_counter!(AI_ERRORS, "AI provider errors by kind");
+    metrics::describe_counter!(
+        CACHE_REQUESTS,
+        "Cache lookups by cache and result (hit, miss)"
+    );
+    metrics::describe_gauge!(SSE_CONNECTIONS, "Open Server-Sent Events connections");
+    metrics::describe_counter!(
+        QUOTA_REJECTIONS,
+        "Prompts refused by the daily limit, by tier"
+    );
+}
+
+/// Counts and times every request by method, route template (never the concrete path) and
+/// status.
+pub async fn track_http(request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
+    metrics::histogram!(HTTP_DURATION, &labels).record(start.elapsed().as_secs_f64());
+    response
+}
+
+/// Counts an open SSE connection for as long as it lives.
+pub struct SseConnection;
+
+impl SseConnection {
+    pub fn open() -> Self {
+        metrics::gauge!(SSE_CONNECTIONS).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for SseConnection {
+    fn drop(&mut self) {
+        metrics::gauge!(SSE_CONNECTIONS).decrement(1.0);
+    }
+}
