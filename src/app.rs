@@ -63,6 +63,8 @@ pub struct App {
     pub payments: Option<Arc<dyn PaymentGateway>>,
     /// Pro's price, read from Stripe once.
     pub pro_price: tokio::sync::OnceCell<Price>,
+    /// Abuse limits (per IP on auth routes, per user elsewhere).
+    pub limiter: Arc<dyn crate::ratelimit::RateLimiter>,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Turns true when the process begins to shut down; long-lived work (event streams,
@@ -116,6 +118,10 @@ impl App {
             ),
         };
         let ai = ai_provider(&config)?;
+        let limiter: Arc<dyn crate::ratelimit::RateLimiter> = match &redis {
+            Some(conn) => Arc::new(crate::ratelimit::RedisLimiter::new(conn.clone())),
+            None => Arc::new(crate::ratelimit::MemoryLimiter::default()),
+        };
         let payments: Option<Arc<dyn PaymentGateway>> = match &config.stripe_secret_key {
             Some(key) => Some(Arc::new(StripeGateway::new(
                 &config.stripe_api_base,
@@ -148,6 +154,7 @@ impl App {
             ai,
             payments,
             pro_price: tokio::sync::OnceCell::new(),
+            limiter,
             metrics: crate::metrics::handle(),
             stopping: tokio::sync::watch::Sender::new(false),
             auth,
@@ -299,12 +306,17 @@ pub fn router(app: Arc<App>) -> Router {
     let (routes, openapi) = api();
     let max_body = app.config.max_body_bytes;
     let cors = cors_layer(app.config.cors_origins.as_deref());
+    let state = AppState(app);
     let routes = routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(|| async { AppError::RouteNotFound })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
-        .with_state(AppState(app))
+        .with_state(state.clone())
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::ratelimit::limit_auth_routes,
+        ))
         .layer(axum::middleware::from_fn(crate::metrics::track_http));
     with_security_headers(routes).layer(
         ServiceBuilder::new()

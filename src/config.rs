@@ -235,6 +235,19 @@ pub struct Config {
     #[arg(long, env = "PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// Requests a minute per client IP on the unauthenticated auth routes.
+    #[arg(long, env = "RATE_LIMIT_AUTH_PER_MINUTE", default_value_t = 30)]
+    pub rate_limit_auth_per_minute: u32,
+
+    /// Requests a minute per user on every authenticated route.
+    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = 600)]
+    pub rate_limit_per_minute: u32,
+
+    /// Take the client IP from `X-Forwarded-For` (the address the trusted proxy saw). Only
+    /// behind a proxy that sets it; otherwise clients could pick their own IP.
+    #[arg(long, env = "TRUST_PROXY")]
+    pub trust_proxy: bool,
+
     /// Browser origins allowed to call the API (comma-separated, or `*`); none by default.
     #[arg(long, env = "CORS_ORIGINS")]
     pub cors_origins: Option<String>,

@@ -16,6 +16,7 @@ pub mod messages;
 pub mod metrics;
 pub mod ops;
 pub mod quota;
+pub mod ratelimit;
 pub mod storage;
 pub mod telemetry;
 pub mod users;

@@ -10,6 +10,7 @@ use super::model::ClientInfo;
 use super::tokens::Authenticated;
 use crate::app::AppState;
 use crate::error::AppError;
+use crate::ratelimit::Scope;
 
 /// The caller, proven by `Authorization: Bearer <jwt>`; rejects with 401 `unauthorized`.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +28,15 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok_or(AppError::Unauthorized)?;
         let who = state.auth.authenticate(token).await?;
         tracing::Span::current().record("user_id", tracing::field::display(who.user_id));
+        let limit = state.config.rate_limit_per_minute;
+        let key = who.user_id.to_string();
+        if let Err(retry_after) = state
+            .limiter
+            .hit(Scope::User, &key, limit, state.clock.now())
+            .await
+        {
+            return Err(crate::ratelimit::refused(Scope::User, retry_after));
+        }
         Ok(AuthUser(who))
     }
 }
@@ -45,14 +55,38 @@ const MAX_USER_AGENT: usize = 512;
 #[derive(Debug, Clone, Default)]
 pub struct Client(pub ClientInfo);
 
-impl<S: Send + Sync> FromRequestParts<S> for Client {
+/// The client's IP: the peer address, or with `trust_proxy` the last `X-Forwarded-For` entry
+/// (the address our proxy saw; entries before it are whatever the client claimed).
+pub fn client_ip(
+    headers: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+    trust_proxy: bool,
+) -> Option<String> {
+    if trust_proxy
+        && let Some(forwarded) = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+            .next_back()
+    {
+        return Some(forwarded.to_owned());
+    }
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string())
+}
+
+impl FromRequestParts<AppState> for Client {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let ip = client_ip(&parts.headers, &parts.extensions, state.config.trust_proxy);
         let user_agent = parts
             .headers
             .get(USER_AGENT)

@@ -160,6 +160,9 @@ pub fn test_config(db: &TestDb) -> Config {
     let mut config = Config::defaults();
     config.database_url = db.url.clone();
     config.jwt_secret = Some(gemchat::config::Secret::new(JWT_SECRET));
+    // Tests drive many requests from one address; the limit tests set their own.
+    config.rate_limit_auth_per_minute = 1_000_000;
+    config.rate_limit_per_minute = 1_000_000;
     config.data_dir = std::env::temp_dir().join(format!("gemchat-test-data-{}", Uuid::now_v7()));
     config
 }

@@ -4,6 +4,7 @@
 
 mod fakes;
 mod harness;
+mod limits;
 
 mod auth;
 mod billing;

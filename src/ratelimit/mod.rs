@@ -1,0 +1,112 @@
+//! Abuse limits beyond the daily quota: a fixed one-minute window per key (an IP for the
+//! unauthenticated auth routes, a user for everything else). In-process, or in Redis so every
+//! process shares the count; if Redis fails, the in-process limiter takes over.
+
+mod memory;
+mod redis;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use memory::MemoryLimiter;
+pub use redis::RedisLimiter;
+
+/// The window every limit counts over.
+pub const WINDOW_SECS: i64 = 60;
+
+/// Which limit a key counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Unauthenticated auth routes, per client IP.
+    Auth,
+    /// Authenticated requests, per user.
+    User,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auth => "auth",
+            Self::User => "user",
+        }
+    }
+}
+
+/// The window `now` falls in, and the seconds until it ends.
+pub fn window(now: DateTime<Utc>) -> (i64, u64) {
+    let secs = now.timestamp();
+    let index = secs.div_euclid(WINDOW_SECS);
+    let left = WINDOW_SECS - secs.rem_euclid(WINDOW_SECS);
+    (index, u64::try_from(left).unwrap_or(1))
+}
+
+/// The unauthenticated routes limited per client IP.
+pub const AUTH_ROUTES: [&str; 6] = [
+    "/auth/signup",
+    "/auth/send-otp",
+    "/auth/verify-otp",
+    "/auth/login",
+    "/auth/forgot-password",
+    "/auth/reset-password",
+];
+
+/// The refusal of a request over its limit.
+pub fn refused(scope: Scope, retry_after: u64) -> crate::error::AppError {
+    metrics::counter!("gemchat_rate_limited_total", "scope" => scope.as_str()).increment(1);
+    crate::error::AppError::RateLimited {
+        code: "rate_limited",
+        detail: format!("Too many requests; try again in {retry_after} s."),
+        retry_after,
+    }
+}
+
+/// Middleware: limits the unauthenticated auth routes per client IP.
+pub async fn limit_auth_routes(
+    axum::extract::State(state): axum::extract::State<crate::app::AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let is_auth_route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .is_some_and(|route| AUTH_ROUTES.contains(&route.as_str()));
+    if is_auth_route {
+        let ip = crate::auth::extract::client_ip(
+            request.headers(),
+            request.extensions(),
+            state.config.trust_proxy,
+        )
+        .unwrap_or_else(|| "unknown".into());
+        let limit = state.config.rate_limit_auth_per_minute;
+        if let Err(retry_after) = state
+            .limiter
+            .hit(Scope::Auth, &ip, limit, state.clock.now())
+            .await
+        {
+            return refused(Scope::Auth, retry_after).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Counts one request of `key` against `limit` per minute; `Err(retry_after_secs)` past it.
+    async fn hit(&self, scope: Scope, key: &str, limit: u32, now: DateTime<Utc>)
+    -> Result<(), u64>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn windows_are_whole_minutes() {
+        let at = |s| Utc.timestamp_opt(s, 0).single().unwrap_or_default();
+        assert_eq!(window(at(120)), (2, 60));
+        assert_eq!(window(at(179)), (2, 1));
+        assert_eq!(window(at(180)), (3, 60));
+    }
+}
