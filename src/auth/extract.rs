@@ -69,8 +69,7 @@ pub fn client_ip(
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
-            .next_back()
+            .rfind(|v| v.parse::<std::net::IpAddr>().is_ok())
     {
         return Some(forwarded.to_owned());
     }
