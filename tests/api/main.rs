@@ -12,6 +12,7 @@ mod chat;
 mod edge;
 mod events;
 mod gemini;
+mod outage;
 mod scale;
 mod serve;
 mod sessions;
