@@ -110,6 +110,8 @@ pub struct PortalResponse {
     request_body(content = SubscribeRequest, description = "Optional; an empty body is fine"),
     responses(
         (status = 200, body = CheckoutResponse),
+        (status = 400, description = "`malformed_request`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`already_subscribed`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: a return URL is not an absolute http(s) URL", body = Problem, content_type = "application/problem+json"),
