@@ -35,11 +35,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SignupRequest {
     /// E.164, or national format read in `DEFAULT_REGION`.
-    #[schema(example = "+919876543210")]
+    #[schema(example = "+919876543210", min_length = 1, max_length = 32)]
     pub mobile_number: String,
-    /// 1 to 100 characters.
+    /// 1 to 100 characters after trimming.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
     /// 8 to 128 characters; optional (OTP-only accounts).
+    #[schema(min_length = 8, max_length = 128)]
     pub password: Option<String>,
 }
 
@@ -50,7 +52,7 @@ pub struct SignupResponse {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SendOtpRequest {
-    #[schema(example = "+919876543210")]
+    #[schema(example = "+919876543210", min_length = 1, max_length = 32)]
     pub mobile_number: String,
 }
 
@@ -88,25 +90,27 @@ impl From<OtpIssued> for OtpIssuedResponse {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct VerifyOtpRequest {
-    #[schema(example = "+919876543210")]
+    #[schema(example = "+919876543210", min_length = 1, max_length = 32)]
     pub mobile_number: String,
-    #[schema(example = "483920")]
+    #[schema(example = "483920", pattern = "^[0-9]{6}$")]
     pub otp: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginRequest {
-    #[schema(example = "+919876543210")]
+    #[schema(example = "+919876543210", min_length = 1, max_length = 32)]
     pub mobile_number: String,
     pub password: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ResetPasswordRequest {
-    #[schema(example = "+919876543210")]
+    #[schema(example = "+919876543210", min_length = 1, max_length = 32)]
     pub mobile_number: String,
     /// A code from `/auth/forgot-password` (login codes are not accepted).
+    #[schema(pattern = "^[0-9]{6}$")]
     pub otp: String,
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 
@@ -114,6 +118,7 @@ pub struct ResetPasswordRequest {
 pub struct ChangePasswordRequest {
     /// Required when the account has a password.
     pub current_password: Option<String>,
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 

@@ -25,7 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatroomRequest {
     /// 1 to 100 characters after trimming.
-    #[schema(example = "Trip to Goa")]
+    #[schema(example = "Trip to Goa", min_length = 1, max_length = 100)]
     pub name: String,
 }
 

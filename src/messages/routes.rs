@@ -33,8 +33,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// Words to find, 1 to 200 characters. Quotes make a phrase, `-word` excludes a word.
+    #[param(min_length = 1, max_length = 200)]
     pub q: String,
     /// 1 to 50; default 20.
+    #[param(minimum = 1, maximum = 50)]
     pub limit: Option<u32>,
 }
 
@@ -93,6 +95,7 @@ pub struct HistoryQuery {
     /// Only messages older than this one (the `next_before` of the previous page).
     pub before: Option<Uuid>,
     /// 1 to 100; default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
@@ -108,7 +111,11 @@ pub struct HistoryResponse {
 pub struct SendMessageRequest {
     /// 1 to 8,000 characters after trimming. `message` is accepted as an alias.
     #[serde(alias = "message")]
-    #[schema(example = "Plan a three-day trip to Goa")]
+    #[schema(
+        example = "Plan a three-day trip to Goa",
+        min_length = 1,
+        max_length = 8000
+    )]
     pub content: String,
 }
 
@@ -117,7 +124,8 @@ pub struct SendMessageRequest {
 pub struct SendQuery {
     /// Hold the response until the reply is completed or failed.
     pub wait: Option<bool>,
-    /// Seconds to wait, 1 to 60 (default 30).
+    /// Seconds to wait, 1 to 60 (default 30); only with `wait=true`.
+    #[param(minimum = 1, maximum = 60)]
     pub timeout: Option<u64>,
 }
 

@@ -55,6 +55,7 @@ pub struct MeResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateMeRequest {
     /// 1 to 100 characters after trimming.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
 }
 
