@@ -40,17 +40,7 @@ impl ChatroomName {
     pub const MAX_CHARS: usize = 100;
 
     pub fn parse(input: &str) -> Result<Self, String> {
-        let trimmed = input.trim();
-        match trimmed.chars().count() {
-            0 => Err("must not be empty".into()),
-            n if n > Self::MAX_CHARS => {
-                Err(format!("must be at most {} characters", Self::MAX_CHARS))
-            }
-            _ if trimmed.chars().any(char::is_control) => {
-                Err("must not contain control characters".into())
-            }
-            _ => Ok(Self(trimmed.to_owned())),
-        }
+        crate::users::model::parse_display_name(input, Self::MAX_CHARS).map(Self)
     }
 
     pub fn as_str(&self) -> &str {

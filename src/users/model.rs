@@ -72,6 +72,20 @@ impl fmt::Display for MobileNumber {
     }
 }
 
+/// The rule for names people give things (users, chatrooms): trimmed, 1 to `max_chars`
+/// characters, no control characters.
+pub fn parse_display_name(input: &str, max_chars: usize) -> Result<String, String> {
+    let trimmed = input.trim();
+    match trimmed.chars().count() {
+        0 => Err("must not be empty".into()),
+        n if n > max_chars => Err(format!("must be at most {max_chars} characters")),
+        _ if trimmed.chars().any(char::is_control) => {
+            Err("must not contain control characters".into())
+        }
+        _ => Ok(trimmed.to_owned()),
+    }
+}
+
 /// A display name: 1 to 100 characters after trimming.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserName(String);
@@ -80,17 +94,7 @@ impl UserName {
     pub const MAX_CHARS: usize = 100;
 
     pub fn parse(input: &str) -> Result<Self, String> {
-        let trimmed = input.trim();
-        match trimmed.chars().count() {
-            0 => Err("must not be empty".into()),
-            n if n > Self::MAX_CHARS => {
-                Err(format!("must be at most {} characters", Self::MAX_CHARS))
-            }
-            _ if trimmed.chars().any(char::is_control) => {
-                Err("must not contain control characters".into())
-            }
-            _ => Ok(Self(trimmed.to_owned())),
-        }
+        parse_display_name(input, Self::MAX_CHARS).map(Self)
     }
 
     pub fn as_str(&self) -> &str {
