@@ -41,7 +41,9 @@ use crate::error::AppError;
 use crate::events::EventBus;
 use crate::events::progress::{MemoryProgress, RedisProgress, ReplyProgress};
 use crate::quota::model::QuotaPolicy;
+use crate::redis_link::RedisLink;
 use crate::storage::Store;
+use crate::storage::gate::DatabaseGate;
 
 /// Everything a gemchat process holds: configuration and the adapters behind each port.
 pub struct App {
@@ -54,7 +56,9 @@ pub struct App {
     pub sms: Arc<dyn SmsSender>,
     pub region: phonenumber::country::Id,
     pub quota: QuotaPolicy,
-    pub redis: Option<redis::aio::ConnectionManager>,
+    pub redis: Option<RedisLink>,
+    /// Refuses database work at once while the database is unreachable.
+    pub database_gate: Arc<DatabaseGate>,
     pub events: Arc<EventBus>,
     pub list_cache: Arc<dyn ListCache>,
     pub progress: Arc<dyn ReplyProgress>,
@@ -99,9 +103,9 @@ impl App {
         let (redis, events) = match &config.redis_url {
             Some(url) => {
                 let client = redis::Client::open(url.as_str()).context("parsing REDIS_URL")?;
-                let manager = connect_redis(client.clone()).await?;
-                let events = EventBus::redis(client, manager.clone()).await?;
-                (Some(manager), events)
+                let link = RedisLink::new(connect_redis(client.clone()).await?);
+                let events = EventBus::redis(client, link.clone()).await?;
+                (Some(link), events)
             }
             None => (None, EventBus::in_process()),
         };
@@ -148,6 +152,7 @@ impl App {
                 pro: config.pro_daily_limit,
             },
             redis,
+            database_gate: DatabaseGate::new(store.health.clone()),
             events,
             list_cache,
             progress,
@@ -313,6 +318,10 @@ pub fn router(app: Arc<App>) -> Router {
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .with_state(state.clone())
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::storage::gate::fail_fast,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state,
             crate::ratelimit::limit_auth_routes,

@@ -78,6 +78,9 @@ pub enum AppError {
     },
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The database cannot be reached (503 `unavailable`, `Retry-After`).
+    #[error("database unavailable")]
+    DatabaseUnavailable,
     /// A Stripe webhook whose signature does not verify (400 `invalid_signature`).
     #[error("invalid signature")]
     InvalidSignature,
@@ -111,7 +114,9 @@ impl AppError {
             }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::Unavailable(_) | Self::BillingNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::DatabaseUnavailable | Self::BillingNotConfigured => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::InvalidSignature => StatusCode::BAD_REQUEST,
             Self::BillingUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -134,7 +139,7 @@ impl AppError {
             Self::NotFoundCode { code, .. } => code,
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict { code, .. } => code,
-            Self::Unavailable(_) => "unavailable",
+            Self::Unavailable(_) | Self::DatabaseUnavailable => "unavailable",
             Self::InvalidSignature => "invalid_signature",
             Self::BillingNotConfigured => "billing_not_configured",
             Self::BillingUnavailable(_) => "billing_unavailable",
@@ -161,6 +166,7 @@ impl AppError {
             Self::MethodNotAllowed => "This path does not accept that method.".into(),
             Self::Conflict { detail, .. } => (*detail).into(),
             Self::Unavailable(what) => format!("A dependency is unavailable: {what}."),
+            Self::DatabaseUnavailable => "The database is unavailable; try again shortly.".into(),
             Self::InvalidSignature => "The Stripe-Signature header does not verify.".into(),
             Self::BillingNotConfigured => "Billing is not configured on this server.".into(),
             Self::BillingUnavailable(_) => {
@@ -180,8 +186,8 @@ impl From<StoreError> for AppError {
                 detail: "The resource changed or already exists.",
             },
             StoreError::Unavailable(cause) => {
-                tracing::error!(error = %cause, "database unavailable");
-                Self::Unavailable("database".into())
+                tracing::warn!(error = %cause, "database unavailable");
+                Self::DatabaseUnavailable
             }
             StoreError::Backend(cause) => Self::Internal(cause),
         }
@@ -207,6 +213,13 @@ pub struct Problem {
 }
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Seconds a client is told to wait after a 503 for the database.
+pub const DATABASE_RETRY_AFTER: u64 = 2;
+
+/// Response extension: this response is a 503 because the database could not be reached.
+#[derive(Debug, Clone, Copy)]
+pub struct DatabaseFailed;
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
@@ -240,6 +253,11 @@ impl IntoResponse for AppError {
             }
             Self::RateLimited { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            Self::DatabaseUnavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(DATABASE_RETRY_AFTER));
+                // Tells the database gate's middleware that the database failed this request.
+                response.extensions_mut().insert(DatabaseFailed);
             }
             _ => {}
         }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod ops;
 pub mod quota;
 pub mod ratelimit;
+pub mod redis_link;
 pub mod storage;
 pub mod telemetry;
 pub mod users;

@@ -19,6 +19,8 @@ pub const AI_ERRORS: &str = "gemchat_ai_errors_total";
 pub const CACHE_REQUESTS: &str = "gemchat_cache_requests_total";
 pub const SSE_CONNECTIONS: &str = "gemchat_sse_connections";
 pub const QUOTA_REJECTIONS: &str = "gemchat_quota_rejections_total";
+pub const REDIS_UP: &str = "gemchat_redis_up";
+pub const DATABASE_UP: &str = "gemchat_database_up";
 
 /// The process's metrics recorder, installed on first use.
 pub fn handle() -> PrometheusHandle {
@@ -77,6 +79,14 @@ fn describe() {
     metrics::describe_counter!(
         QUOTA_REJECTIONS,
         "Prompts refused by the daily limit, by tier"
+    );
+    metrics::describe_gauge!(
+        DATABASE_UP,
+        "1 while the database answers, 0 while requests are refused at once for its outage"
+    );
+    metrics::describe_gauge!(
+        REDIS_UP,
+        "1 while Redis answers, 0 while its circuit breaker is open (only with REDIS_URL)"
     );
 }
 

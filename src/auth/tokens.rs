@@ -132,10 +132,10 @@ impl Authenticator {
 
     async fn announce(&self, revocation: Revocation) {
         let payload = serde_json::to_string(&revocation).unwrap_or_default();
-        if let Err(err) = self.events.publish(REVOCATIONS, &payload).await {
-            // The database already says revoked; other processes notice within RECHECK_AFTER.
-            tracing::error!(error = %err, "could not announce a session revocation");
-        }
+        // If Redis cannot carry it, the database already says revoked: other processes
+        // notice within RECHECK_AFTER, or at once when their event link comes back (a gap
+        // empties their session cache).
+        self.events.publish(REVOCATIONS, &payload).await;
     }
 }
 

@@ -63,7 +63,7 @@ impl EventBus {
     /// Redis messages to local subscribers (it reconnects by itself).
     pub async fn redis(
         client: ::redis::Client,
-        publisher: ::redis::aio::ConnectionManager,
+        publisher: crate::redis_link::RedisLink,
     ) -> anyhow::Result<Self> {
         let hub = Arc::new(Hub::default());
         let transport = redis::RedisTransport::start(client, publisher, Arc::clone(&hub)).await?;
@@ -73,14 +73,13 @@ impl EventBus {
         })
     }
 
-    /// Publishes `payload` on `topic` to every subscriber of every process.
-    pub async fn publish(&self, topic: &str, payload: &str) -> anyhow::Result<()> {
+    /// Publishes `payload` on `topic` to every subscriber of every process (best-effort: while
+    /// Redis is unreachable, to this process's subscribers only).
+    pub async fn publish(&self, topic: &str, payload: &str) {
         match &self.transport {
-            Transport::Memory => {
-                self.hub
-                    .deliver(topic, Delivery::Message(Arc::from(payload)));
-                Ok(())
-            }
+            Transport::Memory => self
+                .hub
+                .deliver(topic, Delivery::Message(Arc::from(payload))),
             Transport::Redis(redis) => redis.publish(topic, payload).await,
         }
     }

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
 
 use crate::messages::model::MessageId;
+use crate::redis_link::RedisLink;
 
 /// How long an abandoned buffer (its worker died) is kept.
 const KEEP: Duration = Duration::from_secs(600);
@@ -59,12 +59,12 @@ impl ReplyProgress for MemoryProgress {
 }
 
 pub struct RedisProgress {
-    conn: ConnectionManager,
+    link: RedisLink,
 }
 
 impl RedisProgress {
-    pub fn new(conn: ConnectionManager) -> Self {
-        Self { conn }
+    pub fn new(link: RedisLink) -> Self {
+        Self { link }
     }
 }
 
@@ -75,39 +75,40 @@ fn key(reply: MessageId) -> String {
 #[async_trait]
 impl ReplyProgress for RedisProgress {
     async fn append(&self, reply: MessageId, delta: &str) {
-        let mut conn = self.conn.clone();
-        let done: redis::RedisResult<()> = redis::pipe()
-            .append(key(reply), delta)
-            .ignore()
-            .expire(key(reply), i64::try_from(KEEP.as_secs()).unwrap_or(600))
-            .ignore()
-            .query_async(&mut conn)
+        let keep = i64::try_from(KEEP.as_secs()).unwrap_or(600);
+        self.link
+            .call("record reply progress", |mut conn| async move {
+                redis::pipe()
+                    .append(key(reply), delta)
+                    .ignore()
+                    .expire(key(reply), keep)
+                    .ignore()
+                    .query_async::<()>(&mut conn)
+                    .await
+            })
             .await;
-        if let Err(err) = done {
-            tracing::warn!(error = %err, "could not record reply progress");
-        }
     }
 
     async fn get(&self, reply: MessageId) -> Option<String> {
-        let mut conn = self.conn.clone();
-        let found: redis::RedisResult<Option<String>> = redis::cmd("GET")
-            .arg(key(reply))
-            .query_async(&mut conn)
-            .await;
-        found.unwrap_or_else(|err| {
-            tracing::warn!(error = %err, "could not read reply progress");
-            None
-        })
+        self.link
+            .call("read reply progress", |mut conn| async move {
+                redis::cmd("GET")
+                    .arg(key(reply))
+                    .query_async::<Option<String>>(&mut conn)
+                    .await
+            })
+            .await
+            .flatten()
     }
 
     async fn clear(&self, reply: MessageId) {
-        let mut conn = self.conn.clone();
-        let done: redis::RedisResult<()> = redis::cmd("DEL")
-            .arg(key(reply))
-            .query_async(&mut conn)
+        self.link
+            .call("clear reply progress", |mut conn| async move {
+                redis::cmd("DEL")
+                    .arg(key(reply))
+                    .query_async::<()>(&mut conn)
+                    .await
+            })
             .await;
-        if let Err(err) = done {
-            tracing::warn!(error = %err, "could not clear reply progress");
-        }
     }
 }

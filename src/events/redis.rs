@@ -10,9 +10,11 @@ use redis::AsyncCommands;
 
 use super::hub::Hub;
 use super::{CHANNEL_PREFIX, Delivery};
+use crate::redis_link::RedisLink;
 
 pub(super) struct RedisTransport {
-    publisher: redis::aio::ConnectionManager,
+    publisher: RedisLink,
+    hub: Arc<Hub>,
     relay: tokio::task::JoinHandle<()>,
 }
 
@@ -21,24 +23,34 @@ impl RedisTransport {
     /// relays in the background.
     pub(super) async fn start(
         client: redis::Client,
-        publisher: redis::aio::ConnectionManager,
+        publisher: RedisLink,
         hub: Arc<Hub>,
     ) -> anyhow::Result<Self> {
         let first = subscribe(&client)
             .await
             .context("subscribing to the event bus on Redis")?;
-        let relay = tokio::spawn(relay(client, hub, first));
-        Ok(Self { publisher, relay })
+        let relay = tokio::spawn(relay(client, Arc::clone(&hub), first));
+        Ok(Self {
+            publisher,
+            hub,
+            relay,
+        })
     }
 
-    pub(super) async fn publish(&self, topic: &str, payload: &str) -> anyhow::Result<()> {
-        let mut conn = self.publisher.clone();
+    /// Publishes through Redis; when Redis cannot take it, delivers to this process's
+    /// subscribers only (they are the ones it can still reach).
+    pub(super) async fn publish(&self, topic: &str, payload: &str) {
         let channel = format!("{CHANNEL_PREFIX}{topic}");
-        let _: i64 = conn
-            .publish(&channel, payload)
-            .await
-            .with_context(|| format!("publishing on {channel}"))?;
-        Ok(())
+        let sent = self
+            .publisher
+            .call("publish an event", |mut conn| async move {
+                conn.publish::<_, _, i64>(&channel, payload).await
+            })
+            .await;
+        if sent.is_none() {
+            self.hub
+                .deliver(topic, Delivery::Message(Arc::from(payload)));
+        }
     }
 }
 
@@ -49,11 +61,14 @@ impl Drop for RedisTransport {
 }
 
 /// Relays Redis messages to the hub for as long as the process runs, reconnecting after a
-/// drop. After a reconnect every subscriber gets a `Gap`: messages sent meanwhile are lost.
+/// drop. Subscribers get a `Gap` when the link drops and again when it is back: what other
+/// processes published meanwhile never arrived. (In between, publications of this process
+/// still reach its own subscribers: see `publish`.)
 async fn relay(client: redis::Client, hub: Arc<Hub>, first: redis::aio::PubSub) {
-    let mut reconnecting = false;
     let mut backoff = Duration::from_millis(100);
     let mut next = Some(first);
+    // Set once the first subscription is lost; every later one is a restoration.
+    let mut lost = false;
     loop {
         let connected = match next.take() {
             Some(pubsub) => Ok(pubsub),
@@ -61,7 +76,7 @@ async fn relay(client: redis::Client, hub: Arc<Hub>, first: redis::aio::PubSub) 
         };
         match connected {
             Ok(mut pubsub) => {
-                if reconnecting {
+                if lost {
                     tracing::info!("event bus: Redis subscription restored");
                     hub.gap_everywhere();
                 }
@@ -77,15 +92,17 @@ async fn relay(client: redis::Client, hub: Arc<Hub>, first: redis::aio::PubSub) 
                         Err(err) => tracing::warn!(error = %err, channel, "event bus: bad payload"),
                     }
                 }
-                tracing::warn!("event bus: Redis subscription lost; reconnecting");
+                tracing::warn!(
+                    "event bus: Redis subscription lost; live events reach only listeners on \
+                     the process that publishes them until it is back"
+                );
+                lost = true;
+                hub.gap_everywhere();
             }
             Err(err) => {
-                tracing::warn!(error = %err, "event bus: cannot subscribe on Redis; retrying");
+                tracing::debug!(error = %err, "event bus: cannot subscribe on Redis yet");
             }
         }
-        reconnecting = true;
-        // Until the link is back, subscribers cannot trust what they hold.
-        hub.gap_everywhere();
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }

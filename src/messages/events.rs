@@ -76,7 +76,5 @@ pub async fn publish(app: &App, room: ChatroomId, event: &RoomEvent) {
             return;
         }
     };
-    if let Err(err) = app.events.publish(&topic(room), &payload).await {
-        tracing::warn!(error = %err, chatroom = %room, "could not publish a chatroom event");
-    }
+    app.events.publish(&topic(room), &payload).await;
 }

@@ -86,25 +86,35 @@ async fn health() -> AppJson<HealthResponse> {
 async fn ready(State(state): State<AppState>) -> Result<AppJson<ReadyResponse>> {
     let mut down = Vec::new();
     let mut checked = vec!["database"];
-    match tokio::time::timeout(PROBE_TIMEOUT, state.store.health.ping()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => {
-            tracing::warn!(error = %err, "readiness: database check failed");
-            down.push("database");
+    if state.database_gate.is_closed() {
+        down.push("database");
+    } else {
+        match tokio::time::timeout(PROBE_TIMEOUT, state.store.health.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "readiness: database check failed");
+                down.push("database");
+                state.database_gate.suspect();
+            }
+            Err(_) => {
+                down.push("database");
+                state.database_gate.suspect();
+            }
         }
-        Err(_) => down.push("database"),
     }
     if let Some(redis) = &state.redis {
         checked.push("redis");
-        let mut conn = redis.clone();
-        let ping = redis::cmd("PING");
-        match tokio::time::timeout(PROBE_TIMEOUT, ping.query_async::<String>(&mut conn)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, "readiness: redis check failed");
-                down.push("redis");
-            }
-            Err(_) => down.push("redis"),
+        // While the link's breaker is open this answers at once, without a round trip.
+        let ping = redis.call("check readiness", |mut conn| async move {
+            redis::cmd("PING").query_async::<()>(&mut conn).await
+        });
+        if tokio::time::timeout(PROBE_TIMEOUT, ping)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            down.push("redis");
         }
     }
     if down.is_empty() {

@@ -4,19 +4,19 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redis::aio::ConnectionManager;
 
 use super::{MemoryLimiter, RateLimiter, Scope, WINDOW_SECS, window};
+use crate::redis_link::RedisLink;
 
 pub struct RedisLimiter {
-    conn: ConnectionManager,
+    link: RedisLink,
     fallback: MemoryLimiter,
 }
 
 impl RedisLimiter {
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(link: RedisLink) -> Self {
         Self {
-            conn,
+            link,
             fallback: MemoryLimiter::default(),
         }
     }
@@ -33,21 +33,22 @@ impl RateLimiter for RedisLimiter {
     ) -> Result<(), u64> {
         let (index, retry_after) = window(now);
         let counter = format!("gemchat:rl:{}:{key}:{index}", scope.as_str());
-        let mut conn = self.conn.clone();
-        let counted: redis::RedisResult<(u64,)> = redis::pipe()
-            .atomic()
-            .incr(&counter, 1)
-            .expire(&counter, WINDOW_SECS * 2)
-            .ignore()
-            .query_async(&mut conn)
+        let counted = self
+            .link
+            .call("count a rate limit", |mut conn| async move {
+                redis::pipe()
+                    .atomic()
+                    .incr(&counter, 1)
+                    .expire(&counter, WINDOW_SECS * 2)
+                    .ignore()
+                    .query_async::<(u64,)>(&mut conn)
+                    .await
+            })
             .await;
         match counted {
-            Ok((count,)) if count > u64::from(limit) => Err(retry_after),
-            Ok(_) => Ok(()),
-            Err(err) => {
-                tracing::warn!(error = %err, "rate limits fall back to this process (Redis failed)");
-                self.fallback.hit(scope, key, limit, now).await
-            }
+            Some((count,)) if count > u64::from(limit) => Err(retry_after),
+            Some(_) => Ok(()),
+            None => self.fallback.hit(scope, key, limit, now).await,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Storage: [`Store`] holds one adapter per repository port, chosen by the `DATABASE_URL`
 //! scheme (`sqlite:` or `postgres:`), and [`StoreError`], the one error every adapter returns.
 
+pub mod gate;
 mod postgres;
 mod sqlite;
 
@@ -56,10 +57,17 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// Answers whether the database is reachable (for `/ready`).
+/// Answers whether the database is reachable.
 #[async_trait]
 pub trait HealthCheck: Send + Sync {
+    /// A query through the pool (for `/ready`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// A query that does not wait for the pool: whether the server answers at all, even while
+    /// every pooled connection is busy (for the [`gate`](crate::storage::gate)).
+    async fn probe(&self) -> Result<(), StoreError> {
+        self.ping().await
+    }
 }
 
 /// Which database a [`Store`] talks to.

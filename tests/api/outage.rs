@@ -1,65 +1,15 @@
-//! Degraded modes: PostgreSQL going away and coming back while gemchat runs. The test puts a
-//! TCP relay between gemchat and the real PostgreSQL server and takes it down (every new
-//! connection refused, every open one cut) and up again.
+//! Degraded modes: PostgreSQL and Redis going away and coming back while gemchat runs. Two
+//! ways: a network partition (a TCP relay between gemchat and the server, taken down and up),
+//! and the server itself stopping and starting (a PostgreSQL or Redis of the test's own).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
+use serde_json::json;
 
-use crate::harness::{Backend, TestApp, TestDb, eventually, postgres_url};
-
-/// A TCP relay to `target` that can be switched off and on.
-struct Relay {
-    port: u16,
-    up: Arc<AtomicBool>,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    _accept: JoinHandle<()>,
-}
-
-impl Relay {
-    async fn start(target: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let up = Arc::new(AtomicBool::new(true));
-        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (accept_up, accept_links) = (Arc::clone(&up), Arc::clone(&links));
-        let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if !accept_up.load(Ordering::SeqCst) {
-                    drop(client);
-                    continue;
-                }
-                let target = target.clone();
-                accept_links.lock().await.push(tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                }));
-            }
-        });
-        Self {
-            port,
-            up,
-            links,
-            _accept: accept,
-        }
-    }
-
-    async fn down(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        for link in self.links.lock().await.drain(..) {
-            link.abort();
-        }
-    }
-
-    fn up(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
+use crate::harness::{
+    Backend, PrivatePostgres, PrivateRedis, Relay, SseClient, TestApp, TestDb, eventually,
+    postgres_url, redis_url,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_answers_503_and_service_resumes_by_itself() {
@@ -113,4 +63,169 @@ async fn a_database_outage_answers_503_and_service_resumes_by_itself() {
         Some(2)
     );
     drop(db);
+}
+
+/// PostgreSQL itself crashing, and later shutting down cleanly, under a running gemchat (a
+/// server of the test's own): 503 while it is away, service back without a restart, and what
+/// was accepted before the crash (a prompt and its queued reply) is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_and_started_answers_503_then_serves_without_a_restart() {
+    if postgres_url().is_none() {
+        return;
+    }
+    let pg = PrivatePostgres::start().await;
+    let url = pg.url.clone();
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.database_url = url).await;
+    let (token, _) = app.new_user().await;
+    let room = app.chatroom(&token, "before").await;
+    app.send_message(&token, &room, "accepted before the crash")
+        .await;
+
+    for mode in ["immediate", "fast"] {
+        pg.stop(mode).await;
+        // (The chatroom list may still come from the cache: a history page must not.)
+        app.get(&format!("/chatroom/{room}/messages"), Some(&token))
+            .await
+            .assert_problem(503, "unavailable");
+        app.post(
+            &format!("/chatroom/{room}/message"),
+            Some(&token),
+            json!({"content": "while the database is away"}),
+        )
+        .await
+        .assert_problem(503, "unavailable");
+        let ready = app.get("/ready", None).await;
+        ready.assert_problem(503, "unavailable");
+        assert!(
+            ready.body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("database")),
+            "{mode}: {}",
+            ready.body
+        );
+        app.get("/health", None).await.assert_status(200);
+        // The gate has closed: requests now fail at once instead of waiting for the pool.
+        assert!(app.app.database_gate.is_closed(), "{mode}: the gate closed");
+
+        pg.resume().await;
+        eventually(Duration::from_secs(30), "gemchat serves again", || async {
+            app.get("/ready", None).await.status.as_u16() == 200
+        })
+        .await;
+        assert!(!app.app.database_gate.is_closed());
+        app.get("/chatroom", Some(&token)).await.assert_status(200);
+    }
+
+    // The prompt answered 202 before the crash, and its job, survived it.
+    assert_eq!(app.drain_jobs().await, 1);
+    let page = app
+        .get(&format!("/chatroom/{room}/messages"), Some(&token))
+        .await;
+    let messages = page.assert_status(200)["messages"].clone();
+    assert_eq!(messages.as_array().map(Vec::len), Some(2), "{messages}");
+    assert_eq!(messages[0]["content"], "accepted before the crash");
+    assert_eq!(messages[1]["status"], "completed");
+}
+
+fn names(list: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = list["chatrooms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|room| room["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Redis stopped under a running gemchat: lists and messages keep working from the database,
+/// a listener on this process still sees the reply, and `/ready` names Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_succeed_from_the_database_while_redis_is_down() {
+    if redis_url().is_none() {
+        return;
+    }
+    let mut redis = PrivateRedis::start().await;
+    let url = redis.url.clone();
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.redis_url = Some(url)).await;
+    let (addr, _server) = app.serve_tcp().await;
+    let (token, _) = app.new_user().await;
+    let room = app.chatroom(&token, "before").await;
+    assert_eq!(
+        names(app.get("/chatroom", Some(&token)).await.assert_status(200)),
+        ["before"]
+    );
+
+    redis.stop().await;
+    app.chatroom(&token, "during").await;
+    let list = app.get("/chatroom", Some(&token)).await;
+    assert_eq!(names(list.assert_status(200)), ["before", "during"]);
+    let link = app.app.redis.clone().expect("a Redis link");
+    assert!(!link.is_up(), "the breaker opened: Redis calls are skipped");
+
+    let mut events = SseClient::connect(addr, &room, &token, None).await;
+    app.send_message(&token, &room, "still works").await;
+    assert_eq!(app.drain_jobs().await, 1);
+    let seen = events.until("reply.completed").await;
+    assert!(seen.iter().any(|e| e.event == "message.created"));
+    let page = app
+        .get(&format!("/chatroom/{room}/messages"), Some(&token))
+        .await;
+    assert_eq!(
+        page.assert_status(200)["messages"][1]["status"],
+        "completed"
+    );
+    let ready = app.get("/ready", None).await;
+    ready.assert_problem(503, "unavailable");
+    assert!(
+        ready.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("redis"))
+    );
+}
+
+/// A partition from Redis (which keeps its data): writes made meanwhile could not invalidate
+/// the cached list, so when Redis answers again the cache must not serve the list from before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_partition_cannot_leave_a_stale_list_behind() {
+    if redis_url().is_none() {
+        return;
+    }
+    let redis = PrivateRedis::start().await;
+    let target = redis.url.trim_start_matches("redis://").to_owned();
+    let relay = Relay::start(target).await;
+    let url = format!("redis://127.0.0.1:{}", relay.port);
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.redis_url = Some(url)).await;
+    let (token, _) = app.new_user().await;
+    app.chatroom(&token, "before").await;
+    for _ in 0..2 {
+        // The first read fills the cache, the second is served from it.
+        assert_eq!(
+            names(app.get("/chatroom", Some(&token)).await.assert_status(200)),
+            ["before"]
+        );
+    }
+
+    relay.down().await;
+    app.chatroom(&token, "during").await;
+    assert_eq!(
+        names(app.get("/chatroom", Some(&token)).await.assert_status(200)),
+        ["before", "during"]
+    );
+
+    relay.up();
+    let link = app.app.redis.clone().expect("a Redis link");
+    eventually(
+        Duration::from_secs(30),
+        "the Redis link is back",
+        || async { link.is_up() },
+    )
+    .await;
+    for _ in 0..2 {
+        assert_eq!(
+            names(app.get("/chatroom", Some(&token)).await.assert_status(200)),
+            ["before", "during"]
+        );
+    }
+    app.get("/ready", None).await.assert_status(200);
 }

@@ -18,6 +18,9 @@ use super::{HealthCheck, StoreError};
 /// server's default `max_connections = 100`.
 const MAX_CONNECTIONS: u32 = 16;
 
+/// How long a probe on a fresh connection may take before the server counts as unreachable.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub(crate) struct PgStore {
     pool: PgPool,
     /// Wakes this process's worker when this process queued work (no round trip).
@@ -57,5 +60,21 @@ impl HealthCheck for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn probe(&self) -> Result<(), StoreError> {
+        use sqlx::Connection;
+        let options = self.pool.connect_options();
+        let check = async {
+            let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+            sqlx::query("SELECT 1").execute(&mut conn).await?;
+            conn.close().await
+        };
+        match tokio::time::timeout(PROBE_TIMEOUT, check).await {
+            Ok(answer) => Ok(answer?),
+            Err(_) => Err(StoreError::Unavailable(anyhow::anyhow!(
+                "no answer from PostgreSQL within {PROBE_TIMEOUT:?}"
+            ))),
+        }
     }
 }
