@@ -291,14 +291,16 @@ impl utoipa::Modify for BearerAuth {
 
 /// The API's routes and their OpenAPI description, before state and middleware.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::auth::routes::router())
         .merge(crate::users::routes::router())
         .merge(crate::chatrooms::routes::router())
         .merge(crate::messages::routes::router())
         .merge(crate::billing::routes::router())
         .merge(crate::ops::routes::router())
-        .split_for_parts()
+        .split_for_parts();
+    crate::error::document_common_errors(&mut doc);
+    (routes, doc)
 }
 
 /// The OpenAPI document served at `/openapi.json`.

@@ -388,6 +388,85 @@ where
     }
 }
 
+/// Documents the refusals every operation can meet, whatever its handler: 429 `rate_limited`
+/// (the abuse limits: per client IP on the unauthenticated auth routes, per user on every
+/// authenticated operation) and 503 `unavailable` (the database cannot be reached; every
+/// operation that needs it).
+pub fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{HttpMethod, RefOr};
+    const RATE_LIMITED: &str = "`rate_limited`: too many requests from this client or user this minute, with `Retry-After`";
+    const UNAVAILABLE: &str = "`unavailable`: the database cannot be reached; try again after \
+                               `Retry-After` seconds";
+    for (path, item) in &mut doc.paths.paths {
+        for method in [
+            HttpMethod::Get,
+            HttpMethod::Post,
+            HttpMethod::Put,
+            HttpMethod::Patch,
+            HttpMethod::Delete,
+        ] {
+            let operation = match method {
+                HttpMethod::Get => item.get.as_mut(),
+                HttpMethod::Post => item.post.as_mut(),
+                HttpMethod::Put => item.put.as_mut(),
+                HttpMethod::Patch => item.patch.as_mut(),
+                HttpMethod::Delete => item.delete.as_mut(),
+                _ => None,
+            };
+            let Some(operation) = operation else { continue };
+            let authenticated = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+            let mut refusals = Vec::new();
+            if authenticated || crate::ratelimit::AUTH_ROUTES.contains(&path.as_str()) {
+                refusals.push(("429", RATE_LIMITED));
+            }
+            if crate::storage::gate::needs_database(path) {
+                refusals.push(("503", UNAVAILABLE));
+            }
+            for (status, text) in refusals {
+                match operation.responses.responses.get_mut(status) {
+                    Some(RefOr::T(response)) if !response.description.contains(text) => {
+                        response.description = format!("{}; or {text}", response.description);
+                    }
+                    Some(_) => {}
+                    None => {
+                        operation
+                            .responses
+                            .responses
+                            .insert(status.to_owned(), RefOr::T(refusal(text)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A problem+json response with a `Retry-After` header.
+fn refusal(description: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{
+        ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, ResponseBuilder, Type,
+    };
+    ResponseBuilder::new()
+        .description(description)
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(0)),
+                ))
+                .description(Some("Seconds to wait before trying again"))
+                .build(),
+        )
+        .content(
+            PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,7 +75,7 @@ impl DatabaseGate {
 }
 
 /// Routes that answer without the database (probes, metrics, docs): never refused.
-fn needs_database(route: &str) -> bool {
+pub fn needs_database(route: &str) -> bool {
     !matches!(route, "/health" | "/ready" | "/metrics" | "/openapi.json")
         && !route.starts_with("/docs")
 }

@@ -147,10 +147,27 @@ async fn the_openapi_document_covers_every_route(backend: Backend) {
     ];
     for (method, path) in expected {
         let operation = &doc["paths"][path][method];
-        assert!(
-            operation["responses"].is_object(),
-            "{method} {path} is documented"
-        );
+        let responses = &operation["responses"];
+        assert!(responses.is_object(), "{method} {path} is documented");
+        // The refusals any handler can meet are documented on every operation they reach.
+        let limited = operation["security"].is_array()
+            || (path.starts_with("/auth/") && !operation["security"].is_array());
+        if limited {
+            assert!(
+                responses["429"]["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("rate_limited")),
+                "{method} {path} documents 429 rate_limited"
+            );
+        }
+        if !["/health", "/metrics"].contains(&path) {
+            assert!(
+                responses["503"]["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("unavailable")),
+                "{method} {path} documents 503 unavailable"
+            );
+        }
     }
     let me = &doc["paths"]["/user/me"]["get"];
     assert!(
