@@ -1,0 +1,583 @@
+#!/usr/bin/env python3
+"""gemchat's load harness: run by `bench/run` (which builds the release binaries first).
+
+For each mode (`sqlite`: the embedded default; `postgres`: PostgreSQL + Redis) it starts a
+fake Gemini (examples/fake_gemini.rs, the real SSE format at a set latency) and gemchat, prepares
+users, rooms and tokens through the public API, drives each scenario with wrk at 64 connections
+for a fixed time, and records requests/s, latency percentiles, errors and gemchat's peak RSS.
+Results go to bench/results/<stamp>/ as results.json and results.md, with ratios against the
+ceilings and the budgets of issue 6 beside each figure.
+
+Standard library only. Every wait has a deadline; every process started is stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GEMCHAT = ROOT / "target/release/gemchat"
+FAKE_GEMINI = ROOT / "target/release/examples/fake_gemini"
+LUA = ROOT / "bench/lua"
+PGBENCH_SCRIPT = ROOT / "bench/pgbench/send_message.sql"
+
+CONNECTIONS = 64
+THREADS = 2
+WEBHOOK_SECRET = "whsec_bench"
+JWT_SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
+OTP_BASE = 919_800_000_000  # +91 98000 00000 and up: valid Indian mobile numbers
+PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgres://postgres@127.0.0.1:5432/postgres")
+PG_DB = "gemchat_bench"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+# Issue 6's budgets. A miss is reported, never fatal: benchmarks are not tests.
+BUDGET_RATIO_OF_HEALTH = 0.5  # scenarios 2 and 3, against scenario 1
+BUDGET_P99_MS = 20.0  # scenarios 2 and 3
+BUDGET_RATIO_OF_PGBENCH = 0.5  # scenario 5 on PostgreSQL, against scenario 7
+BUDGET_REPLIES_PER_S = 500.0  # scenario 6
+BUDGET_PEAK_RSS_MIB = 60.0
+BUDGET_IDLE_RSS_MIB = 30.0
+BUDGET_READY_S = 1.0  # serve, SQLite, fresh data directory
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(what: str, check, timeout: float, every: float = 0.01):
+    """Polls `check` until it returns something truthy; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise SystemExit(f"bench: timed out waiting for {what}")
+
+
+def request(port: int, method: str, path: str, body=None, token=None, headers=None):
+    """One HTTP request; returns (status, parsed JSON body or None)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    sent = dict(headers or {})
+    payload = None
+    if body is not None:
+        payload = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        sent.setdefault("Content-Type", "application/json")
+    if token:
+        sent["Authorization"] = f"Bearer {token}"
+    try:
+        conn.request(method, path, body=payload, headers=sent)
+        response = conn.getresponse()
+        raw = response.read()
+    finally:
+        conn.close()
+    try:
+        return response.status, json.loads(raw) if raw else None
+    except ValueError:
+        return response.status, None
+
+
+def expect(status: int, got, what: str):
+    if got[0] != status:
+        raise SystemExit(f"bench: {what}: expected {status}, got {got[0]} {got[1]}")
+    return got[1]
+
+
+class Process:
+    """A child process with its output in a log file; stopped on `stop` (SIGTERM, then KILL)."""
+
+    def __init__(self, name: str, argv: list[str], env: dict, logs: Path):
+        self.name = name
+        self.log_path = logs / f"{name}.log"
+        self.log = open(self.log_path, "wb")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            argv, env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+
+    def status_kib(self, field: str) -> int:
+        """A `VmRSS`/`VmHWM` figure from /proc, in KiB."""
+        text = Path(f"/proc/{self.proc.pid}/status").read_text()
+        match = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
+        return int(match.group(1)) if match else 0
+
+    def reset_peak(self) -> None:
+        """Starts a new peak-RSS window (writing 5 to clear_refs resets VmHWM)."""
+        Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.log.close()
+
+
+def wait_healthy(port: int, proc: Process, timeout: float = 30) -> float:
+    """Seconds from the process's start until GET /health answers 200."""
+
+    def healthy():
+        if proc.proc.poll() is not None:
+            raise SystemExit(f"bench: {proc.name} exited; see {proc.log_path}")
+        try:
+            return request(port, "GET", "/health")[0] == 200
+        except OSError:
+            return False
+
+    wait_until(f"{proc.name} to answer /health", healthy, timeout, every=0.005)
+    return time.monotonic() - proc.started
+
+
+def psql(url: str, sql: str) -> str:
+    out = subprocess.run(
+        ["psql", url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
+        check=True, capture_output=True, text=True,
+    )
+    return out.stdout.strip()
+
+
+class Mode:
+    """One way of running gemchat: its database, Redis, and how to count finished replies."""
+
+    def __init__(self, name: str, work: Path):
+        self.name = name
+        self.data_dir = work / name / "data"
+        self.data_dir.mkdir(parents=True)
+        if name == "sqlite":
+            self.database_url = f"sqlite://{self.data_dir}/gemchat.db"
+            self.redis_url = None
+        else:
+            psql(PG_ADMIN, f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+            psql(PG_ADMIN, f"CREATE DATABASE {PG_DB}")
+            self.database_url = PG_ADMIN.rsplit("/", 1)[0] + f"/{PG_DB}"
+            self.redis_url = REDIS_URL
+            db = REDIS_URL.rsplit("/", 1)[1]
+            subprocess.run(["redis-cli", "-n", db, "FLUSHDB"], check=True, capture_output=True)
+
+    def completed_replies(self) -> int:
+        sql = "SELECT count(*) FROM messages WHERE role = 'model' AND status = 'completed'"
+        if self.redis_url is None:
+            with sqlite3.connect(f"file:{self.data_dir}/gemchat.db?mode=ro", uri=True) as db:
+                return db.execute(sql).fetchone()[0]
+        return int(psql(self.database_url, sql))
+
+    def queued_jobs(self) -> int:
+        sql = "SELECT count(*) FROM jobs"
+        if self.redis_url is None:
+            with sqlite3.connect(f"file:{self.data_dir}/gemchat.db?mode=ro", uri=True) as db:
+                return db.execute(sql).fetchone()[0]
+        return int(psql(self.database_url, sql))
+
+
+def gemchat_env(mode: Mode, port: int, gemini_port: int) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI_", "STRIPE_"))}
+    env.update({
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "DATABASE_URL": mode.database_url,
+        "DATA_DIR": str(mode.data_dir),
+        "JWT_SECRET": JWT_SECRET,
+        "OTP_DELIVERY": "response",
+        "AI_PROVIDER": "gemini",
+        "GEMINI_API_KEY": "bench-key",
+        "GEMINI_BASE_URL": f"http://127.0.0.1:{gemini_port}",
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        # The abuse limits would otherwise be what is measured (all load comes from one IP).
+        "RATE_LIMIT_AUTH_PER_MINUTE": "1000000000",
+        "RATE_LIMIT_PER_MINUTE": "1000000000",
+        "WORKER_CONCURRENCY": "64",
+        "LOG_FORMAT": "json",
+        "RUST_LOG": os.environ.get("BENCH_RUST_LOG", "info"),
+    })
+    env.pop("REDIS_URL", None)
+    if mode.redis_url:
+        env["REDIS_URL"] = mode.redis_url
+    return env
+
+
+def sign_webhook(body: str) -> str:
+    t = int(time.time())
+    mac = hmac.new(WEBHOOK_SECRET.encode(), f"{t}.{body}".encode(), hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def prepare_users(port: int, count: int, rooms_each: int, first_number: int) -> list[dict]:
+    """Signed-in Pro users, each with `rooms_each` chatrooms, through the public API."""
+    users = []
+    period_end = int(time.time()) + 30 * 86400
+    for n in range(count):
+        mobile = f"+{first_number + n}"
+        user = expect(201, request(port, "POST", "/auth/signup",
+                                   {"mobile_number": mobile, "name": f"Bench {n}"}), "signup")
+        otp = expect(200, request(port, "POST", "/auth/send-otp", {"mobile_number": mobile}),
+                     "send-otp")["otp"]
+        token = expect(200, request(port, "POST", "/auth/verify-otp",
+                                    {"mobile_number": mobile, "otp": otp}), "verify-otp")["token"]
+        rooms = [
+            expect(201, request(port, "POST", "/chatroom", {"name": f"Room {r}"}, token),
+                   "create chatroom")["id"]
+            for r in range(rooms_each)
+        ]
+        uid = user["user"]["id"]
+        event = json.dumps({
+            "id": f"evt_bench_{n}", "object": "event", "api_version": "2025-03-31.basil",
+            "created": int(time.time()), "livemode": False, "type": "customer.subscription.created",
+            "data": {"object": {
+                "id": f"sub_bench_{n}", "object": "subscription", "customer": f"cus_bench_{n}",
+                "status": "active", "cancel_at_period_end": False, "metadata": {"user_id": uid},
+                "items": {"object": "list", "data": [{
+                    "id": f"si_bench_{n}", "object": "subscription_item",
+                    "price": {"id": "price_pro", "object": "price", "unit_amount": 999,
+                              "currency": "usd"},
+                    "quantity": 1, "current_period_start": period_end - 2_592_000,
+                    "current_period_end": period_end}]},
+            }},
+        })
+        expect(200, request(port, "POST", "/webhook/stripe", event,
+                            headers={"Stripe-Signature": sign_webhook(event),
+                                     "Content-Type": "application/json"}), "webhook")
+        users.append({"token": token, "rooms": rooms, "id": uid})
+    me = expect(200, request(port, "GET", "/user/me", token=users[0]["token"]), "user/me")
+    if me.get("tier") != "pro":
+        raise SystemExit(f"bench: prepared users are not Pro: {me}")
+    return users
+
+
+def wrk(name: str, port: int, script: str, seconds: int, env: dict) -> dict:
+    """Runs wrk with a scenario script; returns its JSON report (see bench/lua/common.lua)."""
+    argv = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s",
+            "-s", str(LUA / script), f"http://127.0.0.1:{port}"]
+    full_env = dict(os.environ, BENCH_LUA=str(LUA), BENCH_THREADS=str(THREADS), **env)
+    out = subprocess.run(argv, env=full_env, capture_output=True, text=True,
+                         timeout=seconds + 60)
+    line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
+    if out.returncode != 0 or line is None:
+        raise SystemExit(f"bench: wrk failed in {name}:\n{out.stdout}\n{out.stderr}")
+    report = json.loads(line.removeprefix("BENCH_JSON "))
+    secs = report["duration_us"] / 1e6
+    errors = sum(report[k] for k in ("connect_errors", "read_errors", "write_errors",
+                                     "status_errors", "timeouts"))
+    return {
+        "requests": report["requests"],
+        "seconds": round(secs, 2),
+        "rps": round(report["requests"] / secs, 1),
+        "p50_ms": round(report["p50_us"] / 1000, 2),
+        "p90_ms": round(report["p90_us"] / 1000, 2),
+        "p99_ms": round(report["p99_us"] / 1000, 2),
+        "max_ms": round(report["max_us"] / 1000, 2),
+        "errors": errors,
+        "status_errors": report["status_errors"],
+    }
+
+
+def with_peak(proc: Process, run) -> dict:
+    """Runs `run()` in a fresh peak-RSS window of `proc` and adds that peak to its result."""
+    proc.reset_peak()
+    result = run()
+    result["peak_rss_mib"] = round(proc.status_kib("VmHWM") / 1024, 1)
+    return result
+
+
+def measure_startup(mode: Mode, work: Path, gemini_port: int, logs: Path) -> dict:
+    """`serve` (with its workers) on a fresh data directory: time to /health 200, idle RSS."""
+    fresh = Mode.__new__(Mode)
+    fresh.name, fresh.redis_url = mode.name, mode.redis_url
+    fresh.data_dir = work / mode.name / "startup"
+    fresh.data_dir.mkdir(parents=True)
+    fresh.database_url = (f"sqlite://{fresh.data_dir}/gemchat.db" if mode.redis_url is None
+                          else mode.database_url)
+    port = free_port()
+    proc = Process(f"{mode.name}-startup", [str(GEMCHAT), "serve"],
+                   gemchat_env(fresh, port, gemini_port), logs)
+    try:
+        ready = wait_healthy(port, proc)
+        time.sleep(2)  # let start-up allocations settle before reading idle memory
+        idle = proc.status_kib("VmRSS")
+    finally:
+        proc.stop()
+    return {"ready_s": round(ready, 3), "idle_rss_mib": round(idle / 1024, 1)}
+
+
+def run_mode(name: str, args, work: Path, logs: Path) -> dict:
+    log(f"mode {name}: preparing")
+    mode = Mode(name, work)
+    gemini_port = free_port()
+    fake = Process(f"{name}-fake-gemini",
+                   [str(FAKE_GEMINI), str(gemini_port), str(args.gemini_latency_ms), "5"],
+                   dict(os.environ), logs)
+    results: dict = {"scenarios": {}}
+    api = None
+    try:
+        wait_until("the fake Gemini", lambda: fake.log_path.read_text().startswith("ready"), 10)
+        results["startup"] = measure_startup(mode, work, gemini_port, logs)
+        log(f"mode {name}: startup {results['startup']}")
+
+        port = free_port()
+        # The API alone: replies are left queued for scenario 6's worker.
+        api = Process(f"{name}-api", [str(GEMCHAT), "serve", "--no-workers"],
+                      gemchat_env(mode, port, gemini_port), logs)
+        wait_healthy(port, api)
+        users = prepare_users(port, args.users, args.rooms, OTP_BASE + 50_000_000)
+        tokens = work / name / "tokens.txt"
+        tokens.write_text("\n".join(u["token"] for u in users) + "\n")
+        rooms = work / name / "rooms.txt"
+        rooms.write_text("\n".join(f"{u['token']} {u['rooms'][0]}" for u in users) + "\n")
+        log(f"mode {name}: registering {args.otp_numbers} numbers for scenario 4")
+        otp_env = {"BENCH_OTP_BASE": str(OTP_BASE), "BENCH_OTP_COUNT": str(args.otp_numbers)}
+        signup = wrk("signup", port, "signup.lua", args.signup_seconds, otp_env)
+        log(f"mode {name}: registered at {signup['rps']}/s")
+        for token in (u["token"] for u in users):  # warm the chatroom-list cache
+            expect(200, request(port, "GET", "/chatroom", token=token), "warm list")
+
+        scenarios = [
+            ("1_health", "get.lua", {"BENCH_PATH": "/health", "BENCH_TOKENS": str(tokens)}),
+            ("2_user_me", "get.lua", {"BENCH_PATH": "/user/me", "BENCH_TOKENS": str(tokens)}),
+            ("3_chatroom_list", "get.lua",
+             {"BENCH_PATH": "/chatroom", "BENCH_TOKENS": str(tokens)}),
+            ("4_send_otp", "send_otp.lua", otp_env),
+            ("5_post_message", "post_message.lua", {"BENCH_ROOMS": str(rooms)}),
+        ]
+        for key, script, env in scenarios:
+            log(f"mode {name}: scenario {key}")
+            results["scenarios"][key] = with_peak(
+                api, lambda: wrk(key, port, script, args.seconds, env))
+            log(f"mode {name}: {key} {results['scenarios'][key]}")
+        api.stop()
+        api = None
+
+        log(f"mode {name}: scenario 6_reply_throughput")
+        results["scenarios"]["6_reply_throughput"] = reply_throughput(
+            mode, gemini_port, args, logs)
+        log(f"mode {name}: 6_reply_throughput {results['scenarios']['6_reply_throughput']}")
+        if name == "postgres":
+            log(f"mode {name}: scenario 7_pgbench")
+            results["scenarios"]["7_pgbench"] = pgbench(mode, users, args.seconds)
+            log(f"mode {name}: 7_pgbench {results['scenarios']['7_pgbench']}")
+    finally:
+        if api:
+            api.stop()
+        fake.stop()
+    return results
+
+
+def reply_throughput(mode: Mode, gemini_port: int, args, logs: Path) -> dict:
+    """One `gemchat worker` (WORKER_CONCURRENCY=64) on the replies scenario 5 queued: finished
+    replies per second over a fixed window, after a warm-up second."""
+    backlog = mode.queued_jobs()
+    port = free_port()
+    worker = Process(f"{mode.name}-worker", [str(GEMCHAT), "worker"],
+                     gemchat_env(mode, port, gemini_port), logs)
+    try:
+        time.sleep(1.0)  # start-up and the first claims; not counted
+        worker.reset_peak()
+        before, start = mode.completed_replies(), time.monotonic()
+        deadline = start + args.seconds
+        while time.monotonic() < deadline and mode.queued_jobs() > 0:
+            time.sleep(0.25)
+        after, elapsed = mode.completed_replies(), time.monotonic() - start
+        peak = worker.status_kib("VmHWM")
+    finally:
+        worker.stop()
+    done = after - before
+    return {
+        "queued_before": backlog,
+        "completed": done,
+        "seconds": round(elapsed, 2),
+        "replies_per_s": round(done / elapsed, 1),
+        "ceiling_per_s": round(64 / (args.gemini_latency_ms / 1000), 1),
+        "peak_rss_mib": round(peak / 1024, 1),
+        "drained": mode.queued_jobs() == 0,
+    }
+
+
+def pgbench(mode: Mode, users: list[dict], seconds: int) -> dict:
+    """Scenario 5's SQL straight from pgbench: the database's own ceiling for it."""
+    values = ",".join(f"({i + 1}, '{u['rooms'][0]}')" for i, u in enumerate(users))
+    psql(mode.database_url, f"""
+        CREATE TABLE IF NOT EXISTS bench_rooms (i INTEGER PRIMARY KEY, room_id UUID NOT NULL);
+        TRUNCATE bench_rooms;
+        INSERT INTO bench_rooms VALUES {values};
+        CREATE OR REPLACE FUNCTION bench_uuid7() RETURNS uuid LANGUAGE sql VOLATILE AS $$
+          SELECT (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0')
+                  || '7' || substr(md5(random()::text), 1, 19))::uuid $$;
+    """)
+    out = subprocess.run(
+        ["pgbench", "-n", "-M", "prepared", "-c", str(CONNECTIONS), "-j", str(THREADS),
+         "-T", str(seconds), "-D", f"rooms={len(users)}", "-f", str(PGBENCH_SCRIPT),
+         mode.database_url],
+        capture_output=True, text=True, timeout=seconds + 120,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"bench: pgbench failed:\n{out.stdout}\n{out.stderr}")
+    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out.stdout)
+    latency = re.search(r"latency average = ([\d.]+) ms", out.stdout)
+    failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
+    done = re.search(r"number of transactions actually processed: (\d+)", out.stdout)
+    return {
+        "transactions": int(done.group(1)) if done else None,
+        "tps": float(tps.group(1)) if tps else None,
+        "latency_avg_ms": float(latency.group(1)) if latency else None,
+        "failed": int(failed.group(1)) if failed else 0,
+    }
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
+
+    def version(argv):
+        try:
+            return subprocess.run(argv, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return None
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(int(mem.group(1)) / 1024 / 1024, 1) if mem else None,
+        "kernel": platform.release(),
+        "rustc": version(["rustc", "--version"]),
+        "postgres": version(["psql", "--version"]),
+        "redis": version(["redis-server", "--version"]),
+        "wrk": (version(["wrk", "--version"]) or "").splitlines()[0:1],
+        "commit": version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+    }
+
+
+def verdicts(mode: str, r: dict) -> list[dict]:
+    """Every budgeted figure of one mode, with its budget and whether it is met."""
+    s = r["scenarios"]
+    rows = []
+
+    def add(figure, value, budget, ok):
+        rows.append({"mode": mode, "figure": figure, "value": value, "budget": budget, "met": ok})
+
+    health = s["1_health"]["rps"]
+    for key in ("2_user_me", "3_chatroom_list"):
+        ratio = s[key]["rps"] / health
+        add(f"{key} req/s vs health", f"{s[key]['rps']:.0f} ({ratio:.0%} of {health:.0f})",
+            f">= {BUDGET_RATIO_OF_HEALTH:.0%}", ratio >= BUDGET_RATIO_OF_HEALTH)
+        add(f"{key} p99", f"{s[key]['p99_ms']} ms", f"< {BUDGET_P99_MS:.0f} ms",
+            s[key]["p99_ms"] < BUDGET_P99_MS)
+    if "7_pgbench" in s and s["7_pgbench"]["tps"]:
+        ratio = s["5_post_message"]["rps"] / s["7_pgbench"]["tps"]
+        add("5_post_message req/s vs pgbench",
+            f"{s['5_post_message']['rps']:.0f} ({ratio:.0%} of {s['7_pgbench']['tps']:.0f} tps)",
+            f">= {BUDGET_RATIO_OF_PGBENCH:.0%}", ratio >= BUDGET_RATIO_OF_PGBENCH)
+    rt = s["6_reply_throughput"]
+    add("6_reply_throughput", f"{rt['replies_per_s']:.0f} replies/s "
+        f"({rt['replies_per_s'] / rt['ceiling_per_s']:.0%} of {rt['ceiling_per_s']:.0f})",
+        f">= {BUDGET_REPLIES_PER_S:.0f}/s", rt["replies_per_s"] >= BUDGET_REPLIES_PER_S)
+    peak = max(v.get("peak_rss_mib", 0) for v in s.values())
+    add("peak RSS (any scenario)", f"{peak} MiB", f"<= {BUDGET_PEAK_RSS_MIB:.0f} MiB",
+        peak <= BUDGET_PEAK_RSS_MIB)
+    add("idle RSS after start", f"{r['startup']['idle_rss_mib']} MiB",
+        f"<= {BUDGET_IDLE_RSS_MIB:.0f} MiB", r["startup"]["idle_rss_mib"] <= BUDGET_IDLE_RSS_MIB)
+    if mode == "sqlite":
+        add("serve ready (fresh SQLite)", f"{r['startup']['ready_s']} s",
+            f"<= {BUDGET_READY_S:.0f} s", r["startup"]["ready_s"] <= BUDGET_READY_S)
+    return rows
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    out = [
+        f"# gemchat benchmark, {report['started']}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}; "
+        f"{m['rustc']}; {m['postgres']}; commit {m['commit']}.",
+        f"Load: wrk, {CONNECTIONS} connections, {THREADS} threads, {report['seconds']} s per "
+        f"scenario, on the same machine (loopback). Fake Gemini latency "
+        f"{report['gemini_latency_ms']} ms in 5 chunks.",
+        "",
+        "| Mode | Scenario | req/s | p50 ms | p99 ms | errors | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for mode, r in report["modes"].items():
+        for key, s in r["scenarios"].items():
+            if "rps" in s:
+                out.append(f"| {mode} | {key} | {s['rps']:.0f} | {s['p50_ms']} | {s['p99_ms']} "
+                           f"| {s['errors']} | {s['peak_rss_mib']} |")
+            elif "replies_per_s" in s:
+                out.append(f"| {mode} | {key} | {s['replies_per_s']:.0f} replies/s | | | "
+                           f"| {s['peak_rss_mib']} |")
+            elif "tps" in s:
+                out.append(f"| {mode} | {key} | {s['tps']:.0f} tps | {s['latency_avg_ms']} avg "
+                           f"| | {s['failed']} | |")
+    out += ["", "| Mode | Figure | Value | Budget | Met |", "|---|---|---|---|---|"]
+    for row in report["verdicts"]:
+        out.append(f"| {row['mode']} | {row['figure']} | {row['value']} | {row['budget']} "
+                   f"| {'yes' if row['met'] else '**no**'} |")
+    for mode, r in report["modes"].items():
+        out.append("")
+        out.append(f"{mode}: start-up {r['startup']}")
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modes", default="sqlite,postgres")
+    parser.add_argument("--seconds", type=int, default=10, help="per scenario")
+    parser.add_argument("--users", type=int, default=256, help="signed-in Pro users")
+    parser.add_argument("--rooms", type=int, default=5, help="chatrooms per user")
+    parser.add_argument("--otp-numbers", type=int, default=100_000,
+                        help="registered numbers for scenario 4 (each used once)")
+    parser.add_argument("--signup-seconds", type=int, default=30,
+                        help="time allowed to register them")
+    parser.add_argument("--gemini-latency-ms", type=int, default=50)
+    parser.add_argument("--out", default=None, help="results directory")
+    args = parser.parse_args()
+
+    for tool in ("wrk", "psql", "pgbench", "redis-cli"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"bench: {tool} is not installed (bench/run installs wrk)")
+    started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
+    out_dir = Path(args.out) if args.out else ROOT / "bench/results" / started
+    out_dir.mkdir(parents=True, exist_ok=True)
+    logs = out_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    report = {"started": started, "seconds": args.seconds,
+              "gemini_latency_ms": args.gemini_latency_ms, "machine": machine(), "modes": {},
+              "verdicts": []}
+    with tempfile.TemporaryDirectory(prefix="gemchat-bench-") as tmp:
+        for name in args.modes.split(","):
+            result = run_mode(name, args, Path(tmp), logs)
+            report["modes"][name] = result
+            report["verdicts"] += verdicts(name, result)
+    (out_dir / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / "results.md").write_text(markdown(report))
+    print(markdown(report))
+    log(f"results in {out_dir}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

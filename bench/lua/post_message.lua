@@ -1,0 +1,23 @@
+-- POST /chatroom/{id}/message as the Pro users of $BENCH_ROOMS ("token room" per line), one
+-- pair after another.
+dofile(os.getenv("BENCH_LUA") .. "/common.lua")
+
+local pairs_, i
+
+function init(args)
+  pairs_ = {}
+  for _, line in ipairs(read_lines(os.getenv("BENCH_ROOMS"))) do
+    local token, room = line:match("^(%S+)%s+(%S+)$")
+    pairs_[#pairs_ + 1] = { token = token, room = room }
+  end
+  i = thread_id
+end
+
+function request()
+  i = i + 1
+  local pair = pairs_[(i % #pairs_) + 1]
+  return wrk.format("POST", "/chatroom/" .. pair.room .. "/message", {
+    ["Authorization"] = "Bearer " .. pair.token,
+    ["Content-Type"] = "application/json",
+  }, '{"content":"What is the airspeed velocity of an unladen swallow?"}')
+end
