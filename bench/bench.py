@@ -174,7 +174,8 @@ class Mode:
         else:
             psql(PG_ADMIN, f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
             psql(PG_ADMIN, f"CREATE DATABASE {PG_DB}")
-            self.database_url = PG_ADMIN.rsplit("/", 1)[0] + f"/{PG_DB}"
+            # Same host, so no TLS (as a same-host deployment would connect); pgbench too.
+            self.database_url = PG_ADMIN.rsplit("/", 1)[0] + f"/{PG_DB}?sslmode=disable"
             self.redis_url = REDIS_URL
             db = REDIS_URL.rsplit("/", 1)[1]
             subprocess.run(["redis-cli", "-n", db, "FLUSHDB"], check=True, capture_output=True)
@@ -295,11 +296,59 @@ def wrk(name: str, port: int, script: str, seconds: int, env: dict) -> dict:
     }
 
 
+def profile(proc: Process, label: str, args, logs: Path):
+    """Starts `perf record` (CPU clock, call graphs) on `proc` for one scenario."""
+    data = logs / f"perf-{label}.data"
+    argv = ["perf", "record", "-e", "cpu-clock", "-F", "499", "--call-graph", "dwarf,16384",
+            "-o", str(data), "-p", str(proc.proc.pid), "--", "sleep", str(args.seconds)]
+    return data, subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def finish_profile(profiler) -> None:
+    """Waits for `perf record` and writes the flat and the caller profiles beside its data."""
+    data, recorder = profiler
+    recorder.wait(timeout=120)
+    for kind, extra in (("flat", ["--no-children"]), ("callers", ["--children"])):
+        report = subprocess.run(
+            ["perf", "report", "-i", str(data), "--stdio", "--sort", "symbol",
+             "--percent-limit", "0.5", "-g", "none", *extra],
+            capture_output=True, text=True, timeout=600)
+        Path(f"{data}.{kind}.txt").write_text(report.stdout)
+    log(f"profile: {data}.flat.txt")
+
+
+def cpu_seconds() -> dict:
+    """CPU time (user + system) used so far by the processes that share the machine, by name."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals: dict = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text[text.rindex(")") + 2:].split()
+        used = (int(fields[11]) + int(fields[12])) / tick
+        key = name if name in ("gemchat", "postgres", "redis-server", "wrk", "pgbench",
+                               "fake_gemini") else "other"
+        totals[key] = totals.get(key, 0.0) + used
+    return totals
+
+
 def with_peak(proc: Process, run) -> dict:
-    """Runs `run()` in a fresh peak-RSS window of `proc` and adds that peak to its result."""
+    """Runs `run()` in a fresh peak-RSS window of `proc`; adds that peak, and the share of the
+    machine's CPU each process took meanwhile (what bounds the figure), to its result."""
     proc.reset_peak()
+    before, start = cpu_seconds(), time.monotonic()
     result = run()
+    after, elapsed = cpu_seconds(), time.monotonic() - start
     result["peak_rss_mib"] = round(proc.status_kib("VmHWM") / 1024, 1)
+    capacity = elapsed * (os.cpu_count() or 1)
+    result["cpu_share"] = {
+        name: round((after.get(name, 0.0) - before.get(name, 0.0)) / capacity, 2)
+        for name in sorted(after)
+        if after.get(name, 0.0) - before.get(name, 0.0) > 0.01 * capacity
+    }
     return result
 
 
@@ -364,8 +413,11 @@ def run_mode(name: str, args, work: Path, logs: Path) -> dict:
         ]
         for key, script, env in scenarios:
             log(f"mode {name}: scenario {key}")
+            profiler = profile(api, f"{name}-{key}", args, logs) if key in args.profile else None
             results["scenarios"][key] = with_peak(
                 api, lambda: wrk(key, port, script, args.seconds, env))
+            if profiler:
+                finish_profile(profiler)
             log(f"mode {name}: {key} {results['scenarios'][key]}")
         api.stop()
         api = None
@@ -392,8 +444,11 @@ def reply_throughput(mode: Mode, gemini_port: int, args, logs: Path) -> dict:
     port = free_port()
     worker = Process(f"{mode.name}-worker", [str(GEMCHAT), "worker"],
                      gemchat_env(mode, port, gemini_port), logs)
+    profiler = None
     try:
         time.sleep(1.0)  # start-up and the first claims; not counted
+        if "6_reply_throughput" in args.profile:
+            profiler = profile(worker, f"{mode.name}-6_reply_throughput", args, logs)
         worker.reset_peak()
         before, start = mode.completed_replies(), time.monotonic()
         deadline = start + args.seconds
@@ -401,6 +456,8 @@ def reply_throughput(mode: Mode, gemini_port: int, args, logs: Path) -> dict:
             time.sleep(0.25)
         after, elapsed = mode.completed_replies(), time.monotonic() - start
         peak = worker.status_kib("VmHWM")
+        if profiler:
+            finish_profile(profiler)
     finally:
         worker.stop()
     done = after - before
@@ -555,6 +612,8 @@ def main() -> None:
                         help="time allowed to register them")
     parser.add_argument("--gemini-latency-ms", type=int, default=50)
     parser.add_argument("--out", default=None, help="results directory")
+    parser.add_argument("--profile", default="",
+                        help="scenarios to record with perf, e.g. 2_user_me,5_post_message")
     args = parser.parse_args()
 
     for tool in ("wrk", "psql", "pgbench", "redis-cli"):

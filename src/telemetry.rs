@@ -21,7 +21,10 @@ pub fn init(format: Option<LogFormat>) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
+            // Spans never nest here (one per request, one per reply), so the current span
+            // carries every field; serialising the span list too would repeat it.
             .with_current_span(true)
+            .with_span_list(false)
             .try_init(),
     };
 }

@@ -202,6 +202,8 @@ async fn attempt(app: &App, job: &ClaimedJob) -> Result<Attempt, crate::storage:
         Ok(Some(reply)) => {
             count_outcome("completed");
             tracing::info!("reply completed");
+            // The reply is the room's newest activity: the owner's cached list is stale.
+            app.list_cache.invalidate(job.user_id).await;
             events::publish(app, job.chatroom_id, &RoomEvent::completed(&reply)).await;
         }
         Ok(None) => {
@@ -227,6 +229,7 @@ async fn attempt(app: &App, job: &ClaimedJob) -> Result<Attempt, crate::storage:
             let error = final_error(&error);
             tracing::warn!(code = %error.code, error = %error.message, "reply failed");
             if let Some(reply) = app.store.jobs.fail(job, &error, now).await? {
+                app.list_cache.invalidate(job.user_id).await;
                 events::publish(app, job.chatroom_id, &RoomEvent::failed(&reply)).await;
             }
         }

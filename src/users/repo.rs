@@ -1,7 +1,7 @@
 //! The users storage port.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::model::{MobileNumber, User, UserId};
 use crate::storage::StoreError;
@@ -13,6 +13,13 @@ pub trait UserRepo: Send + Sync {
     async fn insert(&self, user: &User) -> Result<(), StoreError>;
     /// The user, with the tier their subscriptions grant at `now`.
     async fn find_by_id(&self, id: UserId, now: DateTime<Utc>) -> Result<Option<User>, StoreError>;
+    /// The user (tier at `now`) with the prompts they used on `day`, in one round trip.
+    async fn find_with_usage(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        day: NaiveDate,
+    ) -> Result<Option<(User, u32)>, StoreError>;
     async fn find_by_mobile(
         &self,
         mobile: &MobileNumber,

@@ -5,19 +5,16 @@ use crate::app::App;
 use crate::error::{AppError, Result};
 use crate::quota::model::{Usage, day_of};
 
-/// The user behind a valid token; gone only if the account was deleted meanwhile.
-async fn load(app: &App, id: UserId) -> Result<User> {
-    app.store
-        .users
-        .find_by_id(id, app.clock.now())
-        .await?
-        .ok_or(AppError::Unauthorized)
-}
-
 /// The user and today's prompt usage.
 pub async fn me(app: &App, id: UserId) -> Result<(User, Usage)> {
-    let user = load(app, id).await?;
-    let usage = usage_of(app, &user).await?;
+    let now = app.clock.now();
+    let (user, used) = app
+        .store
+        .users
+        .find_with_usage(id, now, day_of(now))
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    let usage = Usage::new(used, app.quota.limit_for(user.tier), now);
     Ok((user, usage))
 }
 

@@ -20,6 +20,7 @@ backend_tests!(
     prompt_input_is_validated,
     replies_in_one_chatroom_are_produced_in_order,
     only_failed_replies_can_be_retried,
+    a_finished_reply_moves_its_chatroom_up_the_list,
 );
 
 async fn chatrooms_are_created_listed_renamed_and_deleted_by_their_owner_only(backend: Backend) {
@@ -154,6 +155,37 @@ async fn the_cached_list_is_never_stale_for_its_owner(backend: Backend) {
     )
     .await;
     assert_eq!(names(&list().await), ["renamed"]);
+}
+
+async fn a_finished_reply_moves_its_chatroom_up_the_list(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (token, _) = app.new_user().await;
+    let list = || async {
+        app.get("/chatroom", Some(&token))
+            .await
+            .assert_status(200)
+            .clone()
+    };
+    let first = app.chatroom(&token, "first").await;
+    app.clock.advance(chrono::Duration::seconds(1));
+    app.send_message(&token, &first, "hello").await;
+    app.clock.advance(chrono::Duration::seconds(1));
+    app.chatroom(&token, "second").await;
+    // Read (and cached) before the reply exists.
+    assert_eq!(names(&list().await), ["second", "first"]);
+
+    app.clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(app.drain_jobs().await, 1);
+    let after = list().await;
+    assert_eq!(
+        names(&after),
+        ["first", "second"],
+        "the reply is the newest activity"
+    );
+    let last = after["chatrooms"][0]["last_message_at"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    assert_eq!(last, Some(app.clock_now().into()), "the reply's time");
 }
 
 async fn a_prompt_is_stored_queued_and_answered(backend: Backend) {

@@ -88,7 +88,11 @@ pub struct TestDb {
 
 enum Cleanup {
     Dir(std::path::PathBuf),
-    Schema { admin_url: String, schema: String },
+    /// `DROP <what>` on the admin connection (a schema, or a whole database).
+    Sql {
+        admin_url: String,
+        drop: String,
+    },
 }
 
 impl TestDb {
@@ -114,10 +118,34 @@ impl TestDb {
                 let url = format!("{admin_url}{separator}options[search_path]={schema}");
                 Self {
                     url,
-                    cleanup: Cleanup::Schema { admin_url, schema },
+                    cleanup: Cleanup::Sql {
+                        admin_url,
+                        drop: format!("DROP SCHEMA {schema} CASCADE"),
+                    },
                 }
             }
         }
+    }
+
+    /// A PostgreSQL database of its own, for tests that watch database-wide traffic (such as
+    /// `NOTIFY`), which a schema beside other tests' would mix up.
+    pub async fn own_postgres_database() -> Option<Self> {
+        let admin_url = postgres_url()?;
+        let name = format!("gemchat_test_{}", Uuid::now_v7().simple());
+        let mut admin = connect_admin(&admin_url).await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("creating the test database");
+        let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+        url.set_path(&name);
+        Some(Self {
+            url: url.to_string(),
+            cleanup: Cleanup::Sql {
+                admin_url,
+                drop: format!("DROP DATABASE {name} WITH (FORCE)"),
+            },
+        })
     }
 }
 
@@ -135,8 +163,8 @@ impl Drop for TestDb {
             Cleanup::Dir(dir) => {
                 let _ = std::fs::remove_dir_all(dir);
             }
-            Cleanup::Schema { admin_url, schema } => {
-                let (admin_url, schema) = (admin_url.clone(), schema.clone());
+            Cleanup::Sql { admin_url, drop } => {
+                let (admin_url, drop) = (admin_url.clone(), drop.clone());
                 // Drop runs inside the test's runtime; a thread with its own runtime can block.
                 let _ = std::thread::spawn(move || {
                     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
@@ -147,11 +175,9 @@ impl Drop for TestDb {
                     };
                     runtime.block_on(async {
                         let mut admin = connect_admin(&admin_url).await;
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "DROP SCHEMA {schema} CASCADE"
-                        )))
-                        .execute(&mut admin)
-                        .await;
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                            .execute(&mut admin)
+                            .await;
                     });
                 })
                 .join();

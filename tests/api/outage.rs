@@ -104,8 +104,15 @@ async fn postgres_stopped_and_started_answers_503_then_serves_without_a_restart(
             ready.body
         );
         app.get("/health", None).await.assert_status(200);
-        // The gate has closed: requests now fail at once instead of waiting for the pool.
-        assert!(app.app.database_gate.is_closed(), "{mode}: the gate closed");
+        // The gate closes (once its probe failed): requests then fail at once instead of
+        // waiting for the pool.
+        eventually(Duration::from_secs(10), "the gate closes", || async {
+            app.app.database_gate.is_closed()
+        })
+        .await;
+        app.get(&format!("/chatroom/{room}/messages"), Some(&token))
+            .await
+            .assert_problem(503, "unavailable");
 
         pg.resume().await;
         eventually(Duration::from_secs(30), "gemchat serves again", || async {

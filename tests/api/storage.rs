@@ -409,6 +409,22 @@ async fn usage_is_zero_without_a_row(backend: Backend) {
             .expect("usage"),
         0
     );
+    let (found, used) = f
+        .store
+        .users
+        .find_with_usage(user.id, now(), now().date_naive())
+        .await
+        .expect("find with usage")
+        .expect("exists");
+    assert_eq!((found.id, used), (user.id, 0));
+    assert!(
+        f.store
+            .users
+            .find_with_usage(UserId::new(), now(), now().date_naive())
+            .await
+            .expect("find with usage")
+            .is_none()
+    );
 }
 
 async fn processes_starting_together_both_come_up(backend: Backend) {

@@ -7,7 +7,7 @@ use gemchat::config::{AiProviderKind, Secret};
 
 use crate::backend_tests;
 use crate::fakes::{FakeGemini, GEMINI_KEY, sse_reply};
-use crate::harness::{Backend, TestApp, eventually};
+use crate::harness::{Backend, TestApp, TestDb, eventually};
 
 backend_tests!(
     a_stopping_worker_finishes_a_reply_within_the_grace_period,
@@ -93,4 +93,36 @@ async fn a_stopping_worker_hands_back_what_it_cannot_finish(backend: Backend) {
     let reply = reply_of(&app, &token, &room).await;
     assert_eq!(reply["status"], "completed");
     assert_eq!(reply["content"], "from the next worker");
+}
+
+/// On PostgreSQL a finished job wakes every worker process (`NOTIFY gemchat_jobs`): the
+/// room's next job is first in line now, and a worker elsewhere must not wait for its poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finishing_a_job_wakes_the_workers_of_other_processes() {
+    let Some(db) = TestDb::own_postgres_database().await else {
+        return;
+    };
+    let url = db.url.clone();
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.database_url = url).await;
+    let (token, _) = app.new_user().await;
+    let room = app.chatroom(&token, "chat").await;
+    app.send_message(&token, &room, "first").await;
+    app.send_message(&token, &room, "second").await;
+
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url)
+        .await
+        .expect("listen");
+    listener.listen("gemchat_jobs").await.expect("listen");
+    assert!(
+        gemchat::jobs::worker::run_next(&app.app)
+            .await
+            .expect("a job runs")
+    );
+    let woken = tokio::time::timeout(Duration::from_secs(10), listener.recv()).await;
+    assert!(
+        woken.is_ok_and(|n| n.is_ok()),
+        "a notification after the first reply"
+    );
+    drop(app);
+    drop(db);
 }

@@ -557,12 +557,22 @@ impl JobQueue for PgStore {
         meta: &ReplyMeta,
         now: DateTime<Utc>,
     ) -> Result<Option<Message>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // One statement, so one round trip (this runs once per reply): data-modifying CTEs
+        // all run, atomically, whatever the final SELECT reads. The job goes (waking other
+        // workers: the room's next job is first in line now); the room's activity moves only
+        // if this run finished the reply.
         let row: Option<MessageRow> = sqlx::query_as(concat!(
-            "UPDATE messages SET status = 'completed', content = $2, finish_reason = $3, \
-             model_version = $4, prompt_tokens = $5, output_tokens = $6, total_tokens = $7, \
-             updated_at = $8 WHERE id = $1 AND status IN ('pending', 'streaming') RETURNING ",
-            message_columns!()
+            "WITH done AS ( \
+                 UPDATE messages SET status = 'completed', content = $2, finish_reason = $3, \
+                 model_version = $4, prompt_tokens = $5, output_tokens = $6, total_tokens = $7, \
+                 updated_at = $8 WHERE id = $1 AND status IN ('pending', 'streaming') \
+                 RETURNING *), \
+             gone AS (DELETE FROM jobs WHERE id = $9 RETURNING pg_notify('gemchat_jobs', '')), \
+             touched AS (UPDATE chatrooms SET last_message_at = $8, activity_at = $8 \
+                 WHERE id = $10 AND EXISTS (SELECT 1 FROM done)) \
+             SELECT ",
+            message_columns!(),
+            " FROM done"
         ))
         .bind(job.reply_id.0)
         .bind(content)
@@ -572,10 +582,10 @@ impl JobQueue for PgStore {
         .bind(db_tokens(meta.output_tokens))
         .bind(db_tokens(meta.total_tokens))
         .bind(now)
-        .fetch_optional(&mut *tx)
+        .bind(job.id.0)
+        .bind(job.chatroom_id.0)
+        .fetch_optional(&self.pool)
         .await?;
-        finish_job(&mut tx, job, row.is_some(), now).await?;
-        tx.commit().await?;
         self.local_jobs.notify_one();
         Ok(row.map(Message::from))
     }

@@ -18,6 +18,9 @@ use super::{HealthCheck, StoreError};
 /// server's default `max_connections = 100`.
 const MAX_CONNECTIONS: u32 = 16;
 
+/// A pooled connection idle longer than this is pinged before it is handed out.
+const CHECK_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// How long a probe on a fresh connection may take before the server counts as unreachable.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -35,6 +38,19 @@ impl PgStore {
             .max_connections(MAX_CONNECTIONS)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(5))
+            // sqlx pings every connection it hands out (a round trip before each query) unless
+            // told otherwise; it pings again on release regardless. Under load connections
+            // are never idle long, so only one that sat idle is checked: after an outage (the
+            // gate holds requests back meanwhile) a dead one is found here, not by a request.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > CHECK_IF_IDLE_FOR {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect(url)
             .await
             .with_context(|| format!("connecting to {}", super::redact_url(url)))?;

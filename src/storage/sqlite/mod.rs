@@ -50,6 +50,9 @@ impl SqliteStore {
             SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(10))
+                // A local file cannot drop a connection: no ping (a hop to the connection's
+                // thread and back) before every query.
+                .test_before_acquire(false)
                 .connect_with(options.clone())
         })
         .await
@@ -58,6 +61,7 @@ impl SqliteStore {
             SqlitePoolOptions::new()
                 .max_connections(READERS)
                 .acquire_timeout(Duration::from_secs(10))
+                .test_before_acquire(false)
                 .connect_with(options.clone().read_only(true))
         })
         .await

@@ -1,7 +1,7 @@
 //! `UserRepo` on SQLite.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::{SqliteStore, from_micros, micros};
@@ -18,6 +18,14 @@ struct UserRow {
     is_pro: bool,
     created_at: i64,
     updated_at: i64,
+}
+
+/// A user with one day's usage (`find_with_usage`).
+#[derive(sqlx::FromRow)]
+struct UserUsageRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    used_today: i64,
 }
 
 impl From<UserRow> for User {
@@ -71,6 +79,26 @@ impl UserRepo for SqliteStore {
         .fetch_optional(&self.reader)
         .await?;
         Ok(row.map(User::from))
+    }
+
+    async fn find_with_usage(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        day: NaiveDate,
+    ) -> Result<Option<(User, u32)>, StoreError> {
+        let row: Option<UserUsageRow> = sqlx::query_as(concat!(
+            "SELECT u.id, u.mobile_number, u.name, u.password_hash, u.created_at, u.updated_at, ",
+            IS_PRO_MACRO!(),
+            ", COALESCE((SELECT d.used FROM daily_usage d WHERE d.user_id = u.id AND d.day = $3), 0) \
+             AS used_today FROM users u WHERE u.id = $1"
+        ))
+        .bind(id.0)
+        .bind(micros(now))
+        .bind(day.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(|r| (User::from(r.user), u32::try_from(r.used_today).unwrap_or(0))))
     }
 
     async fn find_by_mobile(
