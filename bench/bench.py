@@ -450,17 +450,21 @@ def reply_throughput(mode: Mode, gemini_port: int, args, logs: Path) -> dict:
         if "6_reply_throughput" in args.profile:
             profiler = profile(worker, f"{mode.name}-6_reply_throughput", args, logs)
         worker.reset_peak()
+        cpu_before = cpu_seconds()
         before, start = mode.completed_replies(), time.monotonic()
         deadline = start + args.seconds
         while time.monotonic() < deadline and mode.queued_jobs() > 0:
             time.sleep(0.25)
         after, elapsed = mode.completed_replies(), time.monotonic() - start
+        cpu_after = cpu_seconds()
         peak = worker.status_kib("VmHWM")
+        drained = mode.queued_jobs() == 0
         if profiler:
             finish_profile(profiler)
     finally:
         worker.stop()
     done = after - before
+    capacity = elapsed * (os.cpu_count() or 1)
     return {
         "queued_before": backlog,
         "completed": done,
@@ -468,7 +472,12 @@ def reply_throughput(mode: Mode, gemini_port: int, args, logs: Path) -> dict:
         "replies_per_s": round(done / elapsed, 1),
         "ceiling_per_s": round(64 / (args.gemini_latency_ms / 1000), 1),
         "peak_rss_mib": round(peak / 1024, 1),
-        "drained": mode.queued_jobs() == 0,
+        "drained": drained,
+        "cpu_share": {
+            name: round((cpu_after[name] - cpu_before.get(name, 0.0)) / capacity, 2)
+            for name in sorted(cpu_after)
+            if cpu_after[name] - cpu_before.get(name, 0.0) > 0.01 * capacity
+        },
     }
 
 

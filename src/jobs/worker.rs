@@ -26,6 +26,24 @@ fn count_outcome(name: &'static str) {
 /// The longest a worker sleeps without looking for due jobs (a safety net for lost wake-ups).
 const MAX_IDLE: Duration = Duration::from_secs(5);
 
+/// Under load, a claim waits for `concurrency / CLAIM_BATCH_DIVISOR` free slots...
+const CLAIM_BATCH_DIVISOR: usize = 8;
+/// ...or for a free slot to have waited this long.
+const FILL_DELAY: Duration = Duration::from_millis(10);
+
+/// Whether to claim now: when a batch of slots is free, when nothing is running (no finishing
+/// reply will free more), or when a free slot has waited `FILL_DELAY`.
+fn claim_is_due(free: usize, batch: usize, idle: bool, free_for: Duration) -> bool {
+    free > 0 && (free >= batch || idle || free_for >= FILL_DELAY)
+}
+
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// How one attempt at a job ended.
 enum Attempt {
     Finished,
@@ -51,15 +69,32 @@ fn lease(app: &App) -> Duration {
 /// Runs jobs until `stop` becomes true; then claims nothing more, lets the jobs in flight
 /// finish for up to `WORKER_SHUTDOWN_GRACE`, and hands back the rest (they run again at once
 /// elsewhere, without counting the interrupted attempt).
+///
+/// Under load, free slots are filled in batches (see [`claim_is_due`]): the claim is the
+/// worker's most expensive statement, and one per finished reply kept the database busier
+/// than the replies themselves.
 pub async fn run_until_stopped(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let concurrency = app.config.worker_concurrency as usize;
+    let batch = (concurrency / CLAIM_BATCH_DIVISOR).max(1);
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let mut held: HashMap<tokio::task::Id, ClaimedJob> = HashMap::new();
+    // Since when slots have been free without a claim that could fill them.
+    let mut free_since: Option<tokio::time::Instant> = None;
     tracing::info!(concurrency, "reply worker started");
     while !*stop.borrow() {
+        while let Some(done) = in_flight.try_join_next_with_id() {
+            forget_finished(&mut held, done);
+        }
         let free = concurrency.saturating_sub(in_flight.len());
+        if free == 0 {
+            free_since = None;
+        } else if free_since.is_none() {
+            free_since = Some(tokio::time::Instant::now());
+        }
+        let due = free_since
+            .is_some_and(|since| claim_is_due(free, batch, in_flight.is_empty(), since.elapsed()));
         let mut claimed_all = false;
-        if free > 0 {
+        if due {
             let free_u32 = u32::try_from(free).unwrap_or(u32::MAX);
             match app
                 .store
@@ -73,6 +108,8 @@ pub async fn run_until_stopped(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                         let handle = in_flight.spawn(run_job(Arc::clone(&app), job.clone()));
                         held.insert(handle.id(), job);
                     }
+                    // Whatever is still free waits for work now, not for a batch.
+                    free_since = None;
                 }
                 Err(err) => tracing::error!(error = %err, "cannot claim jobs"),
             }
@@ -80,17 +117,20 @@ pub async fn run_until_stopped(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         if claimed_all {
             continue;
         }
-        let idle = if free > 0 {
+        let free = concurrency.saturating_sub(in_flight.len());
+        let idle = if free > 0 && due {
             idle_wait(&app).await
         } else {
             MAX_IDLE
         };
+        let batch_deadline = free_since.map(|since| since + FILL_DELAY);
         tokio::select! {
             _ = stop.changed() => {}
             Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
                 forget_finished(&mut held, done);
             }
             () = app.store.jobs.wait_for_work(idle), if free > 0 => {}
+            () = sleep_until_some(batch_deadline), if !due && free > 0 => {}
         }
     }
     tracing::info!(in_flight = in_flight.len(), "reply worker stopping");
@@ -332,4 +372,22 @@ async fn stream_reply(
         message: "the reply stream ended early".into(),
         retry_after: None,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_wait_for_a_batch_only_while_replies_are_running() {
+        let none = Duration::ZERO;
+        assert!(!claim_is_due(0, 8, true, FILL_DELAY), "nothing free");
+        assert!(claim_is_due(8, 8, false, none), "a full batch");
+        assert!(!claim_is_due(3, 8, false, none), "a partial batch waits");
+        assert!(claim_is_due(3, 8, false, FILL_DELAY), "but not for long");
+        assert!(
+            claim_is_due(1, 8, true, none),
+            "an idle worker claims at once"
+        );
+    }
 }
