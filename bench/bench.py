@@ -213,6 +213,8 @@ def gemchat_env(mode: Mode, port: int, gemini_port: int) -> dict:
         "RATE_LIMIT_PER_MINUTE": "1000000000",
         "WORKER_CONCURRENCY": "64",
         "LOG_FORMAT": "json",
+        # As the container image runs it (see Dockerfile): two glibc malloc arenas.
+        "MALLOC_ARENA_MAX": "2",
         "RUST_LOG": os.environ.get("BENCH_RUST_LOG", "info"),
     })
     env.pop("REDIS_URL", None)
