@@ -1,11 +1,15 @@
 //! Checking bearer tokens without a database round trip per request: the signature and expiry
 //! are checked in memory, and each session's liveness is cached for up to a minute per process.
-//! A cache miss is one `UPDATE … RETURNING` that both checks the session and records its use,
-//! which is how `last_used_at` stays within a minute without a write on every request.
+//! A check is one `UPDATE … RETURNING` that both confirms the session and records its use,
+//! which is how `last_used_at` stays within a minute without a write on every request. An
+//! active session is rechecked in the background once its state is `REFRESH_AFTER` old, so its
+//! requests do not wait for the database; only a first sight (or a minute of silence) does.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -16,10 +20,14 @@ use super::repo::SessionRepo;
 use crate::clock::Clock;
 use crate::error::{AppError, Result};
 use crate::events::{Delivery, EventBus};
+use crate::storage::StoreError;
 use crate::users::model::UserId;
 
 /// The longest a session's state is trusted before it is checked (and touched) again.
 pub const RECHECK_AFTER: Duration = Duration::from_secs(60);
+
+/// Past this age, a request still uses the cached state but starts a background recheck.
+const REFRESH_AFTER: chrono::Duration = chrono::Duration::seconds(30);
 
 /// Sessions whose state one process keeps in memory.
 const CAPACITY: u64 = 100_000;
@@ -38,6 +46,15 @@ enum SessionState {
     Dead,
 }
 
+/// A session's state as the database last confirmed it.
+#[derive(Debug, Clone)]
+struct Cached {
+    state: SessionState,
+    checked_at: DateTime<Utc>,
+    /// Set while a background recheck of this entry runs (shared by the entry's clones).
+    refreshing: Arc<AtomicBool>,
+}
+
 /// The event-bus topic on which revocations reach every process's cache.
 const REVOCATIONS: &str = "sessions.revoked";
 
@@ -49,7 +66,7 @@ enum Revocation {
     User(Uuid),
 }
 
-type SessionCache = Cache<SessionId, SessionState>;
+type SessionCache = Cache<SessionId, Cached>;
 
 /// Each cached state expires at a random point in the last quarter of `RECHECK_AFTER`.
 /// Sessions cached together (every active user right after a restart, a cohort signed in at
@@ -57,22 +74,99 @@ type SessionCache = Cache<SessionId, SessionState>;
 /// database during which those users' requests wait (seen in bench/ as a 250 ms stall).
 struct JitteredRecheck;
 
-impl moka::Expiry<SessionId, SessionState> for JitteredRecheck {
+impl JitteredRecheck {
+    fn lifetime() -> Duration {
+        RECHECK_AFTER.mul_f64(0.75 + 0.25 * rand::random::<f64>())
+    }
+}
+
+impl moka::Expiry<SessionId, Cached> for JitteredRecheck {
     fn expire_after_create(
         &self,
         _key: &SessionId,
-        _value: &SessionState,
+        _value: &Cached,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
-        Some(RECHECK_AFTER.mul_f64(0.75 + 0.25 * rand::random::<f64>()))
+        Some(Self::lifetime())
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &SessionId,
+        _value: &Cached,
+        _updated_at: std::time::Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        // A background recheck replaced the entry: it is fresh again.
+        Some(Self::lifetime())
+    }
+}
+
+/// The cache and what checking a session needs, shared with background rechecks.
+struct Sessions {
+    repo: Arc<dyn SessionRepo>,
+    clock: Arc<dyn Clock>,
+    cache: SessionCache,
+    /// Moves on at every revocation this process applies: a recheck that started before one
+    /// must not store what it read (the session may have been revoked since).
+    revocations: AtomicU64,
+}
+
+impl Sessions {
+    /// Asks the database (which records the session's use).
+    async fn check(&self, session_id: SessionId) -> std::result::Result<Cached, StoreError> {
+        let now = self.clock.now();
+        let owner = self.repo.touch(session_id, now).await?;
+        Ok(Cached {
+            state: match owner {
+                Some(user) => SessionState::Live(user),
+                None => SessionState::Dead,
+            },
+            checked_at: now,
+            refreshing: Arc::default(),
+        })
+    }
+
+    /// Rechecks a cached session in the background and stores the answer, unless a
+    /// revocation was applied meanwhile.
+    async fn refresh(self: Arc<Self>, session_id: SessionId, flag: Arc<AtomicBool>) {
+        let before = self.revocations.load(Ordering::SeqCst);
+        match self.check(session_id).await {
+            Ok(fresh) if self.revocations.load(Ordering::SeqCst) == before => {
+                self.cache.insert(session_id, fresh).await;
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "could not recheck a session; keeping its cached state");
+                flag.store(false, Ordering::SeqCst);
+            }
+        }
+    }
+
+    async fn forget(&self, session_id: SessionId) {
+        self.revocations.fetch_add(1, Ordering::SeqCst);
+        self.cache.invalidate(&session_id).await;
+    }
+
+    fn forget_user(&self, user_id: UserId) {
+        self.revocations.fetch_add(1, Ordering::SeqCst);
+        let result = self.cache.invalidate_entries_if(
+            move |_, cached| matches!(cached.state, SessionState::Live(owner) if owner == user_id),
+        );
+        if let Err(err) = result {
+            tracing::error!(error = %err, "could not invalidate cached sessions");
+        }
+    }
+
+    fn forget_all(&self) {
+        self.revocations.fetch_add(1, Ordering::SeqCst);
+        self.cache.invalidate_all();
     }
 }
 
 pub struct Authenticator {
     keys: JwtKeys,
-    sessions: Arc<dyn SessionRepo>,
-    clock: Arc<dyn Clock>,
-    cache: SessionCache,
+    sessions: Arc<Sessions>,
     events: Arc<EventBus>,
 }
 
@@ -81,24 +175,27 @@ impl Authenticator {
     /// any process (it ends when the event bus is dropped).
     pub fn new(
         keys: JwtKeys,
-        sessions: Arc<dyn SessionRepo>,
+        repo: Arc<dyn SessionRepo>,
         clock: Arc<dyn Clock>,
         events: Arc<EventBus>,
     ) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(CAPACITY)
-            .expire_after(JitteredRecheck)
-            .support_invalidation_closures()
-            .build();
+        let sessions = Arc::new(Sessions {
+            repo,
+            clock,
+            cache: Cache::builder()
+                .max_capacity(CAPACITY)
+                .expire_after(JitteredRecheck)
+                .support_invalidation_closures()
+                .build(),
+            revocations: AtomicU64::new(0),
+        });
         tokio::spawn(apply_revocations(
             events.subscribe(REVOCATIONS),
-            cache.clone(),
+            Arc::clone(&sessions),
         ));
         Self {
             keys,
             sessions,
-            clock,
-            cache,
             events,
         }
     }
@@ -112,21 +209,25 @@ impl Authenticator {
     pub async fn authenticate(&self, token: &str) -> Result<Authenticated> {
         let claims = self.keys.verify(token).ok_or(AppError::Unauthorized)?;
         let session_id = SessionId(claims.jti);
-        let state = self
+        let cached = self
+            .sessions
             .cache
-            .try_get_with(session_id, async {
-                let owner = self.sessions.touch(session_id, self.clock.now()).await?;
-                Ok::<_, crate::storage::StoreError>(match owner {
-                    Some(user) => SessionState::Live(user),
-                    None => SessionState::Dead,
-                })
-            })
+            .try_get_with(session_id, self.sessions.check(session_id))
             .await
             .map_err(|err| match Arc::try_unwrap(err) {
                 Ok(err) => AppError::from(err),
                 Err(shared) => AppError::Internal(anyhow::anyhow!("checking a session: {shared}")),
             })?;
-        match state {
+        let aging = self.sessions.clock.now() - cached.checked_at >= REFRESH_AFTER;
+        if aging
+            && matches!(cached.state, SessionState::Live(_))
+            && !cached.refreshing.swap(true, Ordering::SeqCst)
+        {
+            tokio::spawn(
+                Arc::clone(&self.sessions).refresh(session_id, Arc::clone(&cached.refreshing)),
+            );
+        }
+        match cached.state {
             SessionState::Live(user_id) if user_id.0 == claims.sub => Ok(Authenticated {
                 user_id,
                 session_id,
@@ -137,13 +238,13 @@ impl Authenticator {
 
     /// Makes every process forget one session, after it was revoked in the database.
     pub async fn forget(&self, session_id: SessionId) {
-        self.cache.invalidate(&session_id).await;
+        self.sessions.forget(session_id).await;
         self.announce(Revocation::Session(session_id.0)).await;
     }
 
     /// Makes every process forget all sessions of a user (after a password change or reset).
     pub async fn forget_user(&self, user_id: UserId) {
-        forget_user(&self.cache, user_id);
+        self.sessions.forget_user(user_id);
         self.announce(Revocation::User(user_id.0)).await;
     }
 
@@ -156,26 +257,17 @@ impl Authenticator {
     }
 }
 
-fn forget_user(cache: &SessionCache, user_id: UserId) {
-    let result = cache.invalidate_entries_if(
-        move |_, state| matches!(state, SessionState::Live(owner) if *owner == user_id),
-    );
-    if let Err(err) = result {
-        tracing::error!(error = %err, "could not invalidate cached sessions");
-    }
-}
-
 /// Applies revocations announced by any process to this process's cache.
-async fn apply_revocations(mut revocations: crate::events::Subscription, cache: SessionCache) {
+async fn apply_revocations(mut revocations: crate::events::Subscription, sessions: Arc<Sessions>) {
     while let Some(delivery) = revocations.recv().await {
         match delivery {
             Delivery::Message(payload) => match serde_json::from_str(&payload) {
-                Ok(Revocation::Session(id)) => cache.invalidate(&SessionId(id)).await,
-                Ok(Revocation::User(id)) => forget_user(&cache, UserId(id)),
+                Ok(Revocation::Session(id)) => sessions.forget(SessionId(id)).await,
+                Ok(Revocation::User(id)) => sessions.forget_user(UserId(id)),
                 Err(err) => tracing::warn!(error = %err, "ignoring a malformed revocation"),
             },
             // Revocations may have been missed: trust nothing cached.
-            Delivery::Gap => cache.invalidate_all(),
+            Delivery::Gap => sessions.forget_all(),
         }
     }
 }
@@ -188,13 +280,14 @@ mod tests {
     #[test]
     fn rechecks_are_spread_over_the_last_quarter_of_the_minute() {
         let session = SessionId(Uuid::nil());
+        let cached = Cached {
+            state: SessionState::Dead,
+            checked_at: Utc::now(),
+            refreshing: Arc::default(),
+        };
         let spans: Vec<Duration> = (0..200)
             .filter_map(|_| {
-                JitteredRecheck.expire_after_create(
-                    &session,
-                    &SessionState::Dead,
-                    std::time::Instant::now(),
-                )
+                JitteredRecheck.expire_after_create(&session, &cached, std::time::Instant::now())
             })
             .collect();
         assert_eq!(spans.len(), 200);

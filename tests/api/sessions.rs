@@ -17,6 +17,7 @@ backend_tests!(
     logout_revokes_the_token_it_was_called_with,
     sessions_are_listed_newest_first_with_the_current_one_marked,
     deleting_a_session_revokes_it_and_only_its_owner_may,
+    an_active_session_is_rechecked_in_the_background,
 );
 
 fn claims_of(token: &str) -> Value {
@@ -235,4 +236,34 @@ async fn revocations_reach_every_process_through_redis() {
     )
     .await;
     b.get("/user/me", Some(&fresh)).await.assert_status(200);
+}
+
+/// A session used again after half a minute is served from the cache at once and rechecked
+/// behind the request (which records its use); a revocation still ends it at once.
+async fn an_active_session_is_rechecked_in_the_background(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (token, _) = app.new_user().await;
+    app.get("/user/me", Some(&token)).await.assert_status(200);
+    app.clock.advance(chrono::Duration::seconds(40));
+    let used_at = app.clock_now();
+    app.get("/user/me", Some(&token)).await.assert_status(200);
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the background recheck records the use",
+        || async {
+            let listed = app.get("/auth/sessions", Some(&token)).await;
+            listed.body["sessions"][0]["last_used_at"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                == Some(used_at.into())
+        },
+    )
+    .await;
+
+    app.post("/auth/logout", Some(&token), json!({}))
+        .await
+        .assert_status(204);
+    app.get("/user/me", Some(&token))
+        .await
+        .assert_problem(401, "unauthorized");
 }
