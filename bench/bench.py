@@ -180,19 +180,19 @@ class Mode:
             db = REDIS_URL.rsplit("/", 1)[1]
             subprocess.run(["redis-cli", "-n", db, "FLUSHDB"], check=True, capture_output=True)
 
-    def completed_replies(self) -> int:
-        sql = "SELECT count(*) FROM messages WHERE role = 'model' AND status = 'completed'"
+    def count(self, sql: str) -> int:
+        """One count from gemchat's database (read-only)."""
         if self.redis_url is None:
             with sqlite3.connect(f"file:{self.data_dir}/gemchat.db?mode=ro", uri=True) as db:
                 return db.execute(sql).fetchone()[0]
         return int(psql(self.database_url, sql))
 
+    def completed_replies(self) -> int:
+        return self.count(
+            "SELECT count(*) FROM messages WHERE role = 'model' AND status = 'completed'")
+
     def queued_jobs(self) -> int:
-        sql = "SELECT count(*) FROM jobs"
-        if self.redis_url is None:
-            with sqlite3.connect(f"file:{self.data_dir}/gemchat.db?mode=ro", uri=True) as db:
-                return db.execute(sql).fetchone()[0]
-        return int(psql(self.database_url, sql))
+        return self.count("SELECT count(*) FROM jobs")
 
 
 def gemchat_env(mode: Mode, port: int, gemini_port: int) -> dict:

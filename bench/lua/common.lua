@@ -19,6 +19,13 @@ function read_lines(path)
   return lines
 end
 
+-- This thread's share of the numbers $BENCH_OTP_BASE .. + $BENCH_OTP_COUNT: the first
+-- number's offset and the share's size.
+function number_slice()
+  local slice = math.floor(tonumber(os.getenv("BENCH_OTP_COUNT")) / tonumber(os.getenv("BENCH_THREADS")))
+  return tonumber(os.getenv("BENCH_OTP_BASE")) + thread_id * slice, slice
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(

@@ -2,17 +2,15 @@
 -- walks its own slice of $BENCH_OTP_COUNT numbers (a number reused within 30 s gets 429).
 dofile(os.getenv("BENCH_LUA") .. "/common.lua")
 
-local base, slice, first, n
+local first, slice, n
 
 function init(args)
-  base = tonumber(os.getenv("BENCH_OTP_BASE"))
-  slice = math.floor(tonumber(os.getenv("BENCH_OTP_COUNT")) / tonumber(os.getenv("BENCH_THREADS")))
-  first = thread_id * slice
+  first, slice = number_slice()
   n = 0
 end
 
 function request()
-  local number = base + first + (n % slice)
+  local number = first + (n % slice)
   n = n + 1
   return wrk.format("POST", "/auth/send-otp", { ["Content-Type"] = "application/json" },
     string.format('{"mobile_number":"+%d"}', number))

@@ -2,12 +2,10 @@
 -- split between threads; once a thread's slice is done it asks /health (wrk stops on time).
 dofile(os.getenv("BENCH_LUA") .. "/common.lua")
 
-local base, slice, first, n
+local first, slice, n
 
 function init(args)
-  base = tonumber(os.getenv("BENCH_OTP_BASE"))
-  slice = math.floor(tonumber(os.getenv("BENCH_OTP_COUNT")) / tonumber(os.getenv("BENCH_THREADS")))
-  first = thread_id * slice
+  first, slice = number_slice()
   n = 0
 end
 
@@ -15,7 +13,7 @@ function request()
   if n >= slice then
     return wrk.format("GET", "/health")
   end
-  local number = base + first + n
+  local number = first + n
   n = n + 1
   return wrk.format("POST", "/auth/signup", { ["Content-Type"] = "application/json" },
     string.format('{"mobile_number":"+%d"}', number))

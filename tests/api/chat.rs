@@ -103,6 +103,14 @@ async fn chatroom_input_is_validated(backend: Backend) {
     assert_eq!(list.assert_status(200)["chatrooms"], json!([]));
 }
 
+/// The caller's chatroom list (200).
+async fn list_of(app: &TestApp, token: &str) -> Value {
+    app.get("/chatroom", Some(token))
+        .await
+        .assert_status(200)
+        .clone()
+}
+
 fn names(list: &Value) -> Vec<String> {
     list["chatrooms"]
         .as_array()
@@ -115,12 +123,7 @@ fn names(list: &Value) -> Vec<String> {
 async fn the_cached_list_is_never_stale_for_its_owner(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (token, _) = app.new_user().await;
-    let list = || async {
-        app.get("/chatroom", Some(&token))
-            .await
-            .assert_status(200)
-            .clone()
-    };
+    let list = || list_of(&app, &token);
     assert!(names(&list().await).is_empty());
     let first = app.chatroom(&token, "first").await;
     assert_eq!(names(&list().await), ["first"]);
@@ -160,12 +163,7 @@ async fn the_cached_list_is_never_stale_for_its_owner(backend: Backend) {
 async fn a_finished_reply_moves_its_chatroom_up_the_list(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (token, _) = app.new_user().await;
-    let list = || async {
-        app.get("/chatroom", Some(&token))
-            .await
-            .assert_status(200)
-            .clone()
-    };
+    let list = || list_of(&app, &token);
     let first = app.chatroom(&token, "first").await;
     app.clock.advance(chrono::Duration::seconds(1));
     app.send_message(&token, &first, "hello").await;
