@@ -164,21 +164,24 @@ def psql(url: str, sql: str) -> str:
 class Mode:
     """One way of running gemchat: its database, Redis, and how to count finished replies."""
 
-    def __init__(self, name: str, work: Path):
+    def __init__(self, name: str, work: Path, folder: str = "data", reset: bool = True):
+        """`folder` is the data directory (a fresh SQLite file); `reset` recreates the
+        PostgreSQL database and empties the Redis database."""
         self.name = name
-        self.data_dir = work / name / "data"
+        self.data_dir = work / name / folder
         self.data_dir.mkdir(parents=True)
         if name == "sqlite":
             self.database_url = f"sqlite://{self.data_dir}/gemchat.db"
             self.redis_url = None
-        else:
+            return
+        if reset:
             psql(PG_ADMIN, f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
             psql(PG_ADMIN, f"CREATE DATABASE {PG_DB}")
-            # Same host, so no TLS (as a same-host deployment would connect); pgbench too.
-            self.database_url = PG_ADMIN.rsplit("/", 1)[0] + f"/{PG_DB}?sslmode=disable"
-            self.redis_url = REDIS_URL
             db = REDIS_URL.rsplit("/", 1)[1]
             subprocess.run(["redis-cli", "-n", db, "FLUSHDB"], check=True, capture_output=True)
+        # Same host, so no TLS (as a same-host deployment would connect); pgbench too.
+        self.database_url = PG_ADMIN.rsplit("/", 1)[0] + f"/{PG_DB}?sslmode=disable"
+        self.redis_url = REDIS_URL
 
     def count(self, sql: str) -> int:
         """One count from gemchat's database (read-only)."""
@@ -356,12 +359,7 @@ def with_peak(proc: Process, run) -> dict:
 
 def measure_startup(mode: Mode, work: Path, gemini_port: int, logs: Path) -> dict:
     """`serve` (with its workers) on a fresh data directory: time to /health 200, idle RSS."""
-    fresh = Mode.__new__(Mode)
-    fresh.name, fresh.redis_url = mode.name, mode.redis_url
-    fresh.data_dir = work / mode.name / "startup"
-    fresh.data_dir.mkdir(parents=True)
-    fresh.database_url = (f"sqlite://{fresh.data_dir}/gemchat.db" if mode.redis_url is None
-                          else mode.database_url)
+    fresh = Mode(mode.name, work, folder="startup", reset=False)
     port = free_port()
     proc = Process(f"{mode.name}-startup", [str(GEMCHAT), "serve"],
                    gemchat_env(fresh, port, gemini_port), logs)

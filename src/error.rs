@@ -393,27 +393,19 @@ where
 /// authenticated operation) and 503 `unavailable` (the database cannot be reached; every
 /// operation that needs it).
 pub fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::{HttpMethod, RefOr};
+    use utoipa::openapi::RefOr;
     const RATE_LIMITED: &str = "`rate_limited`: too many requests from this client or user this minute, with `Retry-After`";
     const UNAVAILABLE: &str = "`unavailable`: the database cannot be reached; try again after \
                                `Retry-After` seconds";
     for (path, item) in &mut doc.paths.paths {
-        for method in [
-            HttpMethod::Get,
-            HttpMethod::Post,
-            HttpMethod::Put,
-            HttpMethod::Patch,
-            HttpMethod::Delete,
-        ] {
-            let operation = match method {
-                HttpMethod::Get => item.get.as_mut(),
-                HttpMethod::Post => item.post.as_mut(),
-                HttpMethod::Put => item.put.as_mut(),
-                HttpMethod::Patch => item.patch.as_mut(),
-                HttpMethod::Delete => item.delete.as_mut(),
-                _ => None,
-            };
-            let Some(operation) = operation else { continue };
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
             let authenticated = operation.security.as_ref().is_some_and(|s| !s.is_empty());
             let mut refusals = Vec::new();
             if authenticated || crate::ratelimit::AUTH_ROUTES.contains(&path.as_str()) {

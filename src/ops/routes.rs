@@ -86,21 +86,19 @@ async fn health() -> AppJson<HealthResponse> {
 async fn ready(State(state): State<AppState>) -> Result<AppJson<ReadyResponse>> {
     let mut down = Vec::new();
     let mut checked = vec!["database"];
-    if state.database_gate.is_closed() {
-        down.push("database");
-    } else {
-        match tokio::time::timeout(PROBE_TIMEOUT, state.store.health.ping()).await {
-            Ok(Ok(())) => {}
+    // While the gate is closed the database is known to be down: no probe to wait for.
+    let database_up = !state.database_gate.is_closed()
+        && match tokio::time::timeout(PROBE_TIMEOUT, state.store.health.ping()).await {
+            Ok(Ok(())) => true,
             Ok(Err(err)) => {
                 tracing::warn!(error = %err, "readiness: database check failed");
-                down.push("database");
-                state.database_gate.suspect();
+                false
             }
-            Err(_) => {
-                down.push("database");
-                state.database_gate.suspect();
-            }
-        }
+            Err(_) => false,
+        };
+    if !database_up {
+        down.push("database");
+        state.database_gate.suspect();
     }
     if let Some(redis) = &state.redis {
         checked.push("redis");

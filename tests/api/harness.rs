@@ -626,10 +626,7 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let port = free_port();
         let child = tokio::process::Command::new("redis-server")
             .args([
                 "--port",
@@ -750,10 +747,7 @@ impl PrivatePostgres {
             chown.arg("postgres:").arg(&dir);
             run(chown).await;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let port = free_port();
         let server = Self {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
             port,
@@ -846,4 +840,12 @@ async fn run(mut command: std::process::Command) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A port nothing listens on now (for a server the test starts).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }

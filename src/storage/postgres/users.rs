@@ -42,13 +42,14 @@ impl From<UserRow> for User {
     }
 }
 
-/// Whether any subscription of the user grants Pro at `$2` (the tier is derived, not stored).
-macro_rules! is_pro_column {
+/// The columns a `UserRow` reads (from `users u`), the tier derived: whether any subscription
+/// of the user grants Pro at `$2`.
+macro_rules! user_columns {
     () => {
-        "EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = u.id AND s.pro_until > $2) AS is_pro"
+        "u.id, u.mobile_number, u.name, u.password_hash, u.created_at, u.updated_at, \
+         EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = u.id AND s.pro_until > $2) AS is_pro"
     };
 }
-use is_pro_column as IS_PRO_MACRO;
 
 #[async_trait]
 impl UserRepo for PgStore {
@@ -70,8 +71,8 @@ impl UserRepo for PgStore {
 
     async fn find_by_id(&self, id: UserId, now: DateTime<Utc>) -> Result<Option<User>, StoreError> {
         let row: Option<UserRow> = sqlx::query_as(concat!(
-            "SELECT u.id, u.mobile_number, u.name, u.password_hash, u.created_at, u.updated_at, ",
-            IS_PRO_MACRO!(),
+            "SELECT ",
+            user_columns!(),
             " FROM users u WHERE u.id = $1"
         ))
         .bind(id.0)
@@ -88,8 +89,8 @@ impl UserRepo for PgStore {
         day: NaiveDate,
     ) -> Result<Option<(User, u32)>, StoreError> {
         let row: Option<UserUsageRow> = sqlx::query_as(concat!(
-            "SELECT u.id, u.mobile_number, u.name, u.password_hash, u.created_at, u.updated_at, ",
-            IS_PRO_MACRO!(),
+            "SELECT ",
+            user_columns!(),
             ", COALESCE((SELECT d.used FROM daily_usage d WHERE d.user_id = u.id AND d.day = $3), 0) \
              AS used_today FROM users u WHERE u.id = $1"
         ))
@@ -107,8 +108,8 @@ impl UserRepo for PgStore {
         now: DateTime<Utc>,
     ) -> Result<Option<User>, StoreError> {
         let row: Option<UserRow> = sqlx::query_as(concat!(
-            "SELECT u.id, u.mobile_number, u.name, u.password_hash, u.created_at, u.updated_at, ",
-            IS_PRO_MACRO!(),
+            "SELECT ",
+            user_columns!(),
             " FROM users u WHERE u.mobile_number = $1"
         ))
         .bind(mobile.as_str())
