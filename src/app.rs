@@ -224,7 +224,9 @@ fn ai_provider(config: &Config) -> anyhow::Result<Arc<dyn AiProvider>> {
                 "AI provider: ECHO (offline). Replies are generated locally and only repeat \
                  the prompt. Set GEMINI_API_KEY to use Gemini."
             );
-            Ok(Arc::new(EchoProvider))
+            Ok(Arc::new(EchoProvider {
+                pace: std::time::Duration::from_millis(config.echo_chunk_delay_ms),
+            }))
         }
     }
 }
@@ -316,6 +318,7 @@ pub fn router(app: Arc<App>) -> Router {
     let state = AppState(app);
     let routes = routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(crate::web::router())
         .fallback(|| async { AppError::RouteNotFound })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .with_state(state.clone())

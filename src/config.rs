@@ -179,6 +179,11 @@ pub struct Config {
     )]
     pub ai_system_prompt: String,
 
+    /// Milliseconds the offline `echo` provider pauses between the chunks of a reply, so that
+    /// replies visibly stream in (0: all at once).
+    #[arg(long, env = "ECHO_CHUNK_DELAY_MS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub echo_chunk_delay_ms: u64,
+
     /// Messages of history sent to the model with each prompt.
     #[arg(long, env = "AI_CONTEXT_MESSAGES", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub ai_context_messages: u32,

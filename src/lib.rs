@@ -21,6 +21,7 @@ pub mod redis_link;
 pub mod storage;
 pub mod telemetry;
 pub mod users;
+pub mod web;
 
 use std::sync::Arc;
 

@@ -1,5 +1,8 @@
 //! The offline `echo` provider: answers deterministically, in a few chunks, saying that it is
-//! offline. The default when no Gemini key is configured.
+//! offline. The default when no Gemini key is configured. Its chunks can be paced
+//! (`ECHO_CHUNK_DELAY_MS`) so that a client sees a reply stream in, as it would from Gemini.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -7,7 +10,10 @@ use futures::StreamExt;
 use super::{AiError, AiProvider, Chunk, Conversation, ReplyStream};
 use crate::messages::model::{ReplyMeta, Role};
 
-pub struct EchoProvider;
+/// The offline provider; `pace` is the pause before each chunk after the first.
+pub struct EchoProvider {
+    pub pace: Duration,
+}
 
 /// The reply `echo` gives to a conversation.
 pub fn reply_text(conversation: &Conversation) -> String {
@@ -23,11 +29,25 @@ pub fn reply_text(conversation: &Conversation) -> String {
     )
 }
 
-/// Splits `text` into up to four pieces on character boundaries.
+/// Splits `text` into word-aligned pieces of at least 24 characters, about a dozen at most.
 fn chunks(text: &str) -> Vec<String> {
-    let chars: Vec<char> = text.chars().collect();
-    let size = chars.len().div_ceil(4).max(1);
-    chars.chunks(size).map(|c| c.iter().collect()).collect()
+    let total = text.chars().count();
+    let size = total.div_ceil(12).max(24);
+    let mut pieces = Vec::new();
+    let mut piece = String::new();
+    let mut len = 0;
+    for c in text.chars() {
+        piece.push(c);
+        len += 1;
+        if len >= size && c.is_whitespace() {
+            pieces.push(std::mem::take(&mut piece));
+            len = 0;
+        }
+    }
+    if !piece.is_empty() || pieces.is_empty() {
+        pieces.push(piece);
+    }
+    pieces
 }
 
 #[async_trait]
@@ -46,7 +66,18 @@ impl AiProvider for EchoProvider {
             output_tokens: Some(output_tokens),
             total_tokens: None,
         })));
-        Ok(futures::stream::iter(pieces).boxed())
+        let pace = self.pace;
+        if pace.is_zero() {
+            return Ok(futures::stream::iter(pieces).boxed());
+        }
+        Ok(futures::stream::iter(pieces.into_iter().enumerate())
+            .then(move |(i, piece)| async move {
+                if i > 0 {
+                    tokio::time::sleep(pace).await;
+                }
+                piece
+            })
+            .boxed())
     }
 }
 
@@ -63,7 +94,10 @@ mod tests {
                 text: "héllo there".into(),
             }],
         };
-        let stream = EchoProvider.stream_reply(conversation.clone()).await;
+        let echo = EchoProvider {
+            pace: Duration::ZERO,
+        };
+        let stream = echo.stream_reply(conversation.clone()).await;
         let chunks: Vec<_> = match stream {
             Ok(stream) => stream.collect().await,
             Err(_) => Vec::new(),
@@ -79,5 +113,17 @@ mod tests {
         assert!(text.contains("offline") && text.ends_with("You said: héllo there"));
         assert!(chunks.len() >= 3, "streams in several chunks");
         assert!(matches!(chunks.last(), Some(Ok(Chunk::Done(_)))));
+    }
+
+    #[test]
+    fn chunks_are_word_aligned_and_few() {
+        for text in ["", "short", &"word ".repeat(2000), &"ü".repeat(100)] {
+            let pieces = chunks(text);
+            assert_eq!(pieces.concat(), text);
+            assert!(pieces.len() <= 13, "{} pieces", pieces.len());
+            for piece in &pieces[..pieces.len() - 1] {
+                assert!(piece.ends_with(char::is_whitespace));
+            }
+        }
     }
 }

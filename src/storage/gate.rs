@@ -78,6 +78,7 @@ impl DatabaseGate {
 pub fn needs_database(route: &str) -> bool {
     !matches!(route, "/health" | "/ready" | "/metrics" | "/openapi.json")
         && !route.starts_with("/docs")
+        && !crate::web::is_client_route(route)
 }
 
 /// Middleware: refuses requests that need the database at once while the gate is closed, and
@@ -109,6 +110,29 @@ pub async fn fail_fast(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probes_docs_and_the_web_client_never_wait_for_the_database() {
+        for route in [
+            "/health",
+            "/ready",
+            "/metrics",
+            "/openapi.json",
+            "/docs/{*rest}",
+            "/",
+            "/assets/{name}",
+        ] {
+            assert!(!needs_database(route), "{route}");
+        }
+        for route in [
+            "/user/me",
+            "/chatroom",
+            "/auth/send-otp",
+            "/chatroom/{id}/events",
+        ] {
+            assert!(needs_database(route), "{route}");
+        }
+    }
     use crate::storage::StoreError;
     use std::sync::atomic::AtomicUsize;
 

@@ -194,6 +194,8 @@ pub fn test_config(db: &TestDb) -> Config {
     // Tests drive many requests from one address; the limit tests set their own.
     config.rate_limit_auth_per_minute = 1_000_000;
     config.rate_limit_per_minute = 1_000_000;
+    // Replies come at once; tests that need a paced stream use their own provider.
+    config.echo_chunk_delay_ms = 0;
     config.data_dir = std::env::temp_dir().join(format!("gemchat-test-data-{}", Uuid::now_v7()));
     config
 }

@@ -19,4 +19,5 @@ mod sessions;
 mod storage;
 mod subscriptions;
 mod users;
+mod web;
 mod worker;

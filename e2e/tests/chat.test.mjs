@@ -1,0 +1,293 @@
+// The web client end to end in headless Chromium against a running gemchat with the offline
+// `echo` provider: sign-up, sign-in, chatrooms, streamed replies, the daily limit, history,
+// sign-out, and the layout at 360 px.
+
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+
+import {
+  api,
+  apiUser,
+  eventually,
+  finishedReplies,
+  launchBrowser,
+  newNumber,
+  newPage,
+  openSignedIn,
+  screenshotPath,
+  sendWithEnter,
+  signInThroughUi,
+  startGemchat,
+} from "../lib/harness.mjs";
+
+let browser;
+before(async () => {
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+});
+
+describe("with the echo provider pacing its chunks", () => {
+  let gemchat;
+  before(async () => {
+    gemchat = await startGemchat({ ECHO_CHUNK_DELAY_MS: "40" });
+  });
+  after(async () => {
+    await gemchat?.stop();
+  });
+
+  test("a new number signs up, chats with a streamed reply, and meets the daily limit", async () => {
+    const page = await newPage(browser);
+    const mobile = newNumber();
+
+    await page.goto(gemchat.url);
+    await page.getByRole("heading", { name: "Sign in or create an account" }).waitFor();
+    await page.screenshot({ path: screenshotPath("sign-in.png") });
+
+    // An unknown number leads to sign-up in the same flow.
+    await page.getByLabel("Mobile number").fill(mobile);
+    await page.getByRole("button", { name: "Continue" }).click();
+    await page.getByRole("heading", { name: "Create your account" }).waitFor();
+    await page.getByLabel("Your name").fill("Asha");
+    await page.getByRole("button", { name: "Create account" }).click();
+
+    // The code the API returned is shown, marked as the stand-in for an SMS.
+    const devCode = page.locator("#dev-code");
+    await devCode.waitFor();
+    assert.match(await devCode.innerText(), /SMS is mocked/);
+    const code = await page.locator("#dev-code-value").innerText();
+    assert.match(code, /^\d{6}$/);
+    await page.screenshot({ path: screenshotPath("sign-in-code.png") });
+    await page.getByLabel("One-time code").fill(code);
+    await page.getByRole("button", { name: "Sign in" }).click();
+
+    await page.getByRole("heading", { name: "Hello, Asha" }).waitFor();
+    await eventually(async () => (await page.locator("#usage-text").innerText()) === "5 of 5 prompts left today", {
+      what: "the usage to show",
+    });
+
+    // Watch the reply's text as it changes, to see it arrive in pieces.
+    await page.evaluate(() => {
+      window.replySnapshots = [];
+      new MutationObserver(() => {
+        const reply = document.querySelector("#messages .from-model .content");
+        if (reply) window.replySnapshots.push(reply.textContent);
+      }).observe(document.getElementById("messages"), { subtree: true, childList: true, characterData: true });
+    });
+    const prompt = "Plan a **three-day** trip:\n- Goa\n- Hampi";
+    const box = page.getByRole("textbox", { name: "Message" });
+    await box.fill("Plan a **three-day** trip:");
+    await box.press("Shift+Enter");
+    await box.pressSequentially("- Goa");
+    await box.press("Shift+Enter");
+    await box.pressSequentially("- Hampi");
+    await box.press("Enter");
+
+    // The prompt shows at once, the room is created and named after it.
+    const mine = page.locator("#messages .from-user .content").first();
+    await eventually(async () => (await mine.textContent()) === prompt, { what: "the prompt to show" });
+    await page.waitForURL(/#\/c\/[0-9a-f-]{36}$/);
+    await page.locator("#room-list .room-link", { hasText: "Plan a three-day trip:" }).waitFor();
+
+    const reply = page.locator('#messages .from-model[data-status="completed"]');
+    await reply.waitFor({ timeout: 10_000 });
+    const finalText = await reply.locator(".content").textContent();
+    assert.match(finalText, /You said: Plan a three-day trip:/);
+    // Markdown: bold and a list, as elements.
+    assert.equal(await reply.locator(".content strong").first().textContent(), "three-day");
+    assert.deepEqual(await reply.locator(".content li").allTextContents(), ["Goa", "Hampi"]);
+    const snapshots = await page.evaluate(() => window.replySnapshots);
+    const partial = snapshots.filter((s) => s && s.length > 0 && s.length < finalText.length);
+    assert.ok(partial.length >= 2, `the reply streamed in pieces; saw ${JSON.stringify(snapshots.slice(0, 12))}`);
+    assert.equal(await page.locator("#usage-text").innerText(), "4 of 5 prompts left today");
+    await page.screenshot({ path: screenshotPath("conversation.png") });
+
+    // Three more prompts here and one from another device use up the day; the other
+    // device's prompt and its reply arrive here through the event stream.
+    for (let n = 2; n <= 4; n++) {
+      await sendWithEnter(page, `Prompt number ${n}`);
+      await eventually(async () => (await finishedReplies(page)) === n, { what: `reply ${n}` });
+    }
+    assert.equal(await page.locator("#usage-text").innerText(), "1 of 5 prompts left today");
+    const token = await page.evaluate(() => JSON.parse(localStorage.getItem("gemchat.session")).token);
+    const room = page.url().split("#/c/")[1];
+    const elsewhere = await api(gemchat.url, "POST", `/chatroom/${room}/message`, { token, body: { content: "From my phone" } });
+    assert.equal(elsewhere.status, 202);
+    await eventually(async () => (await finishedReplies(page)) === 5, { what: "the other device's reply" });
+    assert.equal(await page.locator("#messages .from-user .content").last().textContent(), "From my phone");
+
+    // The server refuses the sixth prompt: the message says why, the limit is explained
+    // with its reset time, and Pro is offered.
+    await sendWithEnter(page, "Is there a sixth?");
+    const unsent = page.locator('#messages .from-user[data-status="unsent"]');
+    await unsent.waitFor();
+    assert.match(await unsent.innerText(), /Not sent: the daily limit is reached/);
+    const banner = page.locator("#limit-banner");
+    await banner.waitFor();
+    assert.match(await banner.innerText(), /used all 5 prompts of today on the Basic plan\. They come back at .+ \(in \d+ (h|min)/);
+    assert.ok(await banner.getByRole("button", { name: "Upgrade to Pro" }).isVisible());
+    assert.equal(await page.locator("#usage-text").innerText(), "0 of 5 prompts left today");
+    await page.screenshot({ path: screenshotPath("daily-limit.png") });
+    assert.deepEqual(page.problems, []);
+    await page.context().close();
+  });
+
+  test("an existing user signs in, renames and deletes chats, newest activity first, and signs out", async () => {
+    const mobile = newNumber();
+    await api(gemchat.url, "POST", "/auth/signup", { body: { mobile_number: mobile, name: "Ravi" } });
+    const page = await newPage(browser);
+    await signInThroughUi(page, gemchat.url, mobile);
+    await page.getByRole("heading", { name: "Hello, Ravi" }).waitFor();
+
+    for (const [n, text] of ["First topic", "Second topic"].entries()) {
+      await page.getByRole("button", { name: "New chat" }).click();
+      await sendWithEnter(page, text);
+      await eventually(async () => (await finishedReplies(page)) === 1, { what: `the reply in room ${n + 1}` });
+    }
+    const names = () => page.locator("#room-list .room-link").allTextContents();
+    assert.deepEqual(await names(), ["Second topic", "First topic"]);
+
+    // Activity moves a room to the top, here and after a reload (the server's order).
+    await page.locator("#room-list .room-link", { hasText: "First topic" }).click();
+    await page.getByRole("heading", { name: "First topic" }).waitFor();
+    await sendWithEnter(page, "More on the first");
+    await eventually(async () => (await finishedReplies(page)) === 2, { what: "the second reply" });
+    assert.deepEqual(await names(), ["First topic", "Second topic"]);
+    await page.reload();
+    await page.getByRole("heading", { name: "First topic", level: 1 }).waitFor();
+    assert.deepEqual(await names(), ["First topic", "Second topic"]);
+    assert.equal(await page.locator("#messages .message").count(), 4, "the history is shown after a reload");
+
+    // Rename, with the empty name refused.
+    await page.getByRole("button", { name: "Rename" }).click();
+    const dialog = page.getByRole("dialog", { name: "Rename chat" });
+    await dialog.getByLabel("Name").fill("   ");
+    await dialog.getByRole("button", { name: "Save" }).click();
+    assert.match(await dialog.locator("#rename-error").innerText(), /name/i);
+    await dialog.getByLabel("Name").fill("Trip ideas");
+    await dialog.getByRole("button", { name: "Save" }).click();
+    await page.getByRole("heading", { name: "Trip ideas", level: 1 }).waitFor();
+    assert.deepEqual(await names(), ["Trip ideas", "Second topic"]);
+
+    // Delete, after confirming.
+    await page.getByRole("button", { name: "Delete" }).click();
+    await page.getByRole("dialog", { name: "Delete this chat?" }).getByRole("button", { name: "Delete" }).click();
+    await page.getByRole("heading", { name: "New chat", level: 1 }).waitFor();
+    assert.deepEqual(await names(), ["Second topic"]);
+    const token = await page.evaluate(() => JSON.parse(localStorage.getItem("gemchat.session")).token);
+    const listed = await api(gemchat.url, "GET", "/chatroom", { token });
+    assert.deepEqual(listed.body.chatrooms.map((r) => r.name), ["Second topic"]);
+
+    // Sign out: the token is revoked and forgotten.
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("heading", { name: "Sign in or create an account" }).waitFor();
+    assert.equal(await page.evaluate(() => localStorage.getItem("gemchat.session")), null);
+    assert.equal((await api(gemchat.url, "GET", "/user/me", { token })).status, 401);
+
+    // Asking for another code at once meets the cooldown, which is explained.
+    await page.getByLabel("Mobile number").fill(mobile);
+    await page.getByRole("button", { name: "Continue" }).click();
+    await page.getByRole("heading", { name: "Enter your code" }).waitFor();
+    assert.match(await page.locator("#code-error").innerText(), /ask for a new one in \d+ s/);
+    assert.ok(await page.getByRole("button", { name: /Send a new code \(\d+ s\)/ }).isDisabled());
+    assert.deepEqual(page.problems, []);
+    await page.context().close();
+  });
+
+  test("a wrong code is refused with an explanation", async () => {
+    const mobile = newNumber();
+    await api(gemchat.url, "POST", "/auth/signup", { body: { mobile_number: mobile } });
+    const page = await newPage(browser);
+    await page.goto(gemchat.url);
+    await page.getByLabel("Mobile number").fill("12");
+    await page.getByRole("button", { name: "Continue" }).click();
+    await eventually(async () => /not a possible number/.test(await page.locator("#mobile-error").innerText()), {
+      what: "the invalid number to be explained",
+    });
+    await page.getByLabel("Mobile number").fill(mobile);
+    await page.getByRole("button", { name: "Continue" }).click();
+    const code = await page.locator("#dev-code-value").innerText();
+    const wrong = code === "000000" ? "111111" : "000000";
+    await page.getByLabel("One-time code").fill(wrong);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await eventually(async () => (await page.locator("#code-error").innerText()) === "That code is wrong or has expired.", {
+      what: "the wrong code to be explained",
+    });
+    assert.equal(await page.locator("#chat-view").isVisible(), false);
+    await page.context().close();
+  });
+
+  test("at 360 px the sidebar is a drawer and nothing overflows", async () => {
+    const mobile = newNumber();
+    const page = await newPage(browser, { viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true });
+    await page.goto(gemchat.url);
+    assert.ok((await page.evaluate(() => document.documentElement.scrollWidth)) <= 360);
+    await api(gemchat.url, "POST", "/auth/signup", { body: { mobile_number: mobile, name: "Meera" } });
+    await signInThroughUi(page, gemchat.url, mobile);
+    await sendWithEnter(page, "A question from a small screen, long enough to wrap onto several lines of the bubble.");
+    await eventually(async () => (await finishedReplies(page)) === 1, { what: "the reply" });
+    assert.equal(await page.locator("#sidebar").isVisible(), false);
+    assert.ok((await page.evaluate(() => document.documentElement.scrollWidth)) <= 360, "no horizontal scrolling");
+    await page.screenshot({ path: screenshotPath("conversation-360.png") });
+
+    const menu = page.getByRole("button", { name: "Open the chatroom list" });
+    await menu.click();
+    assert.equal(await menu.getAttribute("aria-expanded"), "true");
+    await eventually(async () => (await page.locator("#sidebar").boundingBox())?.x === 0, { what: "the drawer to open" });
+    await page.screenshot({ path: screenshotPath("sidebar-360.png") });
+    await page.keyboard.press("Escape");
+    await page.locator("#sidebar").waitFor({ state: "hidden" });
+    assert.equal(await menu.getAttribute("aria-expanded"), "false");
+    assert.deepEqual(page.problems, []);
+    await page.context().close();
+  });
+});
+
+describe("with instant replies and a generous limit", () => {
+  let gemchat;
+  before(async () => {
+    gemchat = await startGemchat({ ECHO_CHUNK_DELAY_MS: "0", BASIC_DAILY_LIMIT: "100" });
+  });
+  after(async () => {
+    await gemchat?.stop();
+  });
+
+  test("older history loads on scroll, keeping the reader's place", async () => {
+    const mobile = newNumber();
+    const session = await apiUser(gemchat.url, mobile, "Kiran");
+    const { token } = session;
+    const room = await api(gemchat.url, "POST", "/chatroom", { token, body: { name: "Long chat" } });
+    for (let n = 1; n <= 40; n++) {
+      const sent = await api(gemchat.url, "POST", `/chatroom/${room.body.id}/message?wait=true`, {
+        token,
+        body: { content: `Message ${n}` },
+      });
+      assert.equal(sent.status, 200);
+    }
+    const page = await newPage(browser);
+    await openSignedIn(page, gemchat.url, session);
+    await page.locator("#room-list .room-link", { hasText: "Long chat" }).click();
+    await eventually(async () => (await page.locator("#messages .message").count()) === 50, { what: "the first page" });
+    assert.match(await page.locator("#messages .message").last().innerText(), /You said: Message 40/);
+    const oldestShown = await page.locator("#messages .message").first().getAttribute("data-id");
+
+    await page.locator("#messages-scroll").evaluate((el) => {
+      el.scrollTop = 0;
+    });
+    await eventually(async () => (await page.locator("#messages .message").count()) === 80, { what: "older messages" });
+    assert.equal(await page.locator("#messages .from-user .content").first().textContent(), "Message 1");
+    await eventually(async () => (await page.locator("#history-status").innerText()) === "This is the beginning of the chat.", {
+      what: "the beginning to be marked",
+    });
+    // The message that was on top is still in view: the page did not jump.
+    const stillVisible = await page.locator(`#messages [data-id="${oldestShown}"]`).evaluate((el) => {
+      const box = el.getBoundingClientRect();
+      const view = document.getElementById("messages-scroll").getBoundingClientRect();
+      return box.bottom > view.top && box.top < view.bottom;
+    });
+    assert.ok(stillVisible, "the reader's place is kept");
+    assert.deepEqual(page.problems, []);
+    await page.context().close();
+  });
+});
