@@ -210,8 +210,9 @@ export async function launchBrowser() {
 }
 
 /**
- * A fresh page of its own context that fails the test on any dialog (an `alert` would mean
- * injected script ran), page error or CSP violation; `page.problems` lists them.
+ * A fresh page of its own context that records, in `page.problems`, any dialog (an `alert`
+ * would mean injected script ran), page error, console error, CSP violation, 5xx answer or
+ * call to a route that does not exist; tests assert it stays empty.
  */
 export async function newPage(browser, options = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...options });
@@ -222,6 +223,16 @@ export async function newPage(browser, options = {}) {
     await dialog.dismiss();
   });
   page.on("pageerror", (err) => page.problems.push(`page error: ${err.message}`));
+  // The client must only call routes that exist, and nothing may answer 5xx.
+  page.on("response", async (response) => {
+    const status = response.status();
+    if (status >= 500 || status === 405) {
+      page.problems.push(`${status} for ${response.request().method()} ${response.url()}`);
+    } else if (status === 404) {
+      const body = await response.text().catch(() => "");
+      if (body.includes("No route matches")) page.problems.push(`no route: ${response.request().method()} ${response.url()}`);
+    }
+  });
   page.on("console", (msg) => {
     if (msg.type() === "error" && !/status of (4\d\d)/.test(msg.text())) page.problems.push(`console: ${msg.text()}`);
   });

@@ -158,6 +158,12 @@ describe("with the echo provider pacing its chunks", () => {
     await page.getByRole("heading", { name: "First topic", level: 1 }).waitFor();
     assert.deepEqual(await names(), ["First topic", "Second topic"]);
     assert.equal(await page.locator("#messages .message").count(), 4, "the history is shown after a reload");
+    // Rooms have addresses: back and forward move between them.
+    await page.locator("#room-list .room-link", { hasText: "Second topic" }).click();
+    await page.getByRole("heading", { name: "Second topic", level: 1 }).waitFor();
+    await page.goBack();
+    await page.getByRole("heading", { name: "First topic", level: 1 }).waitFor();
+    await eventually(async () => (await page.locator("#messages .message").count()) === 4, { what: "the first room's history" });
 
     // Rename, with the empty name refused.
     await page.getByRole("button", { name: "Rename" }).click();
@@ -215,6 +221,43 @@ describe("with the echo provider pacing its chunks", () => {
       what: "the wrong code to be explained",
     });
     assert.equal(await page.locator("#chat-view").isVisible(), false);
+    await page.context().close();
+  });
+
+  test("keyboard alone signs up and chats; focus is visible and every control is named", async () => {
+    const page = await newPage(browser, { colorScheme: "dark" });
+    await page.goto(gemchat.url);
+    const focused = () => page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName);
+    const outline = () => page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+    await eventually(async () => (await focused()) === "mobile-input", { what: "the number field to take focus" });
+    await page.keyboard.type(newNumber());
+    await page.keyboard.press("Enter");
+    await eventually(async () => (await focused()) === "name-input", { what: "the name field to take focus" });
+    await page.keyboard.type("Keyboard User");
+    await page.keyboard.press("Enter");
+    await eventually(async () => (await focused()) === "code-input", { what: "the code field to take focus" });
+    // Tab to "Use this code" and press it; the code lands in the field.
+    await page.keyboard.press("Shift+Tab");
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), "Use this code");
+    assert.notEqual(await outline(), "none", "focus is visible");
+    await page.keyboard.press("Enter");
+    assert.match(await page.locator("#code-input").inputValue(), /^\d{6}$/);
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { name: "Hello, Keyboard User" }).waitFor();
+    await eventually(async () => (await focused()) === "composer-input", { what: "the message box to take focus" });
+    await page.keyboard.type("Typed without a mouse");
+    await page.keyboard.press("Enter");
+    await eventually(async () => (await finishedReplies(page)) === 1, { what: "the reply" });
+    await page.screenshot({ path: screenshotPath("conversation-dark.png") });
+
+    const unnamed = await page.evaluate(() => {
+      const named = (el) =>
+        (el.getAttribute("aria-label") || el.textContent || "").trim() ||
+        [...(el.labels || [])].some((label) => label.textContent.trim());
+      return [...document.querySelectorAll("button, input, textarea, a[href]")].filter((el) => !named(el)).map((el) => el.outerHTML);
+    });
+    assert.deepEqual(unnamed, []);
+    assert.deepEqual(page.problems, []);
     await page.context().close();
   });
 

@@ -629,16 +629,18 @@ function scrollToEnd() {
   scroller.scrollTop = scroller.scrollHeight;
 }
 
-const isFinal = (msg) => msg.status === "completed" || msg.status === "failed";
+/** How far a message has come; a reply only moves forward (a retry starts it again). */
+const STAGE = { pending: 0, streaming: 1, completed: 2, failed: 2 };
 
 /**
- * Adds a message (or updates the one with its id) and renders it. A late answer never moves
- * a finished reply back to pending (only a retry does, through `retryReply`).
+ * Adds a message (or updates the one with its id) and renders it. A late answer (a POST's
+ * `pending` reply after the stream already delivered deltas, say) never moves a reply back;
+ * only a retry does, through `retryReply`.
  */
 function addMessage(msg, where) {
   const existing = state.messages.get(msg.id);
   if (existing) {
-    if (isFinal(existing.msg) && !isFinal(msg)) return existing;
+    if ((STAGE[msg.status] ?? 2) < (STAGE[existing.msg.status] ?? 2)) return existing;
     existing.msg = { ...existing.msg, ...msg };
     renderMessage(existing);
     return existing;
