@@ -6,6 +6,7 @@ import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
+import { createServer as createTcpServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -83,6 +84,32 @@ export async function startGemchat(env = {}) {
       await new Promise((r) => (child.exitCode !== null ? r() : child.once("exit", r)));
       rmSync(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * A TCP relay in front of `target` (an http://host:port URL): `.url` to use instead, and
+ * `.cut()`, which drops every connection through it at once, as a network failure would.
+ */
+export async function startRelay(target) {
+  const { hostname, port } = new URL(target);
+  const sockets = new Set();
+  const server = createTcpServer((client) => {
+    const upstream = connect(Number(port), hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+      socket.on("error", () => {});
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    cut() {
+      for (const socket of sockets) socket.destroy();
+    },
+    close: () => new Promise((r) => server.close(r)),
   };
 }
 

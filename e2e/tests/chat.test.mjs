@@ -18,6 +18,7 @@ import {
   sendWithEnter,
   signInThroughUi,
   startGemchat,
+  startRelay,
 } from "../lib/harness.mjs";
 
 let browser;
@@ -284,6 +285,47 @@ describe("with the echo provider pacing its chunks", () => {
     assert.equal(await menu.getAttribute("aria-expanded"), "false");
     assert.deepEqual(page.problems, []);
     await page.context().close();
+  });
+});
+
+describe("with slowly streamed replies", () => {
+  let gemchat;
+  before(async () => {
+    gemchat = await startGemchat({ ECHO_CHUNK_DELAY_MS: "250" });
+  });
+  after(async () => {
+    await gemchat?.stop();
+  });
+
+  test("a dropped event stream resumes with Last-Event-ID and the reply arrives whole", async () => {
+    const session = await apiUser(gemchat.url, newNumber(), "Lee");
+    const relay = await startRelay(gemchat.url);
+    const page = await newPage(browser);
+    const streams = [];
+    page.on("request", (request) => {
+      if (request.url().endsWith("/events")) streams.push(request.headers()["last-event-id"] || null);
+    });
+    await openSignedIn(page, relay.url, session);
+    const prompt = "Tell me something long enough to stream in many pieces, please.";
+    await sendWithEnter(page, prompt);
+    const streaming = page.locator('#messages .from-model[data-status="streaming"] .content');
+    await eventually(async () => ((await streaming.textContent()) || "").length > 0, { what: "the first pieces" });
+
+    // The connection drops mid-reply.
+    const before = streams.length;
+    relay.cut();
+    await eventually(() => streams.length > before, { what: "the client to reconnect" });
+
+    const reply = page.locator('#messages .from-model[data-status="completed"] .content');
+    await reply.waitFor({ timeout: 15_000 });
+    const expected =
+      "(offline echo provider: no AI model is configured, so this reply is generated locally) " +
+      `You said: ${prompt}`;
+    assert.equal(await reply.textContent(), expected, "nothing lost, nothing twice");
+    assert.match(streams.at(-1) || "", /^[0-9a-f-]{36}(:\d+|:end)?$/, "the reconnect resumes after the last event seen");
+    assert.deepEqual(page.problems.filter((p) => !p.includes("ERR_")), []);
+    await page.context().close();
+    await relay.close();
   });
 });
 
