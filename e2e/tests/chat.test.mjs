@@ -338,6 +338,48 @@ describe("with instant replies and a generous limit", () => {
     await gemchat?.stop();
   });
 
+  test("search finds a message in any chat and opens it in place, even beyond the first page", async () => {
+    const session = await apiUser(gemchat.url, newNumber(), "Ana");
+    const { token } = session;
+    const recipes = await api(gemchat.url, "POST", "/chatroom", { token, body: { name: "Recipes" } });
+    const travel = await api(gemchat.url, "POST", "/chatroom", { token, body: { name: "Travel" } });
+    const say = (room, content) =>
+      api(gemchat.url, "POST", `/chatroom/${room.body.id}/message?wait=true`, { token, body: { content } });
+    await say(recipes, "How do I make masala dosa at home?");
+    for (let n = 1; n <= 30; n++) await say(recipes, `Filler question ${n}`);
+    await say(travel, "Where can I eat a good dosa in Bengaluru?");
+
+    const page = await newPage(browser);
+    await openSignedIn(page, gemchat.url, session);
+    await page.getByRole("searchbox", { name: "Search your chats" }).fill("dosa");
+    const results = page.locator("#result-list .result-link");
+    await eventually(async () => (await results.count()) === 4, { what: "the matches (two prompts, two echoes)" });
+    assert.match(await page.locator("#results-status").innerText(), /4 matches/);
+    assert.deepEqual(
+      [...new Set(await page.locator("#result-list .result-room").allTextContents())].sort(),
+      ["Recipes", "Travel"],
+    );
+    assert.deepEqual([...new Set(await page.locator("#result-list mark").allTextContents())], ["dosa"]);
+    await page.screenshot({ path: screenshotPath("search.png") });
+
+    // The Recipes prompt is older than the latest 50 messages: opening it loads back to it.
+    const hit = page.locator("#result-list .result-link", { hasText: "You: How do I make masala" });
+    await hit.click();
+    await page.getByRole("heading", { name: "Recipes", level: 1 }).waitFor();
+    const found = page.locator("#messages .message.found");
+    await found.waitFor();
+    assert.equal(await found.locator(".content").textContent(), "How do I make masala dosa at home?");
+    assert.ok(await found.isVisible());
+    assert.ok((await page.locator("#messages .message").count()) > 50);
+
+    // Escape clears the search and the recent chats come back.
+    await page.getByRole("searchbox", { name: "Search your chats" }).press("Escape");
+    await page.locator("#recent-rooms").waitFor();
+    assert.equal(await page.locator("#search-results").isVisible(), false);
+    assert.deepEqual(page.problems, []);
+    await page.context().close();
+  });
+
   test("older history loads on scroll, keeping the reader's place", async () => {
     const mobile = newNumber();
     const session = await apiUser(gemchat.url, mobile, "Kiran");

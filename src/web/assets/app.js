@@ -265,6 +265,9 @@ async function signOut() {
 
 function signedOut(notice) {
   clearSession();
+  $("search-input").value = "";
+  $("search-results").hidden = true;
+  $("recent-rooms").hidden = false;
   state.user = null;
   state.rooms = [];
   state.room = null;
@@ -519,12 +522,89 @@ function nameFrom(content) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Search across the user's chats
+
+let searchTimer = null;
+let searchSeq = 0;
+
+function onSearchInput() {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(search, 250);
+}
+
+async function search() {
+  const q = $("search-input").value.trim();
+  const seq = ++searchSeq;
+  $("search-results").hidden = !q;
+  $("recent-rooms").hidden = Boolean(q);
+  if (!q) return;
+  $("results-status").textContent = "Searching…";
+  try {
+    const { body } = await call("GET", `/search?q=${encodeURIComponent(q)}&limit=20`);
+    if (seq !== searchSeq) return; // a newer search is under way
+    $("result-list").replaceChildren(...body.results.map(renderResult));
+    $("results-status").textContent = body.results.length
+      ? `${body.results.length} ${body.results.length === 1 ? "match" : "matches"}`
+      : "No messages match.";
+  } catch (err) {
+    if (seq === searchSeq && err.status !== 401) $("results-status").textContent = describe(err);
+  }
+}
+
+/** A search hit: the room's name and the snippet, its matched words (between `**`) marked. */
+function renderResult(hit) {
+  const snippet = h("span", { className: "result-snippet" });
+  hit.snippet.split("**").forEach((part, i) => {
+    if (part) snippet.append(i % 2 ? h("mark", {}, part) : part);
+  });
+  const who = h("span", { className: "visually-hidden" }, hit.message.role === "user" ? "You: " : "gemchat: ");
+  const link = h(
+    "a",
+    { href: `#/c/${hit.chatroom.id}`, className: "result-link", dataset: { action: "open-result", message: hit.message.id } },
+    h("span", { className: "result-room" }, hit.chatroom.name),
+    who,
+    snippet,
+  );
+  return h("li", {}, link);
+}
+
+function clearSearch() {
+  $("search-input").value = "";
+  search();
+}
+
+/** Shows a message of the open room, loading older pages until it is there. */
+async function revealMessage(id) {
+  const generation = state.generation;
+  for (let pages = 0; !state.messages.has(id) && state.nextBefore && pages < 50; pages++) {
+    if (!(await loadOlder()) || generation !== state.generation) return;
+  }
+  const entry = state.messages.get(id);
+  if (!entry) return;
+  entry.el.scrollIntoView({ block: "center" });
+  entry.el.classList.remove("found");
+  void entry.el.offsetWidth; // restart the highlight
+  entry.el.classList.add("found");
+}
+
+// ---------------------------------------------------------------------------------------
 // The conversation
 
 function route() {
   closeSidebar();
   const match = window.location.hash.match(/^#\/c\/([0-9a-fA-F-]{36})$/);
   return match ? openRoom(match[1]) : openNewChat();
+}
+
+/** Opens a search hit: its room, scrolled to the message. */
+async function openResult(link) {
+  closeSidebar();
+  const target = link.getAttribute("href");
+  if (window.location.hash !== target) {
+    history.pushState(null, "", target);
+    await route();
+  }
+  await revealMessage(link.dataset.message);
 }
 
 function resetConversation() {
@@ -975,6 +1055,7 @@ const actions = {
   "manage-billing": (button) => manageBilling(button),
   resend: (button) => resend(button.dataset.id),
   "retry-reply": (button) => retryReply(button.dataset.id),
+  "open-result": (link) => openResult(link),
 };
 
 function wire() {
@@ -996,6 +1077,18 @@ function wire() {
   $("composer-input").addEventListener("keydown", onComposerKey);
   $("composer-input").addEventListener("input", autosize);
   $("scrim").addEventListener("click", closeSidebar);
+  $("search-input").addEventListener("input", onSearchInput);
+  $("search-input").addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && $("search-input").value) {
+      event.stopPropagation();
+      clearSearch();
+    }
+  });
+  $("search-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearTimeout(searchTimer);
+    search();
+  });
   $("messages-scroll").addEventListener("scroll", () => {
     if ($("messages-scroll").scrollTop < 200) loadOlder();
   });
