@@ -279,7 +279,7 @@ export function screenshotPath(name) {
 /** Signs in through the web client: number, (name for a new number), the shown code. */
 export async function signInThroughUi(page, base, mobile, { name, newUser = false } = {}) {
   await page.goto(base);
-  await page.getByLabel("Mobile number").fill(mobile);
+  await page.getByRole("textbox", { name: "Mobile number" }).fill(mobile);
   await page.getByRole("button", { name: "Continue" }).click();
   if (newUser) {
     await page.getByLabel("Your name").fill(name || "");

@@ -47,7 +47,7 @@ describe("with the echo provider pacing its chunks", () => {
     await page.screenshot({ path: screenshotPath("sign-in.png") });
 
     // An unknown number leads to sign-up in the same flow.
-    await page.getByLabel("Mobile number").fill(mobile);
+    await page.getByRole("textbox", { name: "Mobile number" }).fill(mobile);
     await page.getByRole("button", { name: "Continue" }).click();
     await page.getByRole("heading", { name: "Create your account" }).waitFor();
     await page.getByLabel("Your name").fill("Asha");
@@ -193,7 +193,7 @@ describe("with the echo provider pacing its chunks", () => {
     assert.equal((await api(gemchat.url, "GET", "/user/me", { token })).status, 401);
 
     // Asking for another code at once meets the cooldown, which is explained.
-    await page.getByLabel("Mobile number").fill(mobile);
+    await page.getByRole("textbox", { name: "Mobile number" }).fill(mobile);
     await page.getByRole("button", { name: "Continue" }).click();
     await page.getByRole("heading", { name: "Enter your code" }).waitFor();
     assert.match(await page.locator("#code-error").innerText(), /ask for a new one in \d+ s/);
@@ -207,12 +207,12 @@ describe("with the echo provider pacing its chunks", () => {
     await api(gemchat.url, "POST", "/auth/signup", { body: { mobile_number: mobile } });
     const page = await newPage(browser);
     await page.goto(gemchat.url);
-    await page.getByLabel("Mobile number").fill("12");
+    await page.getByRole("textbox", { name: "Mobile number" }).fill("12");
     await page.getByRole("button", { name: "Continue" }).click();
     await eventually(async () => /not a possible number/.test(await page.locator("#mobile-error").innerText()), {
       what: "the invalid number to be explained",
     });
-    await page.getByLabel("Mobile number").fill(mobile);
+    await page.getByRole("textbox", { name: "Mobile number" }).fill(mobile);
     await page.getByRole("button", { name: "Continue" }).click();
     const code = await page.locator("#dev-code-value").innerText();
     const wrong = code === "000000" ? "111111" : "000000";

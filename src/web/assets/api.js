@@ -83,7 +83,9 @@ export async function call(method, path, body) {
   }
   const retryAfter = Number.parseInt(response.headers.get("Retry-After") || "", 10);
   const error = new ApiError(response.status, await problemOf(response), Number.isNaN(retryAfter) ? null : retryAfter);
-  if (response.status === 401 && init.headers.Authorization) onUnauthorized(error);
+  // 401 `unauthorized` is the token failing; 401 `invalid_credentials` (a wrong current
+  // password) is not.
+  if (error.code === "unauthorized" && init.headers.Authorization) onUnauthorized(error);
   throw error;
 }
 
@@ -105,7 +107,7 @@ export async function readEvents(roomId, { lastEventId, signal, onOpen, onEvent 
   }
   if (!response.ok) {
     const error = new ApiError(response.status, await problemOf(response), null);
-    if (response.status === 401) onUnauthorized(error);
+    if (error.code === "unauthorized") onUnauthorized(error);
     throw error;
   }
   onOpen();

@@ -105,8 +105,13 @@ function showSignin(notice) {
 }
 
 function showSigninStep(id) {
-  for (const form of ["number-form", "signup-form", "code-form"]) $(form).hidden = form !== id;
-  const focus = { "number-form": "mobile-input", "signup-form": "name-input", "code-form": "code-input" }[id];
+  for (const form of ["number-form", "password-login-form", "signup-form", "code-form"]) $(form).hidden = form !== id;
+  const focus = {
+    "number-form": "mobile-input",
+    "password-login-form": $("login-mobile").value ? "login-password" : "login-mobile",
+    "signup-form": "name-input",
+    "code-form": "code-input",
+  }[id];
   $(focus).focus();
 }
 
@@ -241,6 +246,30 @@ async function submitCode(event) {
   } finally {
     busy(form, false);
     startCooldown(Math.max(0, (state.signin.cooldownUntil - Date.now()) / 1000));
+  }
+}
+
+async function submitPasswordLogin(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  fieldError("login-error", "");
+  const mobile = $("login-mobile").value.trim();
+  const password = $("login-password").value;
+  if (!mobile || !password) {
+    fieldError("login-error", "Enter your mobile number and your password.");
+    return;
+  }
+  busy(form, true);
+  try {
+    const { body } = await call("POST", "/auth/login", { mobile_number: mobile, password });
+    saveSession(body);
+    form.reset();
+    await enterChat();
+  } catch (err) {
+    const text = err.code === "invalid_credentials" ? "Wrong number or password." : null;
+    fieldError("login-error", text || fieldMessage(err, "mobile_number", "This number"));
+  } finally {
+    busy(form, false);
   }
 }
 
@@ -436,6 +465,137 @@ async function checkoutReturn() {
       // Keep waiting; the next round asks again.
     }
     await sleep(2000);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Account: name, password, sessions
+
+function openAccount() {
+  const user = state.user || {};
+  $("profile-name").value = user.name || "";
+  fieldError("profile-error", "");
+  fieldError("password-error", "");
+  $("password-form").reset();
+  renderPasswordForm();
+  $("account-dialog").showModal();
+  loadSessions();
+}
+
+function renderPasswordForm() {
+  const has = Boolean(state.user?.has_password);
+  $("current-password-row").hidden = !has;
+  $("password-help").textContent = has
+    ? "Changing your password signs you out everywhere else."
+    : "Set a password to sign in without a code. You can always sign in with a code instead.";
+}
+
+async function saveProfile(event) {
+  event.preventDefault();
+  fieldError("profile-error", "");
+  try {
+    const { body } = await call("PATCH", "/user/me", { name: $("profile-name").value.trim() });
+    renderAccount({ ...state.user, ...body });
+    toast("Name saved.");
+  } catch (err) {
+    fieldError("profile-error", fieldMessage(err, "name", "The name"));
+  }
+}
+
+async function savePassword(event) {
+  event.preventDefault();
+  fieldError("password-error", "");
+  const body = { new_password: $("new-password").value };
+  if (state.user?.has_password) body.current_password = $("current-password").value;
+  try {
+    const { body: session } = await call("POST", "/auth/change-password", body);
+    saveSession(session); // every earlier token, this one's included, is revoked
+    renderAccount(session.user);
+    $("password-form").reset();
+    renderPasswordForm();
+    loadSessions();
+    toast("Password saved. Other devices are signed out.");
+  } catch (err) {
+    const text = err.code === "invalid_credentials" ? "The current password is wrong." : null;
+    fieldError("password-error", text || fieldMessage(err, "new_password", "The password"));
+  }
+}
+
+const METHODS = { otp: "one-time code", password: "password", reset: "password reset", password_change: "password change" };
+
+function browserName(agent) {
+  if (!agent) return "Unknown device";
+  const known = [
+    [/Edg\//, "Edge"],
+    [/OPR\//, "Opera"],
+    [/Chrome\//, "Chrome"],
+    [/Firefox\//, "Firefox"],
+    [/Safari\//, "Safari"],
+    [/curl\//, "curl"],
+  ].find(([pattern]) => pattern.test(agent));
+  const system = [
+    [/Android/, "Android"],
+    [/iPhone|iPad/, "iOS"],
+    [/Windows/, "Windows"],
+    [/Mac OS X/, "macOS"],
+    [/Linux/, "Linux"],
+  ].find(([pattern]) => pattern.test(agent));
+  const name = known ? known[1] : agent.slice(0, 40);
+  return system ? `${name} on ${system[1]}` : name;
+}
+
+async function loadSessions() {
+  const list = $("session-list");
+  try {
+    const { body } = await call("GET", "/auth/sessions");
+    list.replaceChildren(
+      ...body.sessions.map((session) => {
+        const used = session.last_used_at || session.created_at;
+        const details = [
+          `Signed in with ${METHODS[session.method] || session.method} on ${stampFormat.format(new Date(session.created_at))}`,
+          session.ip ? `from ${session.ip}` : null,
+          `· last active ${stampFormat.format(new Date(used))}`,
+        ].filter(Boolean);
+        return h(
+          "li",
+          { className: "session" },
+          h(
+            "p",
+            {},
+            h("strong", {}, browserName(session.user_agent)),
+            session.current ? h("span", { className: "badge" }, "This device") : null,
+            h("br"),
+            h("span", { className: "muted small" }, details.join(" ")),
+          ),
+          h(
+            "button",
+            {
+              type: "button",
+              className: "secondary small-button",
+              dataset: { action: "revoke-session", id: session.id, current: String(session.current) },
+            },
+            session.current ? "Sign out" : "Sign out device",
+          ),
+        );
+      }),
+    );
+  } catch (err) {
+    if (err.status !== 401) list.replaceChildren(h("li", { className: "muted small" }, describe(err)));
+  }
+}
+
+async function revokeSession(button) {
+  const current = button.dataset.current === "true";
+  try {
+    await call("DELETE", `/auth/sessions/${button.dataset.id}`);
+    if (current) {
+      $("account-dialog").close();
+      signedOut("You are signed out.");
+    } else {
+      loadSessions();
+    }
+  } catch (err) {
+    if (err.status !== 401) toast(describe(err), "error");
   }
 }
 
@@ -1032,6 +1192,13 @@ const actions = {
     $("code-input").focus();
   },
   "resend-code": resendCode,
+  "use-password": () => {
+    $("login-mobile").value = $("mobile-input").value;
+    fieldError("login-error", "");
+    showSigninStep("password-login-form");
+  },
+  "open-account": openAccount,
+  "revoke-session": (button) => revokeSession(button),
   "sign-out": signOut,
   "new-chat": () => {
     if (window.location.hash === "#/" || !window.location.hash) openNewChat();
@@ -1071,6 +1238,9 @@ function wire() {
   $("number-form").addEventListener("submit", submitNumber);
   $("signup-form").addEventListener("submit", submitSignup);
   $("code-form").addEventListener("submit", submitCode);
+  $("password-login-form").addEventListener("submit", submitPasswordLogin);
+  $("profile-form").addEventListener("submit", saveProfile);
+  $("password-form").addEventListener("submit", savePassword);
   $("rename-form").addEventListener("submit", renameRoom);
   $("delete-form").addEventListener("submit", deleteRoom);
   $("composer").addEventListener("submit", submitComposer);
