@@ -17,11 +17,20 @@ backend_tests!(
     the_client_calls_only_documented_operations,
 );
 
-const CLIENT_FILES: [&str; 3] = [
-    include_str!("../../src/web/assets/index.html"),
-    include_str!("../../src/web/assets/app.js"),
-    include_str!("../../src/web/assets/api.js"),
-];
+/// The client's source files (name, text), read from `src/web/assets/`.
+fn client_files() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/web/assets");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .expect("src/web/assets")
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let name = path.file_name()?.to_str()?.to_owned();
+            Some((name, std::fs::read_to_string(&path).ok()?))
+        })
+        .collect();
+    files.sort();
+    files
+}
 
 async fn the_page_is_served_at_the_root_with_a_strict_policy(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -55,7 +64,7 @@ async fn the_page_is_served_at_the_root_with_a_strict_policy(backend: Backend) {
 /// The `src`/`href` targets of the page and the modules the scripts import.
 fn referenced_files() -> Vec<String> {
     let mut files = Vec::new();
-    for text in CLIENT_FILES {
+    for (_, text) in client_files() {
         for marker in ["src=\"", "href=\"", "from \"./"] {
             for piece in text.split(marker).skip(1) {
                 let target = piece.split('"').next().unwrap_or_default();
@@ -75,17 +84,12 @@ fn referenced_files() -> Vec<String> {
 async fn every_file_the_client_loads_is_served_with_its_type(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let files = referenced_files();
-    for expected in [
-        "/assets/app.css",
-        "/assets/app.js",
-        "/assets/api.js",
-        "/assets/markdown.js",
-        "/assets/icon.svg",
-    ] {
-        assert!(
-            files.iter().any(|f| f == expected),
-            "{expected} in {files:?}"
-        );
+    // Every file of the folder is loaded by the page (so none is left out of the binary).
+    for (name, _) in client_files() {
+        let expected = format!("/assets/{name}");
+        if name != "index.html" {
+            assert!(files.contains(&expected), "{expected} in {files:?}");
+        }
     }
     for file in &files {
         let response = app.get(file, None).await;
@@ -148,7 +152,7 @@ async fn unknown_files_are_problem_json_404s(backend: Backend) {
 /// `${…}` as `{}` and the query string dropped, plus the event stream it reads.
 fn client_operations() -> Vec<(String, String)> {
     let mut operations = vec![("GET".to_owned(), "/chatroom/{}/events".to_owned())];
-    for text in CLIENT_FILES {
+    for (_, text) in client_files() {
         for piece in text.split("call(\"").skip(1) {
             let Some((method, rest)) = piece.split_once('"') else {
                 continue;

@@ -1,0 +1,438 @@
+// The open conversation: its history (older pages on scroll), the live event stream (read with
+// fetch, resumed with Last-Event-ID), replies streaming in as Markdown, sending with the
+// prompt shown at once, and retrying what failed.
+
+import { call, loadSession, readEvents } from "./api.js";
+import { refreshUsage, setUsage, showLimit } from "./account.js";
+import { renderMarkdown } from "./markdown.js";
+import { closeSidebar, nameFrom, renderRooms, upsertRoom } from "./rooms.js";
+import { state } from "./state.js";
+import { $, announce, describe, fieldMessage, h, sleep, stampFormat, toast } from "./ui.js";
+
+export const conversationActions = {
+  "new-chat": () => {
+    if (window.location.hash === "#/" || !window.location.hash) openNewChat();
+    else window.location.hash = "#/";
+    closeSidebar();
+  },
+  resend: (button) => resend(button.dataset.id),
+  "retry-reply": (button) => retryReply(button.dataset.id),
+};
+
+export function wireConversation() {
+  $("composer").addEventListener("submit", submitComposer);
+  $("composer-input").addEventListener("keydown", onComposerKey);
+  $("composer-input").addEventListener("input", autosize);
+  $("messages-scroll").addEventListener("scroll", () => {
+    if ($("messages-scroll").scrollTop < 200) loadOlder();
+  });
+  window.addEventListener("hashchange", () => {
+    if (loadSession()) route();
+  });
+}
+
+export function route() {
+  closeSidebar();
+  const match = window.location.hash.match(/^#\/c\/([0-9a-fA-F-]{36})$/);
+  return match ? openRoom(match[1]) : openNewChat();
+}
+
+function resetConversation() {
+  closeStream();
+  state.generation++;
+  state.messages.clear();
+  state.nextBefore = null;
+  $("messages").replaceChildren();
+  $("history-status").textContent = "";
+}
+
+function openNewChat() {
+  resetConversation();
+  state.room = null;
+  $("room-title").textContent = "New chat";
+  $("room-actions").hidden = true;
+  $("welcome").hidden = false;
+  renderRooms();
+  $("composer-input").focus();
+}
+
+async function openRoom(id) {
+  resetConversation();
+  const generation = state.generation;
+  state.room = state.rooms.find((room) => room.id === id) || { id, name: "" };
+  $("room-title").textContent = state.room.name || "Loading…";
+  $("room-actions").hidden = false;
+  $("welcome").hidden = true;
+  renderRooms();
+  try {
+    const [room, page] = await Promise.all([
+      state.room.name ? Promise.resolve({ body: state.room }) : call("GET", `/chatroom/${id}`),
+      call("GET", `/chatroom/${id}/messages?limit=50`),
+    ]);
+    if (generation !== state.generation) return;
+    state.room = room.body;
+    $("room-title").textContent = room.body.name;
+    for (const msg of page.body.messages) addMessage(msg, "end");
+    state.nextBefore = page.body.next_before;
+    historyStatus();
+    scrollToEnd();
+    const last = page.body.messages.at(-1);
+    openStream(id, last ? last.id : null);
+    fillViewport();
+    $("composer-input").focus();
+  } catch (err) {
+    if (generation !== state.generation) return;
+    if (err.status === 404) {
+      toast("That chat does not exist any more.");
+      window.location.hash = "#/";
+    } else if (err.status !== 401) {
+      toast(describe(err), "error");
+    }
+  }
+}
+
+function historyStatus() {
+  const any = state.messages.size > 0;
+  $("history-status").textContent = state.nextBefore ? "" : any ? "This is the beginning of the chat." : "";
+}
+
+/** Loads older pages until the history overflows the view (or there is no more). */
+async function fillViewport() {
+  const scroller = $("messages-scroll");
+  while (state.nextBefore && scroller.scrollHeight <= scroller.clientHeight) {
+    if (!(await loadOlder())) return;
+  }
+}
+
+async function loadOlder() {
+  if (!state.nextBefore || state.loadingOlder || !state.room) return false;
+  state.loadingOlder = true;
+  const generation = state.generation;
+  const scroller = $("messages-scroll");
+  $("history-status").textContent = "Loading earlier messages…";
+  try {
+    const before = encodeURIComponent(state.nextBefore);
+    const { body } = await call("GET", `/chatroom/${state.room.id}/messages?before=${before}&limit=50`);
+    if (generation !== state.generation) return false;
+    const height = scroller.scrollHeight;
+    for (const msg of [...body.messages].reverse()) addMessage(msg, "start");
+    scroller.scrollTop += scroller.scrollHeight - height;
+    state.nextBefore = body.next_before;
+    historyStatus();
+    return true;
+  } catch (err) {
+    $("history-status").textContent = "Could not load earlier messages.";
+    if (err.status !== 401) toast(describe(err), "error");
+    return false;
+  } finally {
+    state.loadingOlder = false;
+  }
+}
+
+/** Shows a message of the open room, loading older pages until it is there. */
+export async function revealMessage(id) {
+  const generation = state.generation;
+  for (let pages = 0; !state.messages.has(id) && state.nextBefore && pages < 50; pages++) {
+    if (!(await loadOlder()) || generation !== state.generation) return;
+  }
+  const entry = state.messages.get(id);
+  if (!entry) return;
+  entry.el.scrollIntoView({ block: "center" });
+  entry.el.classList.remove("found");
+  void entry.el.offsetWidth; // restart the highlight
+  entry.el.classList.add("found");
+}
+
+function nearEnd() {
+  const scroller = $("messages-scroll");
+  return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+}
+
+function scrollToEnd() {
+  const scroller = $("messages-scroll");
+  scroller.scrollTop = scroller.scrollHeight;
+}
+
+/** How far a message has come; a reply only moves forward (a retry starts it again). */
+const STAGE = { pending: 0, streaming: 1, completed: 2, failed: 2 };
+
+/**
+ * Adds a message (or updates the one with its id) and renders it. A late answer (a POST's
+ * `pending` reply after the stream already delivered deltas, say) never moves a reply back;
+ * only a retry does, through `retryReply`.
+ */
+function addMessage(msg, where) {
+  const existing = state.messages.get(msg.id);
+  if (existing) {
+    if ((STAGE[msg.status] ?? 2) < (STAGE[existing.msg.status] ?? 2)) return existing;
+    existing.msg = { ...existing.msg, ...msg };
+    renderMessage(existing);
+    return existing;
+  }
+  const entry = { msg, el: h("li", { className: "message" }), chars: [...(msg.content || "")].length };
+  state.messages.set(msg.id, entry);
+  const list = $("messages");
+  if (where === "start") list.prepend(entry.el);
+  else list.append(entry.el);
+  $("welcome").hidden = true;
+  renderMessage(entry);
+  return entry;
+}
+
+/** Gives a local (not yet acknowledged) message the id the server gave it. */
+function adopt(entry, msg) {
+  for (const [id, value] of state.messages) {
+    if (value === entry) state.messages.delete(id);
+  }
+  entry.msg = msg;
+  state.messages.set(msg.id, entry);
+  renderMessage(entry);
+}
+
+function renderMessage(entry) {
+  const { msg } = entry;
+  const mine = msg.role === "user";
+  const el = entry.el;
+  el.className = `message ${mine ? "from-user" : "from-model"}`;
+  el.dataset.id = msg.id;
+  el.dataset.status = msg.local || msg.status;
+  const who = h("span", { className: "visually-hidden" }, mine ? "You said:" : "gemchat replied:");
+  const content = h("div", { className: "content" });
+  if (mine) {
+    content.textContent = msg.content; // shown exactly as typed
+  } else if (msg.status === "pending" || (msg.status === "streaming" && !msg.content)) {
+    content.append(h("span", { className: "typing", "aria-label": "gemchat is writing" }, h("span"), h("span"), h("span")));
+  } else {
+    content.append(renderMarkdown(msg.content || ""));
+  }
+  if (msg.created_at) el.title = stampFormat.format(new Date(msg.created_at));
+  const parts = [who, content];
+  if (msg.local === "sending") parts.push(h("p", { className: "meta" }, "Sending…"));
+  if (msg.local === "unsent") {
+    parts.push(
+      h("p", { className: "meta error" }, `Not sent: ${msg.failure}`),
+      h("button", { type: "button", className: "secondary small-button", dataset: { action: "resend", id: msg.id } }, "Try again"),
+    );
+  }
+  if (msg.status === "failed") {
+    parts.push(
+      h("p", { className: "meta error" }, `The reply failed: ${msg.error?.message || "unknown error"}`),
+      h("button", { type: "button", className: "secondary small-button", dataset: { action: "retry-reply", id: msg.id } }, "Retry"),
+    );
+  }
+  el.replaceChildren(h("div", { className: "bubble" }, ...parts));
+}
+
+/** Re-renders a streaming reply at most once a frame. */
+function scheduleRender(entry) {
+  if (entry.frame) return;
+  entry.frame = requestAnimationFrame(() => {
+    entry.frame = null;
+    const stick = nearEnd();
+    renderMessage(entry);
+    if (stick) scrollToEnd();
+  });
+}
+
+function openStream(roomId, lastEventId) {
+  closeStream();
+  const controller = new AbortController();
+  let ready;
+  const stream = { roomId, controller, lastEventId, ready: new Promise((resolve) => (ready = resolve)) };
+  state.stream = stream;
+  (async () => {
+    let attempt = 0;
+    while (!controller.signal.aborted) {
+      try {
+        await readEvents(roomId, {
+          lastEventId: stream.lastEventId,
+          signal: controller.signal,
+          onOpen: () => {
+            attempt = 0;
+            ready();
+          },
+          onEvent: (event) => {
+            if (event.id) stream.lastEventId = event.id;
+            handleEvent(event);
+          },
+        });
+      } catch (err) {
+        if (err.status === 401 || err.status === 404) {
+          ready();
+          return;
+        }
+      }
+      ready(); // a send never waits on a stream that cannot connect
+      if (controller.signal.aborted) return;
+      attempt++;
+      const delay = Math.min(15_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
+      await sleep(delay, controller.signal);
+    }
+  })();
+  return stream;
+}
+
+export function closeStream() {
+  state.stream?.controller.abort();
+  state.stream = null;
+}
+
+function handleEvent({ type, data }) {
+  if (!data || typeof data !== "object") return;
+  const stick = nearEnd();
+  if (type === "message.created") {
+    if (data.role === "user" && !state.messages.has(data.id)) {
+      // Our own prompt may be announced before its POST answered: it is the local copy.
+      const local = [...state.messages.values()].find((e) => e.msg.local === "sending" && e.msg.content === data.content);
+      if (local) {
+        adopt(local, data);
+        return;
+      }
+    }
+    addMessage(data, "end");
+  } else if (type === "reply.delta") {
+    let entry = state.messages.get(data.message_id);
+    if (!entry) entry = addMessage({ id: data.message_id, role: "model", status: "streaming", content: "" }, "end");
+    // A delta for a failed reply means it is being retried (here or on another device).
+    if (entry.msg.status === "completed") return;
+    applyDelta(entry, data.delta, data.offset || 0);
+    entry.msg.status = "streaming";
+    scheduleRender(entry);
+    return;
+  } else if (type === "reply.completed" || type === "reply.failed") {
+    const entry = addMessage(data, "end");
+    entry.chars = [...(data.content || "")].length;
+    if (type === "reply.failed") {
+      announce(`The reply failed: ${data.error?.message || ""}`);
+      refreshUsage(); // a failed reply gives its prompt back
+    } else {
+      announce(`gemchat replied: ${(data.content || "").slice(0, 200)}`);
+    }
+  }
+  if (stick) scrollToEnd();
+}
+
+/** Applies a delta at `offset` (counted in characters, as the server counts them). */
+function applyDelta(entry, delta, offset) {
+  const content = entry.msg.content || "";
+  if (offset === 0) {
+    entry.msg.content = delta;
+  } else if (offset === entry.chars) {
+    entry.msg.content = content + delta;
+  } else if (offset < entry.chars) {
+    const kept = [...content].slice(0, offset).join(""); // a resend overlapping what we have
+    entry.msg.content = kept + delta;
+  } else {
+    return; // a gap: the completed event will carry the whole reply
+  }
+  entry.chars = offset + [...delta].length;
+}
+
+let localIds = 0;
+
+async function send(content) {
+  content = content.trim();
+  if (!content) return;
+  if (state.usage?.remaining === 0) {
+    showLimit(new Date(state.usage.resets_at));
+    return;
+  }
+  const generation = state.generation;
+  const entry = addMessage({ id: `local-${++localIds}`, role: "user", content, status: "completed", local: "sending" }, "end");
+  scrollToEnd();
+  try {
+    if (!state.room) {
+      const { body: room } = await call("POST", "/chatroom", { name: nameFrom(content) });
+      if (generation !== state.generation) return;
+      state.room = room;
+      history.pushState(null, "", `#/c/${room.id}`);
+      $("room-title").textContent = room.name;
+      $("room-actions").hidden = false;
+      upsertRoom(room, true);
+      openStream(room.id, null);
+    }
+    const room = state.room;
+    // The reply streams on the event stream: be subscribed before it can start.
+    await Promise.race([state.stream?.ready, sleep(3000)]);
+    const { body } = await call("POST", `/chatroom/${room.id}/message`, { content });
+    if (generation !== state.generation) return;
+    const known = state.messages.get(body.message.id);
+    if (known && known !== entry) {
+      entry.el.remove(); // the event stream delivered it first, as another element
+      for (const [id, value] of state.messages) if (value === entry) state.messages.delete(id);
+    } else if (!known) {
+      adopt(entry, body.message);
+    }
+    addMessage(body.reply, "end");
+    setUsage(body.usage);
+    upsertRoom({ ...room, last_message_at: body.message.created_at }, true);
+    scrollToEnd();
+  } catch (err) {
+    if (generation !== state.generation) return;
+    entry.msg = { ...entry.msg, local: "unsent", failure: sendFailure(err) };
+    renderMessage(entry);
+    if (err.code === "daily_limit_reached") {
+      const resetsAt = new Date(Date.now() + (err.retryAfter || 0) * 1000);
+      setUsage({ ...(state.usage || {}), remaining: 0, resets_at: resetsAt.toISOString() });
+      showLimit(resetsAt);
+    }
+  }
+}
+
+function sendFailure(err) {
+  if (err.code === "daily_limit_reached") return "the daily limit is reached.";
+  if (err.code === "validation_failed") return fieldMessage(err, "content", "The message");
+  return describe(err);
+}
+
+async function resend(id) {
+  const entry = state.messages.get(id);
+  if (!entry) return;
+  entry.el.remove();
+  state.messages.delete(id);
+  await send(entry.msg.content);
+}
+
+async function retryReply(id) {
+  const entry = state.messages.get(id);
+  if (!entry || !state.room) return;
+  const failed = entry.msg;
+  // Pending at once: the new attempt's events may arrive before this request's answer.
+  entry.msg = { ...failed, status: "pending", content: "", error: undefined };
+  entry.chars = 0;
+  renderMessage(entry);
+  try {
+    const { body } = await call("POST", `/chatroom/${state.room.id}/messages/${id}/retry`);
+    setUsage(body.usage);
+  } catch (err) {
+    if (entry.msg.status === "pending") {
+      entry.msg = failed;
+      renderMessage(entry);
+    }
+    toast(err.code === "not_retryable" ? "This reply is no longer failed." : describe(err), "error");
+  }
+}
+
+function onComposerKey(event) {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    $("composer").requestSubmit();
+  }
+}
+
+export function autosize() {
+  const input = $("composer-input");
+  input.style.height = "auto";
+  input.style.height = `${Math.min(input.scrollHeight, 240)}px`;
+  $("send-button").disabled = !input.value.trim();
+}
+
+function submitComposer(event) {
+  event.preventDefault();
+  const input = $("composer-input");
+  const content = input.value;
+  if (!content.trim()) return;
+  input.value = "";
+  autosize();
+  send(content);
+}
