@@ -129,6 +129,12 @@ describe("with the echo provider pacing its chunks", () => {
     assert.match(await banner.innerText(), /used all 5 prompts of today on the Basic plan\. They come back at .+ \(in \d+ (h|min)/);
     assert.ok(await banner.getByRole("button", { name: "Upgrade to Pro" }).isVisible());
     assert.equal(await page.locator("#usage-text").innerText(), "0 of 5 prompts left today");
+    // Now that the client knows, it explains at once and keeps the draft.
+    const messages = await page.locator("#messages .message").count();
+    await sendWithEnter(page, "A draft worth keeping");
+    assert.equal(await page.getByRole("textbox", { name: "Message" }).inputValue(), "A draft worth keeping");
+    assert.equal(await page.locator("#messages .message").count(), messages);
+    assert.ok(await banner.isVisible());
     await page.screenshot({ path: screenshotPath("daily-limit.png") });
     assert.deepEqual(page.problems, []);
     await page.context().close();

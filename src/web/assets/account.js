@@ -46,6 +46,9 @@ export function setUsage(usage) {
   else $("limit-banner").hidden = true;
 }
 
+let resetTimer = null;
+
+/** Explains the daily limit until the prompts come back, then asks the server again. */
 export function showLimit(resetsAt) {
   const limit = state.usage?.daily_limit ?? 5;
   const plan = state.user?.tier === "pro" ? "Pro" : "Basic";
@@ -55,6 +58,8 @@ export function showLimit(resetsAt) {
     (plan === "Basic" ? " Upgrade to Pro for unlimited prompts." : "");
   $("limit-upgrade").hidden = plan !== "Basic";
   $("limit-banner").hidden = false;
+  clearTimeout(resetTimer);
+  resetTimer = setTimeout(refreshUsage, Math.max(0, resetsAt - Date.now()) + 1000);
 }
 
 export async function refreshUsage() {

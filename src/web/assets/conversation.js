@@ -333,10 +333,6 @@ let localIds = 0;
 async function send(content) {
   content = content.trim();
   if (!content) return;
-  if (state.usage?.remaining === 0) {
-    showLimit(new Date(state.usage.resets_at));
-    return;
-  }
   const generation = state.generation;
   const entry = addMessage({ id: `local-${++localIds}`, role: "user", content, status: "completed", local: "sending" }, "end");
   scrollToEnd();
@@ -427,11 +423,21 @@ export function autosize() {
   $("send-button").disabled = !input.value.trim();
 }
 
+/** Whether today's prompts are known to be used up (until the reset the server gave). */
+function limitReached() {
+  const usage = state.usage;
+  return usage?.remaining === 0 && Date.now() < Date.parse(usage.resets_at);
+}
+
 function submitComposer(event) {
   event.preventDefault();
   const input = $("composer-input");
   const content = input.value;
   if (!content.trim()) return;
+  if (limitReached()) {
+    showLimit(new Date(state.usage.resets_at)); // the draft stays in the box
+    return;
+  }
   input.value = "";
   autosize();
   send(content);
