@@ -2,8 +2,8 @@
 // on a free port and a fresh SQLite database of its own, fakes of Stripe and Gemini that speak
 // their wire formats over HTTP, and Debian's headless Chromium driven by playwright-core.
 
-import { spawn } from "node:child_process";
-import { createHmac } from "node:crypto";
+import { execFileSync, spawn } from "node:child_process";
+import { createHmac, randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { createServer as createTcpServer, connect } from "node:net";
@@ -14,7 +14,15 @@ import { chromium } from "playwright-core";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export const BINARY = process.env.GEMCHAT_BIN || join(ROOT, "target/debug/gemchat");
-export const SCREENSHOTS = join(ROOT, "target/e2e");
+/**
+ * Where gemchat keeps its data: a fresh SQLite file per process (the default), or, with
+ * E2E_DATABASE_URL (a PostgreSQL server's admin URL), a fresh PostgreSQL database per process;
+ * with E2E_REDIS_URL, Redis carries the cache, limits and events, as in production.
+ */
+const POSTGRES = process.env.E2E_DATABASE_URL || null;
+const REDIS = process.env.E2E_REDIS_URL || null;
+export const MODE = POSTGRES ? "postgres" : "sqlite";
+export const SCREENSHOTS = join(ROOT, MODE === "sqlite" ? "target/e2e" : `target/e2e-${MODE}`);
 export const WEBHOOK_SECRET = "whsec_e2e_secret";
 
 /** Polls `check` until it returns a truthy value, or fails after `ms`. */
@@ -59,9 +67,24 @@ async function listen(handler) {
 export async function startGemchat(env = {}) {
   const dir = mkdtempSync(join(tmpdir(), "gemchat-e2e-"));
   const port = await freePort();
+  const storage = {};
+  let database = null;
+  if (POSTGRES) {
+    database = `gemchat_e2e_${randomUUID().replaceAll("-", "")}`;
+    psql(`CREATE DATABASE ${database}`);
+    const url = new URL(POSTGRES);
+    url.pathname = `/${database}`;
+    storage.DATABASE_URL = url.toString();
+  }
+  if (REDIS) {
+    storage.REDIS_URL = REDIS;
+    // Every process of the run shares Redis, and every request comes from 127.0.0.1: the
+    // per-IP sign-in limit would add up across tests.
+    storage.RATE_LIMIT_AUTH_PER_MINUTE = "100000";
+  }
   const child = spawn(BINARY, ["serve"], {
     cwd: dir,
-    env: { PATH: process.env.PATH, HOST: "127.0.0.1", PORT: String(port), LOG_FORMAT: "json", RUST_LOG: "warn", ...env },
+    env: { PATH: process.env.PATH, HOST: "127.0.0.1", PORT: String(port), LOG_FORMAT: "json", RUST_LOG: "warn", ...storage, ...env },
     stdio: ["ignore", "ignore", "pipe"],
   });
   let log = "";
@@ -83,8 +106,13 @@ export async function startGemchat(env = {}) {
       child.kill("SIGTERM");
       await new Promise((r) => (child.exitCode !== null ? r() : child.once("exit", r)));
       rmSync(dir, { recursive: true, force: true });
+      if (database) psql(`DROP DATABASE ${database} WITH (FORCE)`);
     },
   };
+}
+
+function psql(sql) {
+  execFileSync("psql", [POSTGRES, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql], { stdio: ["ignore", "ignore", "inherit"] });
 }
 
 /**

@@ -62,7 +62,7 @@ function renderResult(hit) {
   const who = h("span", { className: "visually-hidden" }, hit.message.role === "user" ? "You: " : "gemchat: ");
   const link = h(
     "a",
-    { href: `#/c/${hit.chatroom.id}`, className: "result-link", dataset: { action: "open-result", message: hit.message.id } },
+    { href: `#/c/${hit.chatroom.id}`, className: "result-link", dataset: { action: "open-result", message: hit.message.id, role: hit.message.role } },
     h("span", { className: "result-room" }, hit.chatroom.name),
     who,
     snippet,
