@@ -185,6 +185,20 @@ export async function startFakeStripe() {
         json({ id: "cus_e2e", object: "customer" });
       } else if (req.url.startsWith("/v1/checkout/sessions")) {
         json({ id: "cs_e2e", object: "checkout.session", url: `${fake.url}/pay/cs_e2e` });
+      } else if (req.url.startsWith("/v1/subscriptions/")) {
+        const periodEnd = fake.periodEnd;
+        json({
+          id: req.url.split("/").pop(),
+          object: "subscription",
+          customer: "cus_e2e",
+          status: "active",
+          cancel_at_period_end: calls.at(-1).form.get("cancel_at_period_end") === "true",
+          metadata: {},
+          items: {
+            object: "list",
+            data: [{ id: "si_e2e", object: "subscription_item", current_period_start: periodEnd - 2_592_000, current_period_end: periodEnd }],
+          },
+        });
       } else if (req.url.startsWith("/v1/billing_portal/sessions")) {
         json({ id: "bps_e2e", object: "billing_portal.session", url: `${fake.url}/portal/bps_e2e` });
       } else if (req.url.startsWith("/pay/") || req.url.startsWith("/portal/")) {
@@ -197,6 +211,8 @@ export async function startFakeStripe() {
     });
   });
   fake.calls = calls;
+  /** The end of the current period of the subscriptions it answers for. */
+  fake.periodEnd = Math.floor(Date.now() / 1000) + 30 * 86400;
   return fake;
 }
 

@@ -57,12 +57,12 @@ test("Upgrade goes to Checkout; after Stripe's webhook the client shows Pro and 
     // Back from Checkout before Stripe's event: the client waits for it.
     await page.goto(`${gemchat.url}/?checkout=success`);
     await page.locator("#toast", { hasText: "starts as soon as the payment is confirmed" }).waitFor();
-    const periodEnd = Math.floor(Date.now() / 1000) + 30 * 86400;
+    const periodEnd = stripe.periodEnd;
     await deliverWebhook(gemchat.url, {
       id: "evt_e2e_checkout",
       object: "event",
       api_version: "2025-03-31.basil",
-      created: Math.floor(Date.now() / 1000),
+      created: Math.floor(Date.now() / 1000) - 10,
       livemode: false,
       type: "checkout.session.completed",
       data: {
@@ -90,7 +90,8 @@ test("Upgrade goes to Checkout; after Stripe's webhook the client shows Pro and 
       id: "evt_e2e_sub",
       object: "event",
       api_version: "2025-03-31.basil",
-      created: Math.floor(Date.now() / 1000) + 1,
+      // Stripe's events are older than what the user does next (a cancel is newer).
+      created: Math.floor(Date.now() / 1000) - 5,
       livemode: false,
       type: "customer.subscription.updated",
       data: {
@@ -113,6 +114,22 @@ test("Upgrade goes to Checkout; after Stripe's webhook the client shows Pro and 
       what: "the renewal date",
     });
     await page.screenshot({ path: screenshotPath("pro-plan.png") });
+
+    // Cancel at the period's end, after confirming; then change one's mind.
+    await page.getByRole("button", { name: "Cancel Pro" }).click();
+    const confirm = page.getByRole("dialog", { name: "Cancel Pro?" });
+    assert.match(await confirm.innerText(), /You keep Pro until .+, then move to Basic \(5 prompts a day\)/);
+    await confirm.getByRole("button", { name: "Cancel Pro" }).click();
+    await eventually(async () => /^Pro plan · ends on /.test(await page.locator("#plan-text").innerText()), {
+      what: "the scheduled end",
+    });
+    const cancelled = stripe.calls.findLast((c) => c.path === "/v1/subscriptions/sub_e2e");
+    assert.equal(cancelled.form.get("cancel_at_period_end"), "true");
+    await page.getByRole("button", { name: "Keep Pro" }).click();
+    await eventually(async () => /^Pro plan · renews on /.test(await page.locator("#plan-text").innerText()), {
+      what: "the renewal again",
+    });
+    assert.equal(stripe.calls.findLast((c) => c.path === "/v1/subscriptions/sub_e2e").form.get("cancel_at_period_end"), "false");
 
     await page.getByRole("button", { name: "Manage billing" }).click();
     await page.waitForURL(`${stripe.url}/portal/bps_e2e`);

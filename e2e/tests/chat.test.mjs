@@ -104,6 +104,13 @@ describe("with the echo provider pacing its chunks", () => {
     assert.equal(await page.locator("#usage-text").innerText(), "4 of 5 prompts left today");
     await page.screenshot({ path: screenshotPath("conversation.png") });
 
+    // Copy gives the reply's Markdown source.
+    await page.context().grantPermissions(["clipboard-read", "clipboard-write"]);
+    await reply.getByRole("button", { name: "Copy the reply" }).click();
+    await page.locator("#toast", { hasText: "Copied." }).waitFor();
+    const copied = await page.evaluate(() => navigator.clipboard.readText());
+    assert.match(copied, /You said: Plan a \*\*three-day\*\* trip:\n- Goa\n- Hampi$/);
+
     // Three more prompts here and one from another device use up the day; the other
     // device's prompt and its reply arrive here through the event stream.
     for (let n = 2; n <= 4; n++) {

@@ -12,6 +12,14 @@ export const accountActions = {
   upgrade: (button) => upgrade(button),
   "manage-billing": (button) => manageBilling(button),
   "open-account": openAccount,
+  "cancel-pro": () => {
+    const end = state.subscription?.current_period_end;
+    const until = end ? `You keep Pro until ${dateFormat.format(new Date(end))}, then move` : "You move";
+    $("cancel-text").textContent =
+      `${until} to Basic (${state.basicLimit ?? 5} prompts a day). Until then you can change your mind.`;
+    $("cancel-dialog").showModal();
+  },
+  "keep-pro": (button) => changeCancellation(button, "reactivate"),
   "revoke-session": (button) => revokeSession(button),
 };
 
@@ -19,6 +27,11 @@ export function wireAccount({ signedOut }) {
   onSignedOut = signedOut;
   $("profile-form").addEventListener("submit", saveProfile);
   $("password-form").addEventListener("submit", savePassword);
+  $("cancel-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    $("cancel-dialog").close();
+    changeCancellation($("cancel-button"), "cancel");
+  });
 }
 
 export function renderAccount(user) {
@@ -79,6 +92,7 @@ export async function loadPlan() {
     ]);
     const pro = plans.body.plans.find((plan) => plan.id === "pro");
     state.proPrice = pro?.price || null;
+    state.basicLimit = plans.body.plans.find((plan) => plan.id === "basic")?.daily_limit;
     renderPlan(status.body);
   } catch (err) {
     if (err.status !== 401) $("plan-text").textContent = "Plan details are unavailable right now.";
@@ -115,6 +129,9 @@ function renderPlan(status) {
   upgrade.hidden = pro;
   upgrade.textContent = state.proPrice ? `Upgrade to Pro · ${priceText(state.proPrice)}` : "Upgrade to Pro";
   $("billing-button").hidden = !pro && !status.status;
+  const running = pro && ["active", "trialing"].includes(status.status);
+  $("cancel-button").hidden = !running || status.cancel_at_period_end;
+  $("keep-button").hidden = !pro || !status.cancel_at_period_end;
 }
 
 async function upgrade(button) {
@@ -134,6 +151,26 @@ async function upgrade(button) {
     }[err.code];
     toast(text || describe(err), "error");
     if (err.code === "already_subscribed") loadPlan();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** Schedules the end of Pro at the period's end (`cancel`), or undoes that (`reactivate`). */
+async function changeCancellation(button, change) {
+  button.disabled = true;
+  try {
+    const { body } = await call("POST", `/subscription/${change}`);
+    renderPlan(body);
+    toast(change === "cancel" ? "Pro will end with this period." : "Pro continues.");
+  } catch (err) {
+    const text = {
+      no_subscription: "There is no subscription to change.",
+      not_cancelling: "Pro is not scheduled to end.",
+      billing_unavailable: "The payment service is not answering; try again in a moment.",
+    }[err.code];
+    toast(text || describe(err), "error");
+    loadPlan();
   } finally {
     button.disabled = false;
   }

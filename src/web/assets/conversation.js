@@ -17,6 +17,7 @@ export const conversationActions = {
   },
   resend: (button) => resend(button.dataset.id),
   "retry-reply": (button) => retryReply(button.dataset.id),
+  "copy-reply": (button) => copyReply(button.dataset.id),
 };
 
 export function wireConversation() {
@@ -220,7 +221,28 @@ function renderMessage(entry) {
       h("button", { type: "button", className: "secondary small-button", dataset: { action: "retry-reply", id: msg.id } }, "Retry"),
     );
   }
+  if (!mine && msg.status === "completed") {
+    parts.push(
+      h(
+        "button",
+        { type: "button", className: "copy-button", dataset: { action: "copy-reply", id: msg.id }, "aria-label": "Copy the reply" },
+        "Copy",
+      ),
+    );
+  }
   el.replaceChildren(h("div", { className: "bubble" }, ...parts));
+}
+
+/** Copies a reply's Markdown source, as written, to the clipboard. */
+async function copyReply(id) {
+  const entry = state.messages.get(id);
+  if (!entry) return;
+  try {
+    await navigator.clipboard.writeText(entry.msg.content || "");
+    toast("Copied.");
+  } catch {
+    toast("The browser did not allow copying.", "error");
+  }
 }
 
 /** Re-renders a streaming reply at most once a frame. */

@@ -6,6 +6,8 @@ export const state = {
   usage: null,
   subscription: null,
   proPrice: null,
+  /** Prompts a day on Basic, from the plans. */
+  basicLimit: null,
   rooms: [],
   /** The open chatroom, or null for a new chat not yet created. */
   room: null,
