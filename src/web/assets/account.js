@@ -19,7 +19,7 @@ export const accountActions = {
       `${until} to Basic (${state.basicLimit ?? 5} prompts a day). Until then you can change your mind.`;
     $("cancel-dialog").showModal();
   },
-  "keep-pro": (button) => changeCancellation(button, "reactivate"),
+  "keep-pro": (button) => changeCancellation(button, () => call("POST", "/subscription/reactivate")),
   "revoke-session": (button) => revokeSession(button),
 };
 
@@ -30,7 +30,7 @@ export function wireAccount({ signedOut }) {
   $("cancel-form").addEventListener("submit", (event) => {
     event.preventDefault();
     $("cancel-dialog").close();
-    changeCancellation($("cancel-button"), "cancel");
+    changeCancellation($("cancel-button"), () => call("POST", "/subscription/cancel"));
   });
 }
 
@@ -156,13 +156,13 @@ async function upgrade(button) {
   }
 }
 
-/** Schedules the end of Pro at the period's end (`cancel`), or undoes that (`reactivate`). */
-async function changeCancellation(button, change) {
+/** Schedules the end of Pro at the period's end, or undoes that: `request` says which. */
+async function changeCancellation(button, request) {
   button.disabled = true;
   try {
-    const { body } = await call("POST", `/subscription/${change}`);
+    const { body } = await request();
     renderPlan(body);
-    toast(change === "cancel" ? "Pro will end with this period." : "Pro continues.");
+    toast(body.cancel_at_period_end ? "Pro will end with this period." : "Pro continues.");
   } catch (err) {
     const text = {
       no_subscription: "There is no subscription to change.",
