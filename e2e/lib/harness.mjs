@@ -9,6 +9,7 @@ import { createServer } from "node:http";
 import { createServer as createTcpServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { after, before } from "node:test";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
@@ -216,6 +217,12 @@ export async function startFakeStripe() {
   return fake;
 }
 
+/** A Stripe event of `type` about `object`, created `age` seconds ago. */
+export function stripeEvent(id, type, age, object) {
+  const created = Math.floor(Date.now() / 1000) - age;
+  return { id, object: "event", api_version: "2025-03-31.basil", created, livemode: false, type, data: { object } };
+}
+
 /** Delivers a Stripe event to gemchat's webhook, signed as Stripe signs it. */
 export async function deliverWebhook(base, event) {
   const body = JSON.stringify(event);
@@ -281,11 +288,40 @@ export async function launchBrowser() {
 }
 
 /**
+ * Chromium for the tests of the calling file (or suite): launched before them, closed after.
+ * `.newPage(options)` opens a page as `newPage` does.
+ */
+export function useBrowser() {
+  let browser = null;
+  before(async () => {
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+  });
+  return { newPage: (options) => newPage(browser, options) };
+}
+
+/** A gemchat started with `env` before the calling file's (or suite's) tests, stopped after. */
+export function useGemchat(env) {
+  const shared = { url: null };
+  let server = null;
+  before(async () => {
+    server = await startGemchat(env);
+    shared.url = server.url;
+  });
+  after(async () => {
+    await server?.stop();
+  });
+  return shared;
+}
+
+/**
  * A fresh page of its own context that records, in `page.problems`, any dialog (an `alert`
  * would mean injected script ran), page error, console error, CSP violation, 5xx answer or
  * call to a route that does not exist; tests assert it stays empty.
  */
-export async function newPage(browser, options = {}) {
+async function newPage(browser, options = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...options });
   const page = await context.newPage();
   page.problems = [];

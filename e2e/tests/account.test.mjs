@@ -1,25 +1,26 @@
 // The account dialog (name, password, where one is signed in) and signing in with a password.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
-import { api, apiUser, eventually, launchBrowser, newNumber, newPage, openSignedIn, screenshotPath, startGemchat } from "../lib/harness.mjs";
+import {
+  api,
+  apiUser,
+  eventually,
+  newNumber,
+  openSignedIn,
+  screenshotPath,
+  useBrowser,
+  useGemchat,
+} from "../lib/harness.mjs";
 
-let browser;
-let gemchat;
-before(async () => {
-  browser = await launchBrowser();
-  gemchat = await startGemchat({ ECHO_CHUNK_DELAY_MS: "0" });
-});
-after(async () => {
-  await browser?.close();
-  await gemchat?.stop();
-});
+const browser = useBrowser();
+const gemchat = useGemchat({ ECHO_CHUNK_DELAY_MS: "0" });
 
 test("a user renames themselves, sets a password, signs a device out, and signs in with the password", async () => {
   const mobile = newNumber();
   const first = await apiUser(gemchat.url, mobile, "Asha");
-  const page = await newPage(browser);
+  const page = await browser.newPage();
   await openSignedIn(page, gemchat.url, first);
   const dialog = page.getByRole("dialog", { name: "Your account" });
   const sessions = dialog.locator("#session-list .session");

@@ -2,31 +2,25 @@
 // and a reply that fails and is retried (a fake Gemini over HTTP).
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
 import {
   WEBHOOK_SECRET,
   apiUser,
   deliverWebhook,
   eventually,
-  launchBrowser,
   newNumber,
-  newPage,
   openSignedIn,
   screenshotPath,
   sendWithEnter,
   startFakeGemini,
   startFakeStripe,
   startGemchat,
+  stripeEvent,
+  useBrowser,
 } from "../lib/harness.mjs";
 
-let browser;
-before(async () => {
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-});
+const browser = useBrowser();
 
 test("Upgrade goes to Checkout; after Stripe's webhook the client shows Pro and opens the portal", async () => {
   const stripe = await startFakeStripe();
@@ -39,7 +33,7 @@ test("Upgrade goes to Checkout; after Stripe's webhook the client shows Pro and 
   });
   try {
     const session = await apiUser(gemchat.url, newNumber(), "Priya");
-    const page = await newPage(browser);
+    const page = await browser.newPage();
     await openSignedIn(page, gemchat.url, session);
     await eventually(async () => (await page.locator("#plan-text").innerText()) === "Basic plan · 5 prompts a day", {
       what: "the Basic plan",
@@ -58,27 +52,20 @@ test("Upgrade goes to Checkout; after Stripe's webhook the client shows Pro and 
     await page.goto(`${gemchat.url}/?checkout=success`);
     await page.locator("#toast", { hasText: "starts as soon as the payment is confirmed" }).waitFor();
     const periodEnd = stripe.periodEnd;
-    await deliverWebhook(gemchat.url, {
-      id: "evt_e2e_checkout",
-      object: "event",
-      api_version: "2025-03-31.basil",
-      created: Math.floor(Date.now() / 1000) - 10,
-      livemode: false,
-      type: "checkout.session.completed",
-      data: {
-        object: {
-          id: "cs_e2e",
-          object: "checkout.session",
-          mode: "subscription",
-          status: "complete",
-          payment_status: "paid",
-          client_reference_id: session.user.id,
-          customer: "cus_e2e",
-          subscription: "sub_e2e",
-          metadata: { user_id: session.user.id },
-        },
-      },
-    });
+    await deliverWebhook(
+      gemchat.url,
+      stripeEvent("evt_e2e_checkout", "checkout.session.completed", 10, {
+        id: "cs_e2e",
+        object: "checkout.session",
+        mode: "subscription",
+        status: "complete",
+        payment_status: "paid",
+        client_reference_id: session.user.id,
+        customer: "cus_e2e",
+        subscription: "sub_e2e",
+        metadata: { user_id: session.user.id },
+      }),
+    );
     await page.locator("#toast", { hasText: "You are on Pro now" }).waitFor({ timeout: 15_000 });
     assert.equal(await page.locator("#usage-text").innerText(), "Unlimited prompts");
     assert.match(await page.locator("#plan-text").innerText(), /^Pro plan/);
@@ -86,29 +73,22 @@ test("Upgrade goes to Checkout; after Stripe's webhook the client shows Pro and 
     assert.equal(new URL(page.url()).search, "", "the return parameters are tidied away");
 
     // Pro has no daily limit: the banner never shows.
-    await deliverWebhook(gemchat.url, {
-      id: "evt_e2e_sub",
-      object: "event",
-      api_version: "2025-03-31.basil",
-      // Stripe's events are older than what the user does next (a cancel is newer).
-      created: Math.floor(Date.now() / 1000) - 5,
-      livemode: false,
-      type: "customer.subscription.updated",
-      data: {
-        object: {
-          id: "sub_e2e",
-          object: "subscription",
-          customer: "cus_e2e",
-          status: "active",
-          cancel_at_period_end: false,
-          metadata: { user_id: session.user.id },
-          items: {
-            object: "list",
-            data: [{ id: "si_e2e", object: "subscription_item", current_period_start: periodEnd - 2_592_000, current_period_end: periodEnd }],
-          },
+    // Stripe's events are older than what the user does next (a cancel is newer).
+    await deliverWebhook(
+      gemchat.url,
+      stripeEvent("evt_e2e_sub", "customer.subscription.updated", 5, {
+        id: "sub_e2e",
+        object: "subscription",
+        customer: "cus_e2e",
+        status: "active",
+        cancel_at_period_end: false,
+        metadata: { user_id: session.user.id },
+        items: {
+          object: "list",
+          data: [{ id: "si_e2e", object: "subscription_item", current_period_start: periodEnd - 2_592_000, current_period_end: periodEnd }],
         },
-      },
-    });
+      }),
+    );
     await page.reload();
     await eventually(async () => /^Pro plan · renews on /.test(await page.locator("#plan-text").innerText()), {
       what: "the renewal date",
@@ -147,7 +127,7 @@ test("without billing configured, Upgrade explains why it cannot proceed", async
   const gemchat = await startGemchat({ ECHO_CHUNK_DELAY_MS: "0" });
   try {
     const session = await apiUser(gemchat.url, newNumber(), "Dev");
-    const page = await newPage(browser);
+    const page = await browser.newPage();
     await openSignedIn(page, gemchat.url, session);
     await page.locator("#upgrade-button").click();
     await page.locator("#toast", { hasText: "billing is not configured" }).waitFor();
@@ -168,7 +148,7 @@ test("a failed reply says why and succeeds on Retry", async () => {
   });
   try {
     const session = await apiUser(gemchat.url, newNumber(), "Sam");
-    const page = await newPage(browser);
+    const page = await browser.newPage();
     await openSignedIn(page, gemchat.url, session);
     await sendWithEnter(page, "What is the answer?");
     const failed = page.locator('#messages .from-model[data-status="failed"]');

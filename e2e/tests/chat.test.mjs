@@ -3,43 +3,30 @@
 // sign-out, and the layout at 360 px.
 
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 
 import {
   api,
   apiUser,
   eventually,
   finishedReplies,
-  launchBrowser,
   newNumber,
-  newPage,
   openSignedIn,
   screenshotPath,
   sendWithEnter,
   signInThroughUi,
-  startGemchat,
   startRelay,
+  useBrowser,
+  useGemchat,
 } from "../lib/harness.mjs";
 
-let browser;
-before(async () => {
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-});
+const browser = useBrowser();
 
 describe("with the echo provider pacing its chunks", () => {
-  let gemchat;
-  before(async () => {
-    gemchat = await startGemchat({ ECHO_CHUNK_DELAY_MS: "40" });
-  });
-  after(async () => {
-    await gemchat?.stop();
-  });
+  const gemchat = useGemchat({ ECHO_CHUNK_DELAY_MS: "40" });
 
   test("a new number signs up, chats with a streamed reply, and meets the daily limit", async () => {
-    const page = await newPage(browser);
+    const page = await browser.newPage();
     const mobile = newNumber();
 
     await page.goto(gemchat.url);
@@ -150,7 +137,7 @@ describe("with the echo provider pacing its chunks", () => {
   test("an existing user signs in, renames and deletes chats, newest activity first, and signs out", async () => {
     const mobile = newNumber();
     await api(gemchat.url, "POST", "/auth/signup", { body: { mobile_number: mobile, name: "Ravi" } });
-    const page = await newPage(browser);
+    const page = await browser.newPage();
     await signInThroughUi(page, gemchat.url, mobile);
     await page.getByRole("heading", { name: "Hello, Ravi" }).waitFor();
 
@@ -218,7 +205,7 @@ describe("with the echo provider pacing its chunks", () => {
   test("a wrong code is refused with an explanation", async () => {
     const mobile = newNumber();
     await api(gemchat.url, "POST", "/auth/signup", { body: { mobile_number: mobile } });
-    const page = await newPage(browser);
+    const page = await browser.newPage();
     await page.goto(gemchat.url);
     await page.getByRole("textbox", { name: "Mobile number" }).fill("12");
     await page.getByRole("button", { name: "Continue" }).click();
@@ -239,7 +226,7 @@ describe("with the echo provider pacing its chunks", () => {
   });
 
   test("keyboard alone signs up and chats; focus is visible and every control is named", async () => {
-    const page = await newPage(browser, { colorScheme: "dark" });
+    const page = await browser.newPage({ colorScheme: "dark" });
     await page.goto(gemchat.url);
     const focused = () => page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName);
     const outline = () => page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
@@ -277,7 +264,7 @@ describe("with the echo provider pacing its chunks", () => {
 
   test("at 360 px the sidebar is a drawer and nothing overflows", async () => {
     const mobile = newNumber();
-    const page = await newPage(browser, { viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true });
+    const page = await browser.newPage({ viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true });
     await page.goto(gemchat.url);
     assert.ok((await page.evaluate(() => document.documentElement.scrollWidth)) <= 360);
     await api(gemchat.url, "POST", "/auth/signup", { body: { mobile_number: mobile, name: "Meera" } });
@@ -302,18 +289,12 @@ describe("with the echo provider pacing its chunks", () => {
 });
 
 describe("with slowly streamed replies", () => {
-  let gemchat;
-  before(async () => {
-    gemchat = await startGemchat({ ECHO_CHUNK_DELAY_MS: "250" });
-  });
-  after(async () => {
-    await gemchat?.stop();
-  });
+  const gemchat = useGemchat({ ECHO_CHUNK_DELAY_MS: "250" });
 
   test("a dropped event stream resumes with Last-Event-ID and the reply arrives whole", async () => {
     const session = await apiUser(gemchat.url, newNumber(), "Lee");
     const relay = await startRelay(gemchat.url);
-    const page = await newPage(browser);
+    const page = await browser.newPage();
     const streams = [];
     page.on("request", (request) => {
       if (request.url().endsWith("/events")) streams.push(request.headers()["last-event-id"] || null);
@@ -325,9 +306,9 @@ describe("with slowly streamed replies", () => {
     await eventually(async () => ((await streaming.textContent()) || "").length > 0, { what: "the first pieces" });
 
     // The connection drops mid-reply.
-    const before = streams.length;
+    const seen = streams.length;
     relay.cut();
-    await eventually(() => streams.length > before, { what: "the client to reconnect" });
+    await eventually(() => streams.length > seen, { what: "the client to reconnect" });
 
     const reply = page.locator('#messages .from-model[data-status="completed"] .content');
     await reply.waitFor({ timeout: 15_000 });
@@ -343,13 +324,7 @@ describe("with slowly streamed replies", () => {
 });
 
 describe("with instant replies and a generous limit", () => {
-  let gemchat;
-  before(async () => {
-    gemchat = await startGemchat({ ECHO_CHUNK_DELAY_MS: "0", BASIC_DAILY_LIMIT: "100" });
-  });
-  after(async () => {
-    await gemchat?.stop();
-  });
+  const gemchat = useGemchat({ ECHO_CHUNK_DELAY_MS: "0", BASIC_DAILY_LIMIT: "100" });
 
   test("search finds a message in any chat and opens it in place, even beyond the first page", async () => {
     const session = await apiUser(gemchat.url, newNumber(), "Ana");
@@ -362,7 +337,7 @@ describe("with instant replies and a generous limit", () => {
     for (let n = 1; n <= 30; n++) await say(recipes, `Filler question ${n}`);
     await say(travel, "Where can I eat a good dosa in Bengaluru?");
 
-    const page = await newPage(browser);
+    const page = await browser.newPage();
     await openSignedIn(page, gemchat.url, session);
     await page.getByRole("searchbox", { name: "Search your chats" }).fill("dosa");
     const results = page.locator("#result-list .result-link");
@@ -406,7 +381,7 @@ describe("with instant replies and a generous limit", () => {
       });
       assert.equal(sent.status, 200);
     }
-    const page = await newPage(browser);
+    const page = await browser.newPage();
     await openSignedIn(page, gemchat.url, session);
     await page.locator("#room-list .room-link", { hasText: "Long chat" }).click();
     await eventually(async () => (await page.locator("#messages .message").count()) === 50, { what: "the first page" });

@@ -2,35 +2,26 @@
 // never run. The page's content security policy is the second line of defence.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
 import {
   apiUser,
   eventually,
   finishedReplies,
-  launchBrowser,
   newNumber,
-  newPage,
   openSignedIn,
   screenshotPath,
   sendWithEnter,
-  startGemchat,
+  useBrowser,
+  useGemchat,
 } from "../lib/harness.mjs";
 
-let browser;
-let gemchat;
-before(async () => {
-  browser = await launchBrowser();
-  gemchat = await startGemchat({ ECHO_CHUNK_DELAY_MS: "0" });
-});
-after(async () => {
-  await browser?.close();
-  await gemchat?.stop();
-});
+const browser = useBrowser();
+const gemchat = useGemchat({ ECHO_CHUNK_DELAY_MS: "0" });
 
 test("markup in a message and in its reply is shown as text", async () => {
   const session = await apiUser(gemchat.url, newNumber(), '<b onmouseover="alert(2)">Mallory</b>');
-  const page = await newPage(browser);
+  const page = await browser.newPage();
   await openSignedIn(page, gemchat.url, session);
   // The user's own name is text too.
   assert.equal(await page.locator("#user-name").textContent(), '<b onmouseover="alert(2)">Mallory</b>');
@@ -71,7 +62,7 @@ test("the page forbids inline script and foreign origins", async () => {
   assert.match(csp, /script-src 'self'(;|$)/);
   assert.match(csp, /connect-src 'self'(;|$)/);
   assert.match(csp, /frame-ancestors 'none'/);
-  const page = await newPage(browser);
+  const page = await browser.newPage();
   await page.goto(gemchat.url);
   // Even markup that did get into the DOM could not run: inline handlers are blocked.
   await page.evaluate(() => {
@@ -85,7 +76,7 @@ test("the page forbids inline script and foreign origins", async () => {
 });
 
 test("the Markdown renderer builds safe elements", async () => {
-  const page = await newPage(browser);
+  const page = await browser.newPage();
   await page.goto(gemchat.url);
   const cases = await page.evaluate(async () => {
     const { renderMarkdown } = await import("/assets/markdown.js");
