@@ -134,58 +134,54 @@ function renderPlan(status) {
   $("keep-button").hidden = !pro || !status.cancel_at_period_end;
 }
 
-async function upgrade(button) {
+/** What billing refusals mean for the user. */
+const BILLING_PROBLEMS = {
+  billing_not_configured: "Payments are not set up on this server: billing is not configured.",
+  billing_unavailable: "The payment service is not answering; try again in a moment.",
+  already_subscribed: "You already have Pro.",
+  no_subscription: "There is no subscription to manage yet.",
+  not_cancelling: "Pro is not scheduled to end.",
+};
+
+/** Runs a billing request for `button` (disabled meanwhile); a refusal is explained, and a
+ * conflict (the plan changed elsewhere) reloads the plan. */
+async function billingAction(button, run) {
   button.disabled = true;
   try {
+    await run();
+  } catch (err) {
+    toast(BILLING_PROBLEMS[err.code] || describe(err), "error");
+    if (err.status === 409) loadPlan();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function upgrade(button) {
+  return billingAction(button, async () => {
     const origin = window.location.origin;
     const { body } = await call("POST", "/subscribe/pro", {
       success_url: `${origin}/?checkout=success`,
       cancel_url: `${origin}/?checkout=cancel`,
     });
     window.location.assign(body.checkout_url);
-  } catch (err) {
-    const text = {
-      billing_not_configured: "Upgrading is not available on this server: billing is not configured.",
-      billing_unavailable: "The payment service is not answering; try again in a moment.",
-      already_subscribed: "You already have Pro.",
-    }[err.code];
-    toast(text || describe(err), "error");
-    if (err.code === "already_subscribed") loadPlan();
-  } finally {
-    button.disabled = false;
-  }
+  });
 }
 
 /** Schedules the end of Pro at the period's end, or undoes that: `request` says which. */
-async function changeCancellation(button, request) {
-  button.disabled = true;
-  try {
+function changeCancellation(button, request) {
+  return billingAction(button, async () => {
     const { body } = await request();
     renderPlan(body);
     toast(body.cancel_at_period_end ? "Pro will end with this period." : "Pro continues.");
-  } catch (err) {
-    const text = {
-      no_subscription: "There is no subscription to change.",
-      not_cancelling: "Pro is not scheduled to end.",
-      billing_unavailable: "The payment service is not answering; try again in a moment.",
-    }[err.code];
-    toast(text || describe(err), "error");
-    loadPlan();
-  } finally {
-    button.disabled = false;
-  }
+  });
 }
 
-async function manageBilling(button) {
-  button.disabled = true;
-  try {
+function manageBilling(button) {
+  return billingAction(button, async () => {
     const { body } = await call("POST", "/subscription/portal");
     window.location.assign(body.url);
-  } catch (err) {
-    toast(err.code === "no_subscription" ? "There is no subscription to manage yet." : describe(err), "error");
-  } finally {
-    button.disabled = false;
-  }
+  });
 }
 
 /** Back from Stripe Checkout: Pro arrives with Stripe's webhook, usually within seconds. */
