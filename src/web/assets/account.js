@@ -72,7 +72,8 @@ export function showLimit(resetsAt) {
   $("limit-upgrade").hidden = plan !== "Basic";
   $("limit-banner").hidden = false;
   clearTimeout(resetTimer);
-  resetTimer = setTimeout(refreshUsage, Math.max(0, resetsAt - Date.now()) + 1000);
+  // Just after the reset; at most every 30 s should the server's clock lag ours.
+  resetTimer = setTimeout(refreshUsage, Math.max(resetsAt - Date.now() + 1000, 30_000));
 }
 
 export async function refreshUsage() {
@@ -99,10 +100,12 @@ export async function loadPlan() {
   }
 }
 
+/** "$9.99/month" from Stripe's amount in the currency's smallest unit (cents; yen). */
 function priceText(price) {
   if (!price) return "";
-  const amount = new Intl.NumberFormat(undefined, { style: "currency", currency: price.currency.toUpperCase() }).format(price.amount / 100);
-  return `${amount}/${price.interval}`;
+  const format = new Intl.NumberFormat(undefined, { style: "currency", currency: price.currency.toUpperCase() });
+  const digits = format.resolvedOptions().maximumFractionDigits;
+  return `${format.format(price.amount / 10 ** digits)}/${price.interval}`;
 }
 
 function renderPlan(status) {
