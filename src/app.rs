@@ -3,7 +3,6 @@
 
 use std::any::Any;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -261,7 +260,12 @@ impl Deref for AppState {
     info(
         title = "gemchat",
         description = "Gemini-style AI chat: OTP sign-in, chatrooms, streamed AI replies, Pro \
-                       subscriptions. Errors are RFC 9457 problem details with a stable `code`."
+                       subscriptions. Errors are RFC 9457 problem details with a stable `code`. \
+                       A path written with a trailing slash (`/chatroom/`) answers 308 Permanent \
+                       Redirect to the same path without it (the method and body are kept). \
+                       Text fields never accept the NUL character (422 `validation_failed`). \
+                       A request body must arrive within `HTTP_BODY_TIMEOUT` seconds of its \
+                       headers (408 `request_timeout`)."
     ),
     modifiers(&BearerAuth),
     tags(
@@ -313,16 +317,22 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The complete HTTP service: routes, docs, error fallbacks and middleware.
 pub fn router(app: Arc<App>) -> Router {
     let (routes, openapi) = api();
+    let not_found = not_found(&openapi);
     let max_body = app.config.max_body_bytes;
+    let body_time = std::time::Duration::from_secs(app.config.http_body_timeout);
     let cors = cors_layer(app.config.cors_origins.as_deref());
     let state = AppState(app);
     let routes = routes
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(docs(openapi))
         .merge(crate::web::router())
-        .fallback(|| async { AppError::RouteNotFound })
+        .fallback(not_found)
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .with_state(state.clone())
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            body_time,
+            crate::server::limit_body_time,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::storage::gate::fail_fast,
@@ -334,6 +344,7 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(axum::middleware::from_fn(crate::metrics::track_http));
     with_security_headers(routes).layer(
         ServiceBuilder::new()
+            .layer(tower::util::MapRequestLayer::new(drop_unusable_request_id))
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(
                 TraceLayer::new_for_http()
@@ -345,6 +356,85 @@ pub fn router(app: Arc<App>) -> Router {
             .option_layer(cors)
             .layer(CatchPanicLayer::custom(panic_response)),
     )
+}
+
+/// Swagger UI at `/docs` and the document at `/openapi.json`; what Swagger UI answers with an
+/// empty body (an unknown file, a wrong method) becomes problem+json like every other error.
+fn docs(openapi: utoipa::openapi::OpenApi) -> Router<AppState> {
+    async fn as_problem(response: Response) -> Response {
+        match response.status() {
+            axum::http::StatusCode::NOT_FOUND => AppError::RouteNotFound.into_response(),
+            axum::http::StatusCode::METHOD_NOT_ALLOWED => {
+                AppError::MethodNotAllowed.into_response()
+            }
+            _ => response,
+        }
+    }
+    Router::from(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .layer(axum::middleware::map_response(as_problem))
+}
+
+/// The fallback when no route matched. A path of the API written with a trailing slash
+/// (`/chatroom/`, as clients of other variants of this API send) is redirected with 308, which
+/// keeps the method and the body, to the path without it; anything else is a 404. The API's
+/// paths are read from its own OpenAPI document, so the router stays the one list of routes.
+fn not_found(
+    openapi: &utoipa::openapi::OpenApi,
+) -> impl Fn(axum::http::Uri) -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
+    let mut paths = matchit::Router::new();
+    for path in openapi.paths.paths.keys() {
+        if let Err(err) = paths.insert(path.as_str(), ()) {
+            tracing::error!(path, error = %err, "an API path cannot be matched");
+        }
+    }
+    let paths = Arc::new(paths);
+    move |uri: axum::http::Uri| {
+        let path = uri.path();
+        let canonical = path.trim_end_matches('/');
+        let redirect = canonical.len() < path.len() && paths.at(canonical).is_ok();
+        let location = match uri.query() {
+            Some(query) => format!("{canonical}?{query}"),
+            None => canonical.to_owned(),
+        };
+        std::future::ready(match HeaderValue::from_str(&location) {
+            Ok(location) if redirect => (
+                axum::http::StatusCode::PERMANENT_REDIRECT,
+                [(header::LOCATION, location)],
+            )
+                .into_response(),
+            _ => AppError::RouteNotFound.into_response(),
+        })
+    }
+}
+
+/// The longest `X-Request-Id` taken from a client.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Removes a client's `X-Request-Id` unless it is a short id of safe characters, so that one is
+/// generated instead: the id is echoed and logged, and must not carry 60 KB or log-breaking text.
+fn drop_unusable_request_id(
+    mut request: axum::http::Request<axum::body::Body>,
+) -> axum::http::Request<axum::body::Body> {
+    let usable = |value: &HeaderValue| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= MAX_REQUEST_ID
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:+/=@".contains(b))
+    };
+    let headers = request.headers_mut();
+    let mut ids = headers.get_all("x-request-id").iter();
+    let keep = match (ids.next(), ids.next()) {
+        (None, _) => true,
+        (Some(id), None) => usable(id),
+        // Several ids: none is the one.
+        (Some(_), Some(_)) => false,
+    };
+    if !keep {
+        headers.remove("x-request-id");
+    }
+    request
 }
 
 /// The span every request runs in: one log line per request carries these fields.
@@ -362,7 +452,7 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
         .map_or("unmatched", MatchedPath::as_str);
     tracing::info_span!(
         "request",
-        method = %request.method(),
+        method = crate::metrics::method_label(request.method()),
         route,
         request_id,
         user_id = tracing::field::Empty,
@@ -469,26 +559,25 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting and lets
-/// in-flight requests finish.
+/// in-flight requests finish (within `SHUTDOWN_TIMEOUT`).
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    serve_router(router(app), listener, shutdown).await
+    let limits = crate::server::Limits::from_config(&app.config);
+    crate::server::serve(router(app), listener, limits, shutdown).await
 }
 
-/// Serves any router the way [`serve`] does (client addresses, graceful shutdown).
+/// Serves any router the way [`serve`] does (client addresses, time limits, graceful
+/// shutdown), with the default limits.
 pub async fn serve_router(
     router: Router,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let service = router.into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")
+    let limits = crate::server::Limits::from_config(&Config::defaults());
+    crate::server::serve(router, listener, limits, shutdown).await
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

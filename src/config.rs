@@ -257,6 +257,24 @@ pub struct Config {
     #[arg(long, env = "CORS_ORIGINS")]
     pub cors_origins: Option<String>,
 
+    /// Seconds a client has to send a request's headers, counted from when the connection is
+    /// ready for a request (so it also closes idle HTTP/1.1 keep-alive connections).
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_header_timeout: u64,
+
+    /// Seconds a client has to send a request's body once its headers arrived (else 408).
+    #[arg(long, env = "HTTP_BODY_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_body_timeout: u64,
+
+    /// Seconds a connection may stay open with no byte moving either way (above the longest
+    /// `?wait=true` and the 15 s keep-alive of event streams).
+    #[arg(long, env = "HTTP_IDLE_TIMEOUT", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub http_idle_timeout: u64,
+
+    /// Seconds a stopping server lets open requests finish before closing their connections.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 15, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_timeout: u64,
+
     /// Log format: `pretty` on a terminal, else `json`. RUST_LOG filters as usual.
     #[arg(long, env = "LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,

@@ -45,6 +45,9 @@ pub enum AppError {
     InvalidMobileNumber(String),
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The request body did not arrive within `HTTP_BODY_TIMEOUT` (408; the connection closes).
+    #[error("request timeout")]
+    RequestTimeout,
     #[error("unauthorized")]
     Unauthorized,
     #[error("invalid credentials")]
@@ -105,6 +108,7 @@ impl AppError {
             Self::MalformedRequest(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) | Self::InvalidMobileNumber(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized | Self::InvalidCredentials | Self::InvalidOtp => {
                 StatusCode::UNAUTHORIZED
             }
@@ -130,6 +134,7 @@ impl AppError {
             Self::Validation(_) => "validation_failed",
             Self::InvalidMobileNumber(_) => "invalid_mobile_number",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::RequestTimeout => "request_timeout",
             Self::Unauthorized => "unauthorized",
             Self::InvalidCredentials => "invalid_credentials",
             Self::InvalidOtp => "invalid_otp",
@@ -153,6 +158,7 @@ impl AppError {
             Self::Validation(_) => "The request body or query failed validation.".into(),
             Self::InvalidMobileNumber(why) => format!("The mobile number {why}."),
             Self::PayloadTooLarge => "The request body is larger than the server accepts.".into(),
+            Self::RequestTimeout => "The request body did not arrive in time.".into(),
             Self::Unauthorized => "A valid bearer token is required.".into(),
             Self::InvalidCredentials => "The mobile number or password is wrong.".into(),
             Self::InvalidOtp => "The code is wrong or has expired.".into(),
@@ -251,6 +257,10 @@ impl IntoResponse for AppError {
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
+            Self::RequestTimeout => {
+                // The rest of the body may still be on its way: this connection is done.
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             Self::RateLimited { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
@@ -277,26 +287,121 @@ where
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        if !has_json_content_type(req.headers()) {
+            return Err(AppError::MalformedRequest(
+                "Expected `Content-Type: application/json`.".into(),
+            ));
         }
+        let AppBytes(body) = AppBytes::from_request(req, state).await?;
+        parse_json(&body).map(Self)
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> AppError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return AppError::PayloadTooLarge;
+/// A JSON body that may be absent: an empty (or all-whitespace) body is `None`; anything else
+/// must be `application/json` and parse like [`AppJson`].
+#[derive(Debug, Clone, Default)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T, S> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = has_json_content_type(req.headers());
+        let AppBytes(body) = AppBytes::from_request(req, state).await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
+        }
+        if !json {
+            return Err(AppError::MalformedRequest(
+                "Expected `Content-Type: application/json`.".into(),
+            ));
+        }
+        parse_json(&body).map(|value| Self(Some(value)))
     }
-    match rejection {
-        JsonRejection::MissingJsonContentType(_) => {
-            AppError::MalformedRequest("Expected `Content-Type: application/json`.".into())
-        }
-        JsonRejection::JsonDataError(err) => {
+}
+
+/// `application/json`, or any `application/*+json`.
+fn has_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
+}
+
+/// Parses a JSON body: invalid JSON (bad syntax, invalid UTF-8, anything after the value) is
+/// 400 `malformed_request`; JSON of the wrong shape, or with a NUL character in any string, is
+/// 422 `validation_failed` naming the field.
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
+    let value = match axum::Json::<T>::from_bytes(body) {
+        Ok(axum::Json(value)) => value,
+        Err(JsonRejection::JsonDataError(err)) => {
             // Well-formed JSON of the wrong shape (missing field, wrong type): a validation error.
-            AppError::Validation(vec![shape_error(&err.body_text())])
+            return Err(AppError::Validation(vec![shape_error(&err.body_text())]));
         }
-        other => AppError::MalformedRequest(other.body_text()),
+        Err(other) => return Err(AppError::MalformedRequest(other.body_text())),
+    };
+    if let Some(field) = nul_field(body) {
+        return Err(AppError::Validation(vec![FieldError::new(
+            field,
+            "must not contain the NUL character (U+0000)",
+        )]));
+    }
+    Ok(value)
+}
+
+/// The field of the first string (or key) holding U+0000, in a body that parsed as JSON. NUL
+/// is refused everywhere at the edge: PostgreSQL text cannot hold it, and no client has a
+/// reason to send it. The bytes are scanned first, so the common body costs one pass.
+fn nul_field(body: &[u8]) -> Option<String> {
+    if !body.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    nul_path(&value, String::new())
+}
+
+fn nul_path(value: &serde_json::Value, path: String) -> Option<String> {
+    let name = |path: String| {
+        if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path
+        }
+    };
+    match value {
+        serde_json::Value::String(text) => text.contains('\0').then(|| name(path)),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item, format!("{path}[{i}]"))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let field = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if key.contains('\0') {
+                return Some(name(path.clone()));
+            }
+            nul_path(item, field)
+        }),
+        _ => None,
     }
 }
 
@@ -335,6 +440,9 @@ impl<S: Send + Sync> FromRequest<S> for AppBytes {
             Ok(body) => Ok(Self(body)),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(AppError::PayloadTooLarge)
+            }
+            Err(rejection) if crate::server::is_body_timeout(&rejection) => {
+                Err(AppError::RequestTimeout)
             }
             Err(rejection) => Err(AppError::MalformedRequest(rejection.body_text())),
         }
@@ -378,6 +486,16 @@ where
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        if query.contains("%00") {
+            let field = url::form_urlencoded::parse(query.as_bytes())
+                .find(|(key, value)| key.contains('\0') || value.contains('\0'))
+                .map_or_else(|| "query".to_owned(), |(key, _)| key.into_owned());
+            return Err(AppError::invalid(
+                &field,
+                "must not contain the NUL character (U+0000)",
+            ));
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Self(value)),
             Err(QueryRejection::FailedToDeserializeQueryString(err)) => {

@@ -18,6 +18,7 @@ pub mod ops;
 pub mod quota;
 pub mod ratelimit;
 pub mod redis_link;
+pub mod server;
 pub mod storage;
 pub mod telemetry;
 pub mod users;

@@ -20,12 +20,7 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let token = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(bearer_token)
-            .ok_or(AppError::Unauthorized)?;
+        let token = bearer_token_of(&parts.headers).ok_or(AppError::Unauthorized)?;
         let who = state.auth.authenticate(token).await?;
         tracing::Span::current().record("user_id", tracing::field::display(who.user_id));
         let limit = state.config.rate_limit_per_minute;
@@ -39,6 +34,14 @@ impl FromRequestParts<AppState> for AuthUser {
         }
         Ok(AuthUser(who))
     }
+}
+
+/// The bearer token of a request's `Authorization` header.
+pub(crate) fn bearer_token_of(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer_token)
 }
 
 /// The token of an `Authorization` header value, if it uses the Bearer scheme.

@@ -71,10 +71,21 @@ pub trait SessionRepo: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     /// In one transaction: sets the user's password hash, revokes every session of the user,
-    /// and starts `session`.
+    /// and starts `session`. With [`Replacing::Exactly`], only if the stored hash is still that
+    /// one (else `Conflict`, and nothing changes): of concurrent changes, one wins.
     async fn set_password_and_restart(
         &self,
         password_hash: &str,
+        replacing: Replacing<'_>,
         session: &Session,
     ) -> Result<(), StoreError>;
+}
+
+/// Which password a change may replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replacing<'a> {
+    /// Whatever is stored (a reset proven by a one-time code).
+    Any,
+    /// Only this hash (`None`: only while the account has no password yet).
+    Exactly(Option<&'a str>),
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::model::{ClientInfo, Session, SessionId, SessionMethod};
 use super::otp::{self, AttemptOutcome, OtpPurpose, OtpRefusal};
 use super::password::{self, Password};
-use super::repo::NewOtp;
+use super::repo::{NewOtp, Replacing};
 use super::tokens::Authenticated;
 use crate::app::App;
 use crate::config::OtpDelivery;
@@ -259,10 +259,21 @@ async fn replace_password(
 ) -> Result<SessionIssued> {
     let hash = password::hash(new_password).await?;
     let session = new_session(app, user.id, method, client, app.clock.now());
-    app.store
+    // A change replaces the password it was proven with (or none); a reset, whatever is there.
+    let replacing = match method {
+        SessionMethod::Reset => Replacing::Any,
+        _ => Replacing::Exactly(user.password_hash.as_deref()),
+    };
+    let changed = app
+        .store
         .sessions
-        .set_password_and_restart(&hash, &session)
-        .await?;
+        .set_password_and_restart(&hash, replacing, &session)
+        .await;
+    match changed {
+        // Another change won the race: the current password given is no longer the current one.
+        Err(StoreError::Conflict) => return Err(AppError::InvalidCredentials),
+        other => other?,
+    }
     app.auth.forget_user(user.id).await;
     let user = User {
         password_hash: Some(hash),

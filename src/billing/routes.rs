@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use super::service;
 use crate::app::AppState;
 use crate::auth::extract::AuthUser;
-use crate::error::{AppBytes, AppJson, Problem, Result};
+use crate::error::{AppBytes, AppJson, OptionalJson, Problem, Result};
 use crate::quota::model::Usage;
 use crate::users::model::Tier;
 
@@ -121,20 +121,10 @@ pub struct PortalResponse {
 async fn subscribe_pro(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
-    AppBytes(body): AppBytes,
+    OptionalJson(request): OptionalJson<SubscribeRequest>,
 ) -> Result<AppJson<CheckoutResponse>> {
-    // The body is optional: an empty one means the defaults.
-    let request: SubscribeRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        SubscribeRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|err| {
-            if err.is_data() {
-                crate::error::AppError::invalid("body", &err.to_string())
-            } else {
-                crate::error::AppError::MalformedRequest(format!("Invalid JSON: {err}"))
-            }
-        })?
-    };
+    // The body is optional: none means the defaults.
+    let request = request.unwrap_or_default();
     let session =
         service::subscribe_pro(&state, who.user_id, request.success_url, request.cancel_url)
             .await?;

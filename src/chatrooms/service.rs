@@ -105,5 +105,12 @@ pub async fn delete(app: &App, user: UserId, id: ChatroomId) -> Result<()> {
         return Err(AppError::NotFound);
     }
     app.list_cache.invalidate(user).await;
+    // Open event streams of the room end, on every process.
+    crate::messages::events::publish(
+        app,
+        id,
+        &crate::messages::events::RoomEvent::ChatroomDeleted,
+    )
+    .await;
     Ok(())
 }

@@ -266,8 +266,8 @@ async fn attempt(app: &App, job: &ClaimedJob) -> Result<Attempt, crate::storage:
         }
         Err(error) => {
             count_outcome("failed");
+            tracing::warn!(error = %error, "reply failed");
             let error = final_error(&error);
-            tracing::warn!(code = %error.code, error = %error.message, "reply failed");
             if let Some(reply) = app.store.jobs.fail(job, &error, now).await? {
                 app.list_cache.invalidate(job.user_id).await;
                 events::publish(app, job.chatroom_id, &RoomEvent::failed(&reply)).await;
@@ -277,17 +277,26 @@ async fn attempt(app: &App, job: &ClaimedJob) -> Result<Attempt, crate::storage:
     Ok(Attempt::Finished)
 }
 
-/// What a failed reply tells its user.
+/// What a failed reply tells its user: our own words per code. The provider's text (which
+/// may name internals, or change wording at any time) stays in the log.
 fn final_error(error: &AiError) -> MessageError {
-    match error {
-        AiError::Retryable { message, .. } => MessageError {
-            code: "ai_unavailable".into(),
-            message: format!("The AI service could not answer after several attempts ({message})."),
-        },
-        AiError::Permanent { code, message } => MessageError {
-            code: (*code).into(),
-            message: message.clone(),
-        },
+    let code = match error {
+        AiError::Retryable { .. } => "ai_unavailable",
+        AiError::Permanent { code, .. } => code,
+    };
+    let message = match code {
+        "ai_unavailable" => {
+            "The AI service could not answer after several attempts; try again later."
+        }
+        "ai_quota_exhausted" => "The AI service has used up its quota for today; try again later.",
+        "ai_rejected" => "The AI service could not process this prompt.",
+        "blocked" => "The AI declined to answer this prompt (blocked by its safety filters).",
+        "empty_response" => "The AI finished without an answer; try again.",
+        _ => "The reply could not be produced.",
+    };
+    MessageError {
+        code: code.into(),
+        message: message.into(),
     }
 }
 

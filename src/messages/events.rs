@@ -29,6 +29,9 @@ pub enum RoomEvent {
     ReplyCompleted(serde_json::Value),
     #[serde(rename = "reply.failed")]
     ReplyFailed(serde_json::Value),
+    /// The chatroom was deleted: its listeners' streams end (never sent to clients).
+    #[serde(rename = "chatroom.deleted")]
+    ChatroomDeleted,
 }
 
 impl RoomEvent {
@@ -53,6 +56,7 @@ impl RoomEvent {
                     .and_then(|id| id.as_str())
                     .and_then(|id| id.parse().ok())
             }
+            Self::ChatroomDeleted => None,
         }
     }
 

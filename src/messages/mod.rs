@@ -4,5 +4,6 @@ pub mod events;
 pub mod model;
 pub mod repo;
 pub mod routes;
+pub mod search;
 pub mod service;
 pub mod stream;

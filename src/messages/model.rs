@@ -108,7 +108,7 @@ impl MessageContent {
     pub const MAX_CHARS: usize = 8_000;
 
     pub fn parse(input: &str) -> Result<Self, String> {
-        let trimmed = input.trim();
+        let trimmed = crate::users::model::trim_invisible(input);
         match trimmed.chars().count() {
             0 => Err("must not be empty".into()),
             n if n > Self::MAX_CHARS => {

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::model::{Message, MessageId};
+use super::search::SearchQuery;
 use crate::chatrooms::model::ChatroomId;
 use crate::jobs::queue::JobId;
 use crate::quota::model::QuotaPolicy;
@@ -67,12 +68,12 @@ pub trait MessageRepo: Send + Sync {
         id: MessageId,
     ) -> Result<Option<Message>, StoreError>;
 
-    /// The user's messages matching `query` (words, all required), best matches first, using
-    /// the database's full-text index.
+    /// The user's messages matching `query` (every required term, no excluded one), best
+    /// matches first, using the database's full-text index.
     async fn search(
         &self,
         user: UserId,
-        query: &str,
+        query: &SearchQuery,
         limit: u32,
     ) -> Result<Vec<SearchHit>, StoreError>;
 

@@ -32,7 +32,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
-    /// Words to find, 1 to 200 characters. Quotes make a phrase, `-word` excludes a word.
+    /// Words to find, 1 to 200 characters: every word must occur; `"quoted words"` must occur
+    /// together and in that order; `-word` (or `-"a phrase"`) must not occur. A query with no
+    /// word to find (only exclusions, or only punctuation) finds nothing.
     #[param(min_length = 1, max_length = 200)]
     pub q: String,
     /// 1 to 50; default 20.
@@ -178,7 +180,7 @@ async fn list_messages(
     request_body = SendMessageRequest,
     responses(
         (status = 200, description = "With `wait=true`: the reply finished in time", body = MessageAccepted),
-        (status = 202, description = "Accepted; carries `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` on limited plans", body = MessageAccepted),
+        (status = 202, description = "Accepted; carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds to UTC midnight); an unlimited plan reports a limit of 2147483647", body = MessageAccepted),
         (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
@@ -255,7 +257,13 @@ async fn chatroom_events(
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
         .and_then(super::stream::parse_last_event_id);
-    let events = super::stream::open(&state, who.user_id, ChatroomId(id), last).await?;
+    let listener = super::stream::Listener {
+        user: who.user_id,
+        token: crate::auth::extract::bearer_token_of(&headers)
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let events = super::stream::open(&state.0, listener, ChatroomId(id), last).await?;
     let keep_alive = KeepAlive::new()
         .interval(Duration::from_secs(15))
         .text("keep-alive");
@@ -277,14 +285,20 @@ fn accepted_response(accepted: Accepted, now: chrono::DateTime<chrono::Utc>) -> 
     (status, headers, AppJson(body)).into_response()
 }
 
-/// `RateLimit-*` headers for a limited plan (an unlimited plan has no limit to report).
+/// What the `RateLimit-*` headers report as an unlimited plan's limit: more prompts than a
+/// day can hold, so a client that shows "remaining" never warns.
+pub const UNLIMITED: u32 = i32::MAX as u32;
+
+/// `RateLimit-*` headers for the caller's plan; an unlimited plan reports [`UNLIMITED`].
 fn rate_limit_headers(usage: &Usage, now: chrono::DateTime<chrono::Utc>) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    if let (Some(limit), Some(remaining)) = (usage.daily_limit, usage.remaining) {
-        let reset = (usage.resets_at - now).num_seconds().max(0);
-        headers.insert("ratelimit-limit", HeaderValue::from(limit));
-        headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
-        headers.insert("ratelimit-reset", HeaderValue::from(reset));
-    }
+    let (limit, remaining) = match (usage.daily_limit, usage.remaining) {
+        (Some(limit), Some(remaining)) => (limit, remaining),
+        _ => (UNLIMITED, UNLIMITED.saturating_sub(usage.used_today)),
+    };
+    let reset = (usage.resets_at - now).num_seconds().max(0);
+    headers.insert("ratelimit-limit", HeaderValue::from(limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(reset));
     headers
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::events::{self, RoomEvent};
 use super::model::{Message, MessageContent, MessageId, MessageStatus, ReplyMeta, Role};
 use super::repo::{NewPrompt, PromptOutcome, SearchHit};
+use super::search::SearchQuery;
 use crate::app::App;
 use crate::auth::otp::retry_after_secs;
 use crate::chatrooms::model::ChatroomId;
@@ -249,5 +250,8 @@ pub async fn search(app: &App, user: UserId, query: &str, limit: u32) -> Result<
     if !(1..=50).contains(&limit) {
         return Err(AppError::invalid("limit", "must be 1 to 50"));
     }
-    Ok(app.store.messages.search(user, query, limit).await?)
+    let Some(query) = SearchQuery::parse(query) else {
+        return Ok(Vec::new());
+    };
+    Ok(app.store.messages.search(user, &query, limit).await?)
 }

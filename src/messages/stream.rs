@@ -11,6 +11,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::response::sse::Event;
 use futures::Stream;
@@ -21,17 +23,54 @@ use super::model::{Message, MessageId, MessageStatus, Role};
 use crate::app::App;
 use crate::chatrooms::model::ChatroomId;
 use crate::chatrooms::service as chatrooms;
-use crate::error::Result;
+use crate::error::{AppError, Result};
 use crate::events::{Delivery, Subscription};
 use crate::users::model::UserId;
 
 /// How far back a resume looks.
 const REPLAY_WINDOW: u32 = 100;
 
-/// The message id in a `Last-Event-ID` this server issued.
-pub fn parse_last_event_id(value: &str) -> Option<MessageId> {
-    let id = value.split(':').next()?;
-    Uuid::parse_str(id.trim()).ok().map(MessageId)
+/// How often an open stream checks that its token still holds (revocations reach every
+/// process's session cache at once, so this costs a cache lookup, not a database query).
+const ACCESS_RECHECK: Duration = Duration::from_secs(2);
+
+/// The last event a resuming client saw, from a `Last-Event-ID` this server issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastEvent {
+    pub message: MessageId,
+    pub seen: Seen,
+}
+
+/// How much of that message the client saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Its creation.
+    Created,
+    /// A reply's content up to this many characters.
+    Upto(usize),
+    /// Its end (`reply.completed` or `reply.failed`).
+    End,
+}
+
+pub fn parse_last_event_id(value: &str) -> Option<LastEvent> {
+    let (id, mark) = match value.trim().split_once(':') {
+        Some((id, mark)) => (id, Some(mark)),
+        None => (value.trim(), None),
+    };
+    let message = MessageId(Uuid::parse_str(id).ok()?);
+    let seen = match mark {
+        None => Seen::Created,
+        Some("end") => Seen::End,
+        Some(offset) => Seen::Upto(offset.parse().ok()?),
+    };
+    Some(LastEvent { message, seen })
+}
+
+/// Who holds the stream open: checked again every [`ACCESS_RECHECK`], so a revoked or expired
+/// token (logout, password change, a revoked session, a disabled account) ends it.
+pub struct Listener {
+    pub user: UserId,
+    pub token: String,
 }
 
 /// The SSE form of a chatroom event.
@@ -44,6 +83,8 @@ fn to_sse(event: &RoomEvent) -> Event {
         ),
         RoomEvent::ReplyCompleted(_) => ("reply.completed", event_id(event, None)),
         RoomEvent::ReplyFailed(_) => ("reply.failed", event_id(event, None)),
+        // Never sent: the stream ends on it.
+        RoomEvent::ChatroomDeleted => ("chatroom.deleted", String::new()),
     };
     let data = match serde_json::to_value(event) {
         Ok(serde_json::Value::Object(mut fields)) => fields.remove("data").unwrap_or_default(),
@@ -80,28 +121,39 @@ fn terminal(message: &Message) -> Option<RoomEvent> {
 
 /// Opens the stream of `room` for its owner, resuming after `last` when given.
 pub async fn open(
-    app: &App,
-    user: UserId,
+    app: &Arc<App>,
+    listener: Listener,
     room: ChatroomId,
-    last: Option<MessageId>,
+    last: Option<LastEvent>,
 ) -> Result<impl Stream<Item = Result<Event, Infallible>> + Send + 'static> {
-    chatrooms::find(app, user, room).await?;
+    chatrooms::find(app, listener.user, room).await?;
     let subscription = app.events.subscribe(&topic(room));
     let mut recent = app.store.messages.page(room, None, REPLAY_WINDOW).await?;
     recent.reverse();
-    let last_seen_at = last.and_then(|id| recent.iter().find(|m| m.id == id).map(|m| m.created_at));
+    let last_seen = last.and_then(|last| recent.iter().find(|m| m.id == last.message));
+    // What the client had seen ended at this instant: the end of the last message it saw, or
+    // its creation.
+    let seen_until = last_seen.map(|m| match last.map(|l| l.seen) {
+        Some(Seen::End) => m.updated_at,
+        _ => m.created_at,
+    });
     let mut replay = VecDeque::new();
     let mut snapshots = HashMap::new();
     for message in &recent {
         if let Some(last) = last {
-            if message.id > last {
+            if message.id > last.message {
                 replay.push_back(RoomEvent::created(message));
             }
             // Replies that finished since the last event the client saw (or, when that event
-            // is older than the window, every finished reply in it).
-            let finished_since =
-                message.id > last || last_seen_at.is_none_or(|seen| message.updated_at >= seen);
-            if finished_since && let Some(event) = terminal(message) {
+            // is older than the window, every finished reply in it); never one whose end the
+            // client saw.
+            let seen_end = message.id == last.message && last.seen == Seen::End;
+            let finished_since = message.id > last.message
+                || seen_until.is_none_or(|seen| message.updated_at >= seen);
+            if finished_since
+                && !seen_end
+                && let Some(event) = terminal(message)
+            {
                 replay.push_back(event);
             }
         }
@@ -109,19 +161,37 @@ pub async fn open(
             && !message.status.is_final()
             && let Some(content) = app.progress.get(message.id).await.filter(|c| !c.is_empty())
         {
-            snapshots.insert(message.id.0, content.chars().count());
-            replay.push_back(RoomEvent::ReplyDelta {
-                message_id: message.id.0,
-                delta: content,
-                offset: 0,
-            });
+            let length = content.chars().count();
+            // Only what the client lacks: from where its last delta of this reply ended, unless
+            // the reply started over since (a retry) and is now shorter.
+            let from = match last {
+                Some(LastEvent {
+                    message: seen,
+                    seen: Seen::Upto(upto),
+                }) if seen == message.id && upto <= length => upto,
+                _ => 0,
+            };
+            snapshots.insert(message.id.0, length);
+            if from < length {
+                replay.push_back(RoomEvent::ReplyDelta {
+                    message_id: message.id.0,
+                    delta: content.chars().skip(from).collect(),
+                    offset: from,
+                });
+            }
         }
     }
+    let mut recheck =
+        tokio::time::interval_at(tokio::time::Instant::now() + ACCESS_RECHECK, ACCESS_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let state = StreamState {
         subscription,
         replay,
         snapshots,
         stopping: app.stopping(),
+        app: Arc::clone(app),
+        listener,
+        recheck,
         _open: crate::metrics::SseConnection::open(),
     };
     Ok(futures::stream::unfold(state, |mut state| async move {
@@ -138,6 +208,9 @@ struct StreamState {
     /// The process is shutting down: end the stream (the client reconnects elsewhere), or the
     /// server's graceful shutdown would wait for it forever.
     stopping: tokio::sync::watch::Receiver<bool>,
+    app: Arc<App>,
+    listener: Listener,
+    recheck: tokio::time::Interval,
     /// Counted as an open connection until the stream is dropped.
     _open: crate::metrics::SseConnection,
 }
@@ -149,8 +222,15 @@ impl StreamState {
         }
         loop {
             let delivery = tokio::select! {
-                delivery = self.subscription.recv() => delivery?,
+                delivery = self.subscription.recv() => Some(delivery?),
                 _ = self.stopping.wait_for(|stopping| *stopping) => return None,
+                _ = self.recheck.tick() => None,
+            };
+            let Some(delivery) = delivery else {
+                if self.may_listen().await {
+                    continue;
+                }
+                return None;
             };
             match delivery {
                 // Events may have been lost: end the stream so the client resumes.
@@ -159,11 +239,24 @@ impl StreamState {
                     let Ok(event) = serde_json::from_str::<RoomEvent>(&payload) else {
                         continue;
                     };
+                    if matches!(event, RoomEvent::ChatroomDeleted) {
+                        return None;
+                    }
                     if let Some(event) = self.dedup(event) {
                         return Some(event);
                     }
                 }
             }
+        }
+    }
+
+    /// Whether the listener's token still holds. Only a definite no ends the stream: while
+    /// the database cannot confirm a session, the stream stays (and is checked again).
+    async fn may_listen(&self) -> bool {
+        match self.app.auth.authenticate(&self.listener.token).await {
+            Ok(who) => who.user_id == self.listener.user,
+            Err(AppError::Unauthorized) => false,
+            Err(_) => true,
         }
     }
 
@@ -213,17 +306,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn last_event_ids_name_a_message() {
+    fn last_event_ids_name_a_message_and_how_much_of_it_was_seen() {
         let id = Uuid::now_v7();
-        assert_eq!(parse_last_event_id(&id.to_string()), Some(MessageId(id)));
-        assert_eq!(
-            parse_last_event_id(&format!("{id}:42")),
-            Some(MessageId(id))
-        );
-        assert_eq!(
-            parse_last_event_id(&format!("{id}:end")),
-            Some(MessageId(id))
-        );
+        let at = |seen| {
+            Some(LastEvent {
+                message: MessageId(id),
+                seen,
+            })
+        };
+        assert_eq!(parse_last_event_id(&id.to_string()), at(Seen::Created));
+        assert_eq!(parse_last_event_id(&format!("{id}:42")), at(Seen::Upto(42)));
+        assert_eq!(parse_last_event_id(&format!("{id}:end")), at(Seen::End));
         assert_eq!(parse_last_event_id("garbage"), None);
+        assert_eq!(parse_last_event_id(&format!("{id}:what")), None);
     }
 }

@@ -150,3 +150,15 @@ pub fn redact_url(url: &str) -> String {
         Err(_) => "<unparseable url>".into(),
     }
 }
+
+/// How many times each value occurs, in first-seen order.
+pub(crate) fn tally<T: PartialEq>(values: Vec<T>) -> Vec<(T, i64)> {
+    let mut counts: Vec<(T, i64)> = Vec::new();
+    for value in values {
+        match counts.iter_mut().find(|(seen, _)| *seen == value) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((value, 1)),
+        }
+    }
+    counts
+}

@@ -72,10 +72,43 @@ impl fmt::Display for MobileNumber {
     }
 }
 
-/// The rule for names people give things (users, chatrooms): trimmed, 1 to `max_chars`
-/// characters, no control characters.
+/// Whether `c` shows nothing: white space, or a default-ignorable code point (zero-width
+/// spaces and joiners, the byte-order mark, the Mongolian vowel separator, fillers, variation
+/// selectors, tags), per Unicode's DerivedCoreProperties.
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFF8}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
+}
+
+/// `input` without the invisible characters at either end, so that text made only of them
+/// (a name of zero-width spaces) counts as empty.
+pub(crate) fn trim_invisible(input: &str) -> &str {
+    input.trim_matches(is_invisible)
+}
+
+/// The rule for names people give things (users, chatrooms): trimmed of invisible characters,
+/// 1 to `max_chars` characters, no control characters.
 pub fn parse_display_name(input: &str, max_chars: usize) -> Result<String, String> {
-    let trimmed = input.trim();
+    let trimmed = trim_invisible(input);
     match trimmed.chars().count() {
         0 => Err("must not be empty".into()),
         n if n > max_chars => Err(format!("must be at most {max_chars} characters")),
@@ -141,6 +174,28 @@ impl User {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_of_invisible_characters_are_empty() {
+        for invisible in [
+            "\u{200B}",
+            "\u{FEFF}\u{FEFF}",
+            "\u{180E}",
+            " \u{200B}\u{2060} ",
+        ] {
+            assert_eq!(
+                parse_display_name(invisible, 100),
+                Err("must not be empty".into())
+            );
+        }
+        assert_eq!(
+            parse_display_name("\u{200B} Trip \u{FEFF}", 100),
+            Ok("Trip".into())
+        );
+        // Joiners inside an emoji sequence stay.
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}";
+        assert_eq!(parse_display_name(family, 100), Ok(family.into()));
+    }
 
     const IN: phonenumber::country::Id = phonenumber::country::Id::IN;
 

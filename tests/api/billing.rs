@@ -130,10 +130,12 @@ async fn a_completed_checkout_makes_the_user_pro_without_a_daily_limit(backend: 
             )
             .await;
         sent.assert_status(202);
-        assert!(
-            sent.header("ratelimit-limit").is_none(),
-            "no limit to report on an unlimited plan"
-        );
+        // Every 2xx of the send endpoint carries the headers; an unlimited plan reports a
+        // limit no day can reach.
+        assert_eq!(sent.header("ratelimit-limit"), Some("2147483647"));
+        let remaining = (2_147_483_647 - (i + 1)).to_string();
+        assert_eq!(sent.header("ratelimit-remaining"), Some(remaining.as_str()));
+        assert!(sent.header("ratelimit-reset").is_some());
     }
     let me = app.get("/user/me", Some(&token)).await;
     assert_eq!(me.assert_status(200)["usage"]["used_today"], 7);

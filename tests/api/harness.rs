@@ -593,6 +593,20 @@ impl SseClient {
         }
     }
 
+    /// Whether the server ends the stream within `within` (events before the end are
+    /// skipped).
+    pub async fn ends_within(&mut self, within: std::time::Duration) -> bool {
+        use futures::StreamExt;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Err(_) => return false,
+                Ok(None | Some(Err(_))) => return true,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
     /// Events until (and including) the first of type `kind`.
     pub async fn until(&mut self, kind: &str) -> Vec<SseEvent> {
         let mut events = Vec::new();

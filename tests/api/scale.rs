@@ -32,13 +32,13 @@ impl Respond for EchoGemini {
     }
 }
 
-struct Process {
-    child: Child,
-    address: Option<SocketAddr>,
+pub(crate) struct Process {
+    pub(crate) child: Child,
+    pub(crate) address: Option<SocketAddr>,
 }
 
 /// Starts `gemchat <args>` and waits until it says it is up.
-async fn start(args: &[&str], env: &HashMap<&str, String>, ready: &str) -> Process {
+pub(crate) async fn start(args: &[&str], env: &HashMap<&str, String>, ready: &str) -> Process {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gemchat"));
     command
         .args(args)
@@ -67,20 +67,20 @@ async fn start(args: &[&str], env: &HashMap<&str, String>, ready: &str) -> Proce
     Process { child, address }
 }
 
-struct Api {
+pub(crate) struct Api {
     base: String,
     http: reqwest::Client,
 }
 
 impl Api {
-    fn new(process: &Process) -> Self {
+    pub(crate) fn new(process: &Process) -> Self {
         Self {
             base: format!("http://{}", process.address.expect("an API address")),
             http: reqwest::Client::new(),
         }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -99,12 +99,12 @@ impl Api {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
         self.call(reqwest::Method::POST, path, token, Some(body))
             .await
     }
 
-    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str, token: &str) -> (u16, Value) {
         self.call(reqwest::Method::GET, path, Some(token), None)
             .await
     }

@@ -4,7 +4,7 @@
 use chrono::{Duration, DurationRound, Utc};
 use gemchat::auth::model::{ClientInfo, Session, SessionId, SessionMethod};
 use gemchat::auth::otp::{IssuePolicy, OtpPurpose, OtpRefusal};
-use gemchat::auth::repo::NewOtp;
+use gemchat::auth::repo::{NewOtp, Replacing};
 use gemchat::storage::{Store, StoreError};
 use gemchat::users::model::{MobileNumber, Tier, User, UserId};
 
@@ -17,6 +17,7 @@ backend_tests!(
     otp_attempts_count_and_codes_are_consumed_once,
     sessions_touch_list_and_revoke,
     a_password_change_revokes_every_session_and_starts_one,
+    a_password_change_replaces_only_the_password_it_was_proven_with,
     usage_is_zero_without_a_row,
     processes_starting_together_both_come_up,
 );
@@ -367,7 +368,7 @@ async fn a_password_change_revokes_every_session_and_starts_one(backend: Backend
     };
     f.store
         .sessions
-        .set_password_and_restart("$argon2id$fake", &fresh)
+        .set_password_and_restart("$argon2id$fake", Replacing::Exactly(None), &fresh)
         .await
         .expect("change");
     assert_eq!(
@@ -391,10 +392,64 @@ async fn a_password_change_revokes_every_session_and_starts_one(backend: Backend
     assert!(matches!(
         f.store
             .sessions
-            .set_password_and_restart("x", &stranger)
+            .set_password_and_restart("x", Replacing::Any, &stranger)
             .await,
         Err(StoreError::NotFound)
     ));
+}
+
+async fn a_password_change_replaces_only_the_password_it_was_proven_with(backend: Backend) {
+    let f = fixture(backend).await;
+    let user = new_user();
+    f.store.users.insert(&user).await.expect("insert");
+    let at = now();
+    let first = session_for(user.id, at, Duration::hours(1));
+    f.store
+        .sessions
+        .set_password_and_restart("hash-1", Replacing::Exactly(None), &first)
+        .await
+        .expect("the first password");
+    // A second "first password" lost the race: the account has one now.
+    let late = session_for(user.id, at, Duration::hours(1));
+    assert!(matches!(
+        f.store
+            .sessions
+            .set_password_and_restart("hash-x", Replacing::Exactly(None), &late)
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        f.store.sessions.touch(late.id, at).await.expect("touch"),
+        None,
+        "the loser's session was never started"
+    );
+    assert_eq!(
+        f.store.sessions.touch(first.id, at).await.expect("touch"),
+        Some(user.id),
+        "and nothing was revoked"
+    );
+    let second = session_for(user.id, at, Duration::hours(1));
+    f.store
+        .sessions
+        .set_password_and_restart("hash-2", Replacing::Exactly(Some("hash-1")), &second)
+        .await
+        .expect("a change from the current password");
+    let reset = session_for(user.id, at, Duration::hours(1));
+    f.store
+        .sessions
+        .set_password_and_restart("hash-3", Replacing::Any, &reset)
+        .await
+        .expect("a reset replaces whatever is there");
+    let stored = f
+        .store
+        .users
+        .find_by_id(user.id, now())
+        .await
+        .expect("find");
+    assert_eq!(
+        stored.and_then(|u| u.password_hash).as_deref(),
+        Some("hash-3")
+    );
 }
 
 async fn usage_is_zero_without_a_row(backend: Backend) {

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::PgStore;
 use crate::auth::model::{ClientInfo, Session, SessionId, SessionMethod};
 use crate::auth::otp::{IssuePolicy, OtpAttempt, OtpPurpose, OtpRefusal};
-use crate::auth::repo::{NewOtp, OtpRepo, SessionRepo};
+use crate::auth::repo::{NewOtp, OtpRepo, Replacing, SessionRepo};
 use crate::storage::StoreError;
 use crate::users::model::UserId;
 
@@ -218,18 +218,34 @@ impl SessionRepo for PgStore {
     async fn set_password_and_restart(
         &self,
         password_hash: &str,
+        replacing: Replacing<'_>,
         session: &Session,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let updated =
-            sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
-                .bind(session.user_id.0)
-                .bind(password_hash)
-                .bind(session.created_at)
-                .execute(&mut *tx)
-                .await?;
+        let (any, expected) = match replacing {
+            Replacing::Any => (true, None),
+            Replacing::Exactly(hash) => (false, hash),
+        };
+        let updated = sqlx::query(
+            "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 \
+             AND ($4 OR password_hash IS NOT DISTINCT FROM $5)",
+        )
+        .bind(session.user_id.0)
+        .bind(password_hash)
+        .bind(session.created_at)
+        .bind(any)
+        .bind(expected)
+        .execute(&mut *tx)
+        .await?;
         if updated.rows_affected() != 1 {
-            return Err(StoreError::NotFound);
+            let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1")
+                .bind(session.user_id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return Err(match exists {
+                Some(_) => StoreError::Conflict,
+                None => StoreError::NotFound,
+            });
         }
         sqlx::query(
             "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",

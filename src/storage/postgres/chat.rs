@@ -14,6 +14,7 @@ use crate::chatrooms::repo::ChatroomRepo;
 use crate::jobs::queue::{ClaimedJob, JobId, JobQueue};
 use crate::messages::model::{Message, MessageError, MessageId, MessageStatus, ReplyMeta, Role};
 use crate::messages::repo::{MessageRepo, NewPrompt, PromptOutcome, SearchHit};
+use crate::messages::search::{SearchQuery, Term};
 use crate::quota::model::QuotaPolicy;
 use crate::storage::StoreError;
 use crate::users::model::{Tier, UserId};
@@ -182,12 +183,38 @@ impl ChatroomRepo for PgStore {
     }
 
     async fn delete(&self, user: UserId, id: ChatroomId) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Replies still queued will never be produced: their prompts go back to the days they
+        // were taken from (a reply already streaming has reached the model, and counts).
+        let days: Vec<NaiveDate> = sqlx::query_scalar(
+            "SELECT quota_day FROM messages WHERE chatroom_id = $1 AND user_id = $2 \
+             AND role = 'model' AND status = 'pending' AND quota_day IS NOT NULL FOR UPDATE",
+        )
+        .bind(id.0)
+        .bind(user.0)
+        .fetch_all(&mut *tx)
+        .await?;
         let done = sqlx::query("DELETE FROM chatrooms WHERE id = $1 AND user_id = $2")
             .bind(id.0)
             .bind(user.0)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for (day, count) in crate::storage::tally(days) {
+            sqlx::query(
+                "UPDATE daily_usage SET used = CASE WHEN used > $3 THEN used - $3 ELSE 0 END \
+                 WHERE user_id = $1 AND day = $2",
+            )
+            .bind(user.0)
+            .bind(day)
+            .bind(count)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 }
 
@@ -346,7 +373,7 @@ impl MessageRepo for PgStore {
     async fn search(
         &self,
         user: UserId,
-        query: &str,
+        query: &SearchQuery,
         limit: u32,
     ) -> Result<Vec<SearchHit>, StoreError> {
         #[derive(sqlx::FromRow)]
@@ -356,7 +383,6 @@ impl MessageRepo for PgStore {
             chatroom_name: String,
             snippet: String,
         }
-        // websearch_to_tsquery accepts any text (quotes, OR, -word) without syntax errors.
         let rows: Vec<HitRow> = sqlx::query_as(
             "SELECT m.id, m.chatroom_id, m.user_id, m.role, m.content, m.status, m.error_code, \
              m.error_message, m.quota_day, m.finish_reason, m.model_version, m.prompt_tokens, \
@@ -365,11 +391,11 @@ impl MessageRepo for PgStore {
                  'StartSel=**, StopSel=**, MaxWords=24, MinWords=8, MaxFragments=1, FragmentDelimiter=\" … \"') \
                  AS snippet \
              FROM messages m JOIN chatrooms c ON c.id = m.chatroom_id, \
-                  websearch_to_tsquery('simple', $1) q \
+                  to_tsquery('simple', $1) q \
              WHERE m.user_id = $2 AND m.search @@ q \
              ORDER BY ts_rank(m.search, q) DESC, m.id DESC LIMIT $3",
         )
-        .bind(query)
+        .bind(tsquery(query))
         .bind(user.0)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -726,4 +752,17 @@ async fn finish_job(
     }
     sqlx::query(NOTIFY_JOBS).execute(&mut *tx).await?;
     Ok(())
+}
+
+/// A search in `to_tsquery`'s language: `'a' & ('b' <-> 'c') & !'x'`. Every word is quoted
+/// (letters and digits only), so no input can be a tsquery syntax error; `<->` keeps a
+/// phrase's words adjacent and in order.
+fn tsquery(query: &SearchQuery) -> String {
+    let phrase = |term: &Term| {
+        let words: Vec<String> = term.words.iter().map(|w| format!("'{w}'")).collect();
+        format!("({})", words.join(" <-> "))
+    };
+    let required = query.required.iter().map(phrase);
+    let excluded = query.excluded.iter().map(|t| format!("!{}", phrase(t)));
+    required.chain(excluded).collect::<Vec<_>>().join(" & ")
 }

@@ -14,6 +14,7 @@ use crate::chatrooms::repo::ChatroomRepo;
 use crate::jobs::queue::{ClaimedJob, JobId, JobQueue};
 use crate::messages::model::{Message, MessageError, MessageId, MessageStatus, ReplyMeta, Role};
 use crate::messages::repo::{MessageRepo, NewPrompt, PromptOutcome, SearchHit};
+use crate::messages::search::{SearchQuery, Term};
 use crate::quota::model::QuotaPolicy;
 use crate::storage::StoreError;
 use crate::users::model::{Tier, UserId};
@@ -174,12 +175,38 @@ impl ChatroomRepo for SqliteStore {
     }
 
     async fn delete(&self, user: UserId, id: ChatroomId) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        // Replies still queued will never be produced: their prompts go back to the days they
+        // were taken from (a reply already streaming has reached the model, and counts).
+        let days: Vec<String> = sqlx::query_scalar(
+            "SELECT quota_day FROM messages WHERE chatroom_id = $1 AND user_id = $2 \
+             AND role = 'model' AND status = 'pending' AND quota_day IS NOT NULL",
+        )
+        .bind(id.0)
+        .bind(user.0)
+        .fetch_all(&mut *tx)
+        .await?;
         let done = sqlx::query("DELETE FROM chatrooms WHERE id = $1 AND user_id = $2")
             .bind(id.0)
             .bind(user.0)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for (day, count) in crate::storage::tally(days) {
+            sqlx::query(
+                "UPDATE daily_usage SET used = CASE WHEN used > $3 THEN used - $3 ELSE 0 END \
+                 WHERE user_id = $1 AND day = $2",
+            )
+            .bind(user.0)
+            .bind(day)
+            .bind(count)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 }
 
@@ -333,7 +360,7 @@ impl MessageRepo for SqliteStore {
     async fn search(
         &self,
         user: UserId,
-        query: &str,
+        query: &SearchQuery,
         limit: u32,
     ) -> Result<Vec<SearchHit>, StoreError> {
         #[derive(sqlx::FromRow)]
@@ -343,9 +370,7 @@ impl MessageRepo for SqliteStore {
             chatroom_name: String,
             snippet: String,
         }
-        let Some(fts_query) = fts5_query(query) else {
-            return Ok(Vec::new());
-        };
+        let fts_query = fts5_query(query);
         let rows: Vec<HitRow> = sqlx::query_as(
             "SELECT m.id, m.chatroom_id, m.user_id, m.role, m.content, m.status, m.error_code, \
              m.error_message, m.quota_day, m.finish_reason, m.model_version, m.prompt_tokens, \
@@ -642,16 +667,18 @@ impl JobQueue for SqliteStore {
     }
 }
 
-/// Turns free text into an FTS5 query that cannot be a syntax error: every word, quoted, all
-/// required. `None` when there is no word to look for.
-fn fts5_query(text: &str) -> Option<String> {
-    let words: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .take(32)
-        .map(|w| format!("\"{w}\""))
-        .collect();
-    (!words.is_empty()).then(|| words.join(" "))
+/// A search in FTS5's query language: `("a" AND "b c") NOT "x" NOT "y"`. Every word is
+/// quoted (letters and digits only), so no input can be an FTS5 syntax error; a quoted string
+/// of several words is an FTS5 phrase.
+fn fts5_query(query: &SearchQuery) -> String {
+    let phrase = |term: &Term| format!("\"{}\"", term.words.join(" "));
+    let required: Vec<String> = query.required.iter().map(phrase).collect();
+    let mut fts = format!("({})", required.join(" AND "));
+    for term in &query.excluded {
+        fts.push_str(" NOT ");
+        fts.push_str(&phrase(term));
+    }
+    fts
 }
 
 /// Sends a reply whose attempt did not finish back to `pending` for the next attempt.
