@@ -1,9 +1,14 @@
 //! Storage: [`Store`] holds one adapter per repository port, chosen by the `DATABASE_URL`
 //! scheme (`sqlite:` or `postgres:`), and [`StoreError`], the one error every adapter returns.
 
+mod auth;
+mod billing;
 pub mod gate;
 mod postgres;
+mod sql;
 mod sqlite;
+mod usage;
+mod users;
 
 use std::sync::Arc;
 
@@ -70,6 +75,11 @@ pub trait HealthCheck: Send + Sync {
     }
 }
 
+/// The repositories written once over the [`sql::Dialect`] of either database.
+pub(crate) struct SqlStore {
+    db: Arc<dyn sql::Dialect>,
+}
+
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -101,16 +111,17 @@ impl Store {
             if migrate {
                 store.migrate().await?;
             }
+            let shared = Arc::new(SqlStore { db: store.clone() });
             Ok(Self {
                 backend: Backend::Postgres,
-                users: store.clone(),
-                otps: store.clone(),
-                sessions: store.clone(),
-                usage: store.clone(),
+                users: shared.clone(),
+                otps: shared.clone(),
+                sessions: shared.clone(),
+                usage: shared.clone(),
                 chatrooms: store.clone(),
                 messages: store.clone(),
                 jobs: store.clone(),
-                billing: store.clone(),
+                billing: shared,
                 health: store,
             })
         } else if url.starts_with("sqlite:") {
@@ -118,16 +129,17 @@ impl Store {
             if migrate {
                 store.migrate().await?;
             }
+            let shared = Arc::new(SqlStore { db: store.clone() });
             Ok(Self {
                 backend: Backend::Sqlite,
-                users: store.clone(),
-                otps: store.clone(),
-                sessions: store.clone(),
-                usage: store.clone(),
+                users: shared.clone(),
+                otps: shared.clone(),
+                sessions: shared.clone(),
+                usage: shared.clone(),
                 chatrooms: store.clone(),
                 messages: store.clone(),
                 jobs: store.clone(),
-                billing: store.clone(),
+                billing: shared,
                 health: store,
             })
         } else {

@@ -2,11 +2,7 @@
 //! writer at a time; queueing in the pool beats retrying on `SQLITE_BUSY`) and a reader pool.
 //! Timestamps are stored as integer microseconds since the Unix epoch.
 
-mod auth;
-mod billing;
 mod chat;
-mod usage;
-mod users;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,10 +10,14 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::Sqlite;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
+use uuid::Uuid;
 
+use super::sql::{Connection, Dialect, Kind, Lock, Record, Statement, Transaction, Value};
 use super::{HealthCheck, StoreError};
 
 const READERS: u32 = 4;
@@ -126,4 +126,148 @@ fn micros(at: DateTime<Utc>) -> i64 {
 /// A stored timestamp back as a `DateTime`.
 fn from_micros(value: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(value).unwrap_or_default()
+}
+
+// ---- The one SQL code path, on SQLite ----
+
+/// Binds `value` in SQLite's terms: timestamps as microseconds, days as `YYYY-MM-DD`.
+fn bind_sqlite(
+    query: sqlx::query::Query<'static, Sqlite, SqliteArguments>,
+    value: Value,
+) -> sqlx::query::Query<'static, Sqlite, SqliteArguments> {
+    match value {
+        Value::Null(Kind::Uuid) => query.bind(None::<Uuid>),
+        Value::Null(Kind::Text | Kind::Date) => query.bind(None::<String>),
+        Value::Null(Kind::Int | Kind::Time) => query.bind(None::<i64>),
+        Value::Null(Kind::Bool) => query.bind(None::<bool>),
+        Value::Null(Kind::Bytes) => query.bind(None::<Vec<u8>>),
+        Value::Bytes(v) => query.bind(v),
+        Value::Uuid(v) => query.bind(v),
+        Value::Text(v) => query.bind(v),
+        Value::Int(v) => query.bind(v),
+        Value::Bool(v) => query.bind(v),
+        Value::Time(v) => query.bind(micros(v)),
+        Value::Date(v) => query.bind(v.to_string()),
+    }
+}
+
+fn sqlite_query(statement: Statement) -> sqlx::query::Query<'static, Sqlite, SqliteArguments> {
+    let query = sqlx::query(sqlx::AssertSqlSafe(statement.sql));
+    statement.args.into_iter().fold(query, bind_sqlite)
+}
+
+struct SqliteRecord(SqliteRow);
+
+impl Record for SqliteRecord {
+    fn value(&self, column: &str, kind: Kind) -> Result<Value, StoreError> {
+        use sqlx::{Row, ValueRef};
+        let row = &self.0;
+        if row.try_get_raw(column)?.is_null() {
+            return Ok(Value::Null(kind));
+        }
+        Ok(match kind {
+            Kind::Uuid => Value::Uuid(row.try_get(column)?),
+            Kind::Text => Value::Text(row.try_get(column)?),
+            Kind::Int => Value::Int(row.try_get(column)?),
+            Kind::Bool => Value::Bool(row.try_get(column)?),
+            Kind::Time => Value::Time(from_micros(row.try_get(column)?)),
+            Kind::Bytes => Value::Bytes(row.try_get(column)?),
+            Kind::Date => {
+                let text: String = row.try_get(column)?;
+                Value::Date(text.parse().map_err(|err| {
+                    StoreError::Backend(anyhow::anyhow!("column {column}: {err}"))
+                })?)
+            }
+        })
+    }
+}
+
+fn records(rows: Vec<SqliteRow>) -> Vec<Box<dyn Record>> {
+    rows.into_iter()
+        .map(|row| Box::new(SqliteRecord(row)) as Box<dyn Record>)
+        .collect()
+}
+
+/// Statements on a pool (the reader pool or the one writer).
+struct OnPool<'a>(&'a SqlitePool);
+
+#[async_trait]
+impl Connection for OnPool<'_> {
+    async fn execute(&mut self, statement: Statement) -> Result<u64, StoreError> {
+        Ok(sqlite_query(statement)
+            .execute(self.0)
+            .await?
+            .rows_affected())
+    }
+
+    async fn fetch_all(
+        &mut self,
+        statement: Statement,
+    ) -> Result<Vec<Box<dyn Record>>, StoreError> {
+        Ok(records(sqlite_query(statement).fetch_all(self.0).await?))
+    }
+
+    async fn fetch_optional(
+        &mut self,
+        statement: Statement,
+    ) -> Result<Option<Box<dyn Record>>, StoreError> {
+        let row = sqlite_query(statement).fetch_optional(self.0).await?;
+        Ok(row.map(|row| Box::new(SqliteRecord(row)) as Box<dyn Record>))
+    }
+}
+
+struct SqliteTransaction(sqlx::Transaction<'static, Sqlite>);
+
+#[async_trait]
+impl Connection for SqliteTransaction {
+    async fn execute(&mut self, statement: Statement) -> Result<u64, StoreError> {
+        Ok(sqlite_query(statement)
+            .execute(&mut *self.0)
+            .await?
+            .rows_affected())
+    }
+
+    async fn fetch_all(
+        &mut self,
+        statement: Statement,
+    ) -> Result<Vec<Box<dyn Record>>, StoreError> {
+        Ok(records(
+            sqlite_query(statement).fetch_all(&mut *self.0).await?,
+        ))
+    }
+
+    async fn fetch_optional(
+        &mut self,
+        statement: Statement,
+    ) -> Result<Option<Box<dyn Record>>, StoreError> {
+        let row = sqlite_query(statement).fetch_optional(&mut *self.0).await?;
+        Ok(row.map(|row| Box::new(SqliteRecord(row)) as Box<dyn Record>))
+    }
+}
+
+#[async_trait]
+impl Transaction for SqliteTransaction {
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        Ok(self.0.commit().await?)
+    }
+}
+
+#[async_trait]
+impl Dialect for SqliteStore {
+    fn reads(&self) -> Box<dyn Connection + '_> {
+        Box::new(OnPool(&self.reader))
+    }
+
+    fn writes(&self) -> Box<dyn Connection + '_> {
+        Box::new(OnPool(&self.writer))
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Transaction + '_>, StoreError> {
+        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(Box::new(SqliteTransaction(tx)))
+    }
+
+    fn lock(&self, _lock: Lock) -> &'static str {
+        ""
+    }
 }

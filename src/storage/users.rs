@@ -1,49 +1,46 @@
-//! `UserRepo` on PostgreSQL.
+//! `UserRepo`, once for both databases.
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use uuid::Uuid;
 
-use super::PgStore;
+use super::SqlStore;
+use super::sql::{FromRecord, Record, sql, to_u32};
 use crate::storage::StoreError;
 use crate::users::model::{MobileNumber, Tier, User, UserId};
 use crate::users::repo::UserRepo;
 
-#[derive(sqlx::FromRow)]
-struct UserRow {
-    id: Uuid,
-    mobile_number: String,
-    name: Option<String>,
-    password_hash: Option<String>,
-    is_pro: bool,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-/// A user with one day's usage (`find_with_usage`).
-#[derive(sqlx::FromRow)]
-struct UserUsageRow {
-    #[sqlx(flatten)]
-    user: UserRow,
-    used_today: i32,
-}
-
-impl From<UserRow> for User {
-    fn from(row: UserRow) -> Self {
-        Self {
-            id: UserId(row.id),
-            mobile_number: MobileNumber::from_trusted(row.mobile_number),
-            name: row.name,
-            password_hash: row.password_hash,
-            tier: if row.is_pro { Tier::Pro } else { Tier::Basic },
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        }
+impl FromRecord for User {
+    fn from_record(row: &dyn Record) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: UserId(row.get("id")?),
+            mobile_number: MobileNumber::from_trusted(row.get("mobile_number")?),
+            name: row.get("name")?,
+            password_hash: row.get("password_hash")?,
+            tier: if row.get("is_pro")? {
+                Tier::Pro
+            } else {
+                Tier::Basic
+            },
+            created_at: row.get("created_at")?,
+            updated_at: row.get("updated_at")?,
+        })
     }
 }
 
-/// The columns a `UserRow` reads (from `users u`), the tier derived: whether any subscription
-/// of the user grants Pro at `$2`.
+/// A user with one day's usage (`find_with_usage`).
+struct WithUsage(User, u32);
+
+impl FromRecord for WithUsage {
+    fn from_record(row: &dyn Record) -> Result<Self, StoreError> {
+        Ok(Self(
+            User::from_record(row)?,
+            to_u32(row.get("used_today")?),
+        ))
+    }
+}
+
+/// The columns a `User` reads (from `users u`), the tier derived: whether any subscription of
+/// the user grants Pro at `$2`.
 macro_rules! user_columns {
     () => {
         "u.id, u.mobile_number, u.name, u.password_hash, u.created_at, u.updated_at, \
@@ -52,9 +49,9 @@ macro_rules! user_columns {
 }
 
 #[async_trait]
-impl UserRepo for PgStore {
+impl UserRepo for SqlStore {
     async fn insert(&self, user: &User) -> Result<(), StoreError> {
-        sqlx::query(
+        sql(
             "INSERT INTO users (id, mobile_number, name, password_hash, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -64,22 +61,21 @@ impl UserRepo for PgStore {
         .bind(user.password_hash.as_deref())
         .bind(user.created_at)
         .bind(user.updated_at)
-        .execute(&self.pool)
+        .execute(&mut *self.db.writes())
         .await?;
         Ok(())
     }
 
     async fn find_by_id(&self, id: UserId, now: DateTime<Utc>) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(
+        sql(concat!(
             "SELECT ",
             user_columns!(),
             " FROM users u WHERE u.id = $1"
         ))
         .bind(id.0)
         .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(User::from))
+        .fetch_optional(&mut *self.db.reads())
+        .await
     }
 
     async fn find_with_usage(
@@ -88,7 +84,7 @@ impl UserRepo for PgStore {
         now: DateTime<Utc>,
         day: NaiveDate,
     ) -> Result<Option<(User, u32)>, StoreError> {
-        let row: Option<UserUsageRow> = sqlx::query_as(concat!(
+        let row: Option<WithUsage> = sql(concat!(
             "SELECT ",
             user_columns!(),
             ", COALESCE((SELECT d.used FROM daily_usage d WHERE d.user_id = u.id AND d.day = $3), 0) \
@@ -97,9 +93,9 @@ impl UserRepo for PgStore {
         .bind(id.0)
         .bind(now)
         .bind(day)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.db.reads())
         .await?;
-        Ok(row.map(|r| (User::from(r.user), u32::try_from(r.used_today).unwrap_or(0))))
+        Ok(row.map(|WithUsage(user, used)| (user, used)))
     }
 
     async fn find_by_mobile(
@@ -107,16 +103,15 @@ impl UserRepo for PgStore {
         mobile: &MobileNumber,
         now: DateTime<Utc>,
     ) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(
+        sql(concat!(
             "SELECT ",
             user_columns!(),
             " FROM users u WHERE u.mobile_number = $1"
         ))
         .bind(mobile.as_str())
         .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(User::from))
+        .fetch_optional(&mut *self.db.reads())
+        .await
     }
 
     async fn update_name(
@@ -125,15 +120,24 @@ impl UserRepo for PgStore {
         name: &str,
         now: DateTime<Utc>,
     ) -> Result<User, StoreError> {
-        let updated = sqlx::query("UPDATE users SET name = $2, updated_at = $3 WHERE id = $1")
+        let updated = sql("UPDATE users SET name = $2, updated_at = $3 WHERE id = $1")
             .bind(id.0)
             .bind(name)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *self.db.writes())
             .await?;
-        if updated.rows_affected() != 1 {
+        if updated != 1 {
             return Err(StoreError::NotFound);
         }
-        self.find_by_id(id, now).await?.ok_or(StoreError::NotFound)
+        // Read from the writer: a reader could lag behind the write just made.
+        sql(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users u WHERE u.id = $1"
+        ))
+        .bind(id.0)
+        .bind(now)
+        .fetch_one(&mut *self.db.writes())
+        .await
     }
 }
