@@ -22,6 +22,29 @@ impl QuotaPolicy {
     }
 }
 
+/// What taking one prompt came to, judged from the day's count after the atomic take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Taken: the day's count now.
+    Taken(u32),
+    /// Refused: the limit was reached.
+    Refused,
+    /// The statement refused an unlimited plan: the database broke its own rule.
+    Inconsistent,
+}
+
+/// Judges the atomic take (`INSERT … ON CONFLICT DO UPDATE … WHERE used < limit RETURNING
+/// used`): `taken` is the count it returned, `None` when the `WHERE` refused the update. The
+/// first take of a day inserts without a check, so a zero limit is refused here.
+pub fn judge_take(taken: Option<u32>, limit: Option<u32>) -> Take {
+    match (taken, limit) {
+        (Some(used), Some(limit)) if used > limit => Take::Refused,
+        (Some(used), _) => Take::Taken(used),
+        (None, None) => Take::Inconsistent,
+        (None, Some(_)) => Take::Refused,
+    }
+}
+
 /// The UTC day `at` falls in.
 pub fn day_of(at: DateTime<Utc>) -> NaiveDate {
     at.date_naive()
@@ -87,5 +110,16 @@ mod tests {
         };
         assert_eq!(policy.limit_for(Tier::Basic), Some(5));
         assert_eq!(policy.limit_for(Tier::Pro), None);
+    }
+
+    #[test]
+    fn takes_are_judged_against_the_limit() {
+        assert_eq!(judge_take(Some(3), Some(5)), Take::Taken(3));
+        assert_eq!(judge_take(Some(5), Some(5)), Take::Taken(5));
+        assert_eq!(judge_take(None, Some(5)), Take::Refused);
+        // A zero limit: the day's first take inserted 1 unchecked.
+        assert_eq!(judge_take(Some(1), Some(0)), Take::Refused);
+        assert_eq!(judge_take(Some(40), None), Take::Taken(40));
+        assert_eq!(judge_take(None, None), Take::Inconsistent);
     }
 }

@@ -3,7 +3,11 @@
 
 mod auth;
 mod billing;
+mod chatrooms;
+mod driver;
 pub mod gate;
+mod jobs;
+mod messages;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -78,6 +82,21 @@ pub trait HealthCheck: Send + Sync {
 /// The repositories written once over the [`sql::Dialect`] of either database.
 pub(crate) struct SqlStore {
     db: Arc<dyn sql::Dialect>,
+    /// Wakes this process's workers when it queued work or a chatroom's next job became first
+    /// in line (no round trip).
+    local_jobs: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl HealthCheck for SqlStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sql::sql("SELECT 1").execute(&mut *self.db.reads()).await?;
+        Ok(())
+    }
+
+    async fn probe(&self) -> Result<(), StoreError> {
+        self.db.probe().await
+    }
 }
 
 /// Which database a [`Store`] talks to.
@@ -106,48 +125,41 @@ impl Store {
     /// Connects to the database named by `url` and, if `migrate`, brings its schema up to date
     /// (safe when several processes start at once).
     pub async fn connect(url: &str, migrate: bool) -> anyhow::Result<Self> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let store = Arc::new(postgres::PgStore::connect(url).await?);
-            if migrate {
-                store.migrate().await?;
-            }
-            let shared = Arc::new(SqlStore { db: store.clone() });
-            Ok(Self {
-                backend: Backend::Postgres,
-                users: shared.clone(),
-                otps: shared.clone(),
-                sessions: shared.clone(),
-                usage: shared.clone(),
-                chatrooms: store.clone(),
-                messages: store.clone(),
-                jobs: store.clone(),
-                billing: shared,
-                health: store,
-            })
-        } else if url.starts_with("sqlite:") {
-            let store = Arc::new(sqlite::SqliteStore::connect(url).await?);
-            if migrate {
-                store.migrate().await?;
-            }
-            let shared = Arc::new(SqlStore { db: store.clone() });
-            Ok(Self {
-                backend: Backend::Sqlite,
-                users: shared.clone(),
-                otps: shared.clone(),
-                sessions: shared.clone(),
-                usage: shared.clone(),
-                chatrooms: store.clone(),
-                messages: store.clone(),
-                jobs: store.clone(),
-                billing: shared,
-                health: store,
-            })
-        } else {
-            anyhow::bail!(
-                "DATABASE_URL must start with sqlite:, postgres:// or postgresql:// (got {})",
-                redact_url(url)
-            )
-        }
+        let (backend, db): (Backend, Arc<dyn sql::Dialect>) =
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                let store = Arc::new(postgres::PgStore::connect(url).await?);
+                if migrate {
+                    store.migrate().await?;
+                }
+                (Backend::Postgres, store)
+            } else if url.starts_with("sqlite:") {
+                let store = Arc::new(sqlite::SqliteStore::connect(url).await?);
+                if migrate {
+                    store.migrate().await?;
+                }
+                (Backend::Sqlite, store)
+            } else {
+                anyhow::bail!(
+                    "DATABASE_URL must start with sqlite:, postgres:// or postgresql:// (got {})",
+                    redact_url(url)
+                )
+            };
+        let shared = Arc::new(SqlStore {
+            db,
+            local_jobs: tokio::sync::Notify::new(),
+        });
+        Ok(Self {
+            backend,
+            users: shared.clone(),
+            otps: shared.clone(),
+            sessions: shared.clone(),
+            usage: shared.clone(),
+            chatrooms: shared.clone(),
+            messages: shared.clone(),
+            jobs: shared.clone(),
+            billing: shared.clone(),
+            health: shared,
+        })
     }
 }
 

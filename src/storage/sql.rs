@@ -14,6 +14,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::StoreError;
+use crate::messages::search::SearchQuery;
 
 /// The types a column or an argument can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,13 +252,45 @@ pub(crate) fn to_u32(value: i64) -> u32 {
 pub(crate) trait Dialect: Send + Sync {
     /// Where reads go (SQLite: the reader pool).
     fn reads(&self) -> Box<dyn Connection + '_>;
-    /// Where single writes go (SQLite: the one writer).
-    fn writes(&self) -> Box<dyn Connection + '_>;
+    /// Where single writes go (SQLite: the one writer; elsewhere where reads go).
+    fn writes(&self) -> Box<dyn Connection + '_> {
+        self.reads()
+    }
     /// A write transaction (SQLite: `BEGIN IMMEDIATE`, so it holds the write lock at once).
     async fn begin(&self) -> Result<Box<dyn Transaction + '_>, StoreError>;
     /// Appended to a `SELECT` inside a transaction, to lock what it read until the end (on
     /// PostgreSQL; SQLite's write transaction already excludes every other writer).
     fn lock(&self, lock: Lock) -> &'static str;
+
+    /// The full-text search for `query`, with `$1` bound; the caller binds the user (`$2`)
+    /// and the limit (`$3`). Rows: the message columns, `chatroom_name` and `snippet`
+    /// (matches wrapped in `**`), best first.
+    fn search(&self, query: &SearchQuery) -> Statement;
+
+    /// The claim of due jobs, each the oldest of its chatroom, without two workers taking the
+    /// same one; the caller binds now (`$1`), the lease's end (`$2`) and how many (`$3`). Rows:
+    /// `id, reply_id, chatroom_id, user_id, attempts, lock_token`.
+    fn claim(&self) -> Statement;
+
+    /// A statement that, run in a transaction, wakes the workers of other processes when it
+    /// commits (PostgreSQL's `NOTIFY`); `None` where one process owns the workers.
+    fn wake_workers(&self) -> Option<Statement>;
+
+    /// Where the database has data-modifying CTEs: one statement that completes a reply (binds
+    /// as the shared `UPDATE messages` of `complete`, then the job `$9` and the chatroom
+    /// `$10`), deletes its job (waking workers) and bumps the room, returning the message.
+    fn complete_in_one_statement(&self) -> Option<&'static str>;
+
+    /// Whether the server answers at all, even while every pooled connection is busy (for
+    /// the database gate); by default, a query through the read pool.
+    async fn probe(&self) -> Result<(), StoreError> {
+        sql("SELECT 1").execute(&mut *self.reads()).await?;
+        Ok(())
+    }
+
+    /// Waits until work may be there: this process queued some (`local`), another process
+    /// announced some, or `max_wait` passed.
+    async fn wait_for_work(&self, local: &tokio::sync::Notify, max_wait: std::time::Duration);
 }
 
 /// Row locks (PostgreSQL's names).

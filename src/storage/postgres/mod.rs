@@ -1,18 +1,18 @@
-//! The PostgreSQL adapter: production and scale-out. One pool shared by every repository.
-
-mod chat;
+//! The PostgreSQL dialect: production and scale-out. One pool shared by every repository;
+//! jobs are claimed with `FOR UPDATE SKIP LOCKED` and announced with `NOTIFY gemchat_jobs`.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::Postgres;
-use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, PgRow};
-use uuid::Uuid;
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgQueryResult};
 
-use super::sql::{Connection, Dialect, Kind, Lock, Record, Statement, Transaction, Value};
-use super::{HealthCheck, StoreError};
+use super::StoreError;
+use super::driver::{Driver, InTransaction, OnPool};
+use super::messages::{MESSAGE_COLUMNS_OF_M, message_columns};
+use super::sql::{Connection, Dialect, Lock, Statement, Transaction, sql};
+use crate::messages::search::{SearchQuery, Term};
 
 /// Connections per process. Two cores do not gain from more; several processes share the
 /// server's default `max_connections = 100`.
@@ -26,8 +26,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) struct PgStore {
     pool: PgPool,
-    /// Wakes this process's worker when this process queued work (no round trip).
-    local_jobs: tokio::sync::Notify,
     /// The worker's `LISTEN gemchat_jobs` connection, opened on first wait.
     jobs_listener: tokio::sync::Mutex<Option<sqlx::postgres::PgListener>>,
 }
@@ -56,7 +54,6 @@ impl PgStore {
             .with_context(|| format!("connecting to {}", super::redact_url(url)))?;
         Ok(Self {
             pool,
-            local_jobs: tokio::sync::Notify::new(),
             jobs_listener: tokio::sync::Mutex::new(None),
         })
     }
@@ -71,13 +68,82 @@ impl PgStore {
     }
 }
 
+impl Driver for Postgres {
+    fn rows_affected(done: &PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
+}
+
 #[async_trait]
-impl HealthCheck for PgStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+impl Dialect for PgStore {
+    fn reads(&self) -> Box<dyn Connection + '_> {
+        Box::new(OnPool(&self.pool))
     }
 
+    async fn begin(&self) -> Result<Box<dyn Transaction + '_>, StoreError> {
+        Ok(Box::new(InTransaction(self.pool.begin().await?)))
+    }
+
+    fn lock(&self, lock: Lock) -> &'static str {
+        match lock {
+            Lock::Update => " FOR UPDATE",
+            Lock::NoKeyUpdate => " FOR NO KEY UPDATE",
+        }
+    }
+
+    fn search(&self, query: &SearchQuery) -> Statement {
+        sql(format!(
+            "SELECT {MESSAGE_COLUMNS_OF_M}, c.name AS chatroom_name, \
+             ts_headline('simple', m.content, q, 'StartSel=**, StopSel=**, MaxWords=24, \
+                 MinWords=8, MaxFragments=1, FragmentDelimiter=\" … \"') AS snippet \
+             FROM messages m JOIN chatrooms c ON c.id = m.chatroom_id, \
+                  to_tsquery('simple', $1) q \
+             WHERE m.user_id = $2 AND m.search @@ q \
+             ORDER BY ts_rank(m.search, q) DESC, m.id DESC LIMIT $3"
+        ))
+        .bind(tsquery(query))
+    }
+
+    fn claim(&self) -> Statement {
+        // Only the oldest job of each chatroom is eligible, so replies in a room are produced
+        // in order; SKIP LOCKED lets concurrent workers claim different jobs without waiting.
+        sql("WITH next AS ( \
+                 SELECT j.id FROM jobs j \
+                 WHERE j.run_at <= $1 AND (j.lock_token IS NULL OR j.locked_until < $1) \
+                 AND NOT EXISTS (SELECT 1 FROM jobs o \
+                     WHERE o.chatroom_id = j.chatroom_id AND o.id < j.id) \
+                 ORDER BY j.run_at, j.id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             UPDATE jobs SET locked_until = $2, lock_token = gen_random_uuid(), \
+                 attempts = jobs.attempts + 1 \
+             FROM next WHERE jobs.id = next.id \
+             RETURNING jobs.id, jobs.reply_id, jobs.chatroom_id, jobs.user_id, jobs.attempts, \
+                 jobs.lock_token")
+    }
+
+    fn wake_workers(&self) -> Option<Statement> {
+        Some(sql("SELECT pg_notify('gemchat_jobs', '')"))
+    }
+
+    fn complete_in_one_statement(&self) -> Option<&'static str> {
+        // Data-modifying CTEs all run, atomically, whatever the final SELECT reads. The job
+        // goes (waking other workers: the room's next job is first in line now); the room's
+        // activity moves only if this run finished the reply.
+        Some(concat!(
+            "WITH done AS ( \
+                 UPDATE messages SET status = 'completed', content = $2, finish_reason = $3, \
+                 model_version = $4, prompt_tokens = $5, output_tokens = $6, total_tokens = $7, \
+                 updated_at = $8 WHERE id = $1 AND status IN ('pending', 'streaming') \
+                 RETURNING *), \
+             gone AS (DELETE FROM jobs WHERE id = $9 RETURNING pg_notify('gemchat_jobs', '')), \
+             touched AS (UPDATE chatrooms SET last_message_at = $8, activity_at = $8 \
+                 WHERE id = $10 AND EXISTS (SELECT 1 FROM done)) \
+             SELECT ",
+            message_columns!(),
+            " FROM done"
+        ))
+    }
+
+    /// On a fresh connection, outside the pool: a pool busy under load is not an outage.
     async fn probe(&self) -> Result<(), StoreError> {
         use sqlx::Connection;
         let options = self.pool.connect_options();
@@ -93,148 +159,49 @@ impl HealthCheck for PgStore {
             ))),
         }
     }
-}
-// ---- The one SQL code path, on PostgreSQL ----
 
-/// Binds `value` in PostgreSQL's own type.
-fn bind_pg(
-    query: sqlx::query::Query<'static, Postgres, PgArguments>,
-    value: Value,
-) -> sqlx::query::Query<'static, Postgres, PgArguments> {
-    match value {
-        Value::Null(Kind::Uuid) => query.bind(None::<Uuid>),
-        Value::Null(Kind::Text) => query.bind(None::<String>),
-        Value::Null(Kind::Int) => query.bind(None::<i64>),
-        Value::Null(Kind::Bool) => query.bind(None::<bool>),
-        Value::Null(Kind::Time) => query.bind(None::<DateTime<Utc>>),
-        Value::Null(Kind::Date) => query.bind(None::<NaiveDate>),
-        Value::Null(Kind::Bytes) => query.bind(None::<Vec<u8>>),
-        Value::Bytes(v) => query.bind(v),
-        Value::Uuid(v) => query.bind(v),
-        Value::Text(v) => query.bind(v),
-        Value::Int(v) => query.bind(v),
-        Value::Bool(v) => query.bind(v),
-        Value::Time(v) => query.bind(v),
-        Value::Date(v) => query.bind(v),
-    }
-}
-
-fn pg_query(statement: Statement) -> sqlx::query::Query<'static, Postgres, PgArguments> {
-    let query = sqlx::query(sqlx::AssertSqlSafe(statement.sql));
-    statement.args.into_iter().fold(query, bind_pg)
-}
-
-struct PgRecord(PgRow);
-
-impl Record for PgRecord {
-    fn value(&self, column: &str, kind: Kind) -> Result<Value, StoreError> {
-        use sqlx::{Row, TypeInfo, ValueRef};
-        let row = &self.0;
-        if row.try_get_raw(column)?.is_null() {
-            return Ok(Value::Null(kind));
-        }
-        Ok(match kind {
-            Kind::Uuid => Value::Uuid(row.try_get(column)?),
-            Kind::Text => Value::Text(row.try_get(column)?),
-            Kind::Int => {
-                let raw = row.try_get_raw(column)?;
-                match raw.type_info().name() {
-                    "INT2" => Value::Int(i64::from(row.try_get::<i16, _>(column)?)),
-                    "INT4" => Value::Int(i64::from(row.try_get::<i32, _>(column)?)),
-                    _ => Value::Int(row.try_get(column)?),
-                }
+    async fn wait_for_work(&self, local: &tokio::sync::Notify, max_wait: Duration) {
+        let mut listener = self.jobs_listener.lock().await;
+        if listener.is_none() {
+            match PgListener::connect_with(&self.pool).await {
+                Ok(mut fresh) => match fresh.listen(JOBS_CHANNEL).await {
+                    Ok(()) => *listener = Some(fresh),
+                    Err(err) => tracing::warn!(error = %err, "cannot LISTEN for jobs; polling"),
+                },
+                Err(err) => tracing::warn!(error = %err, "cannot LISTEN for jobs; polling"),
             }
-            Kind::Bool => Value::Bool(row.try_get(column)?),
-            Kind::Time => Value::Time(row.try_get(column)?),
-            Kind::Date => Value::Date(row.try_get(column)?),
-            Kind::Bytes => Value::Bytes(row.try_get(column)?),
-        })
-    }
-}
-
-fn records(rows: Vec<PgRow>) -> Vec<Box<dyn Record>> {
-    rows.into_iter()
-        .map(|row| Box::new(PgRecord(row)) as Box<dyn Record>)
-        .collect()
-}
-
-/// Statements on the pool, each on whichever connection is free.
-struct OnPool<'a>(&'a PgPool);
-
-#[async_trait]
-impl Connection for OnPool<'_> {
-    async fn execute(&mut self, statement: Statement) -> Result<u64, StoreError> {
-        Ok(pg_query(statement).execute(self.0).await?.rows_affected())
-    }
-
-    async fn fetch_all(
-        &mut self,
-        statement: Statement,
-    ) -> Result<Vec<Box<dyn Record>>, StoreError> {
-        Ok(records(pg_query(statement).fetch_all(self.0).await?))
-    }
-
-    async fn fetch_optional(
-        &mut self,
-        statement: Statement,
-    ) -> Result<Option<Box<dyn Record>>, StoreError> {
-        let row = pg_query(statement).fetch_optional(self.0).await?;
-        Ok(row.map(|row| Box::new(PgRecord(row)) as Box<dyn Record>))
-    }
-}
-
-struct PgTransaction(sqlx::Transaction<'static, Postgres>);
-
-#[async_trait]
-impl Connection for PgTransaction {
-    async fn execute(&mut self, statement: Statement) -> Result<u64, StoreError> {
-        Ok(pg_query(statement)
-            .execute(&mut *self.0)
-            .await?
-            .rows_affected())
-    }
-
-    async fn fetch_all(
-        &mut self,
-        statement: Statement,
-    ) -> Result<Vec<Box<dyn Record>>, StoreError> {
-        Ok(records(pg_query(statement).fetch_all(&mut *self.0).await?))
-    }
-
-    async fn fetch_optional(
-        &mut self,
-        statement: Statement,
-    ) -> Result<Option<Box<dyn Record>>, StoreError> {
-        let row = pg_query(statement).fetch_optional(&mut *self.0).await?;
-        Ok(row.map(|row| Box::new(PgRecord(row)) as Box<dyn Record>))
-    }
-}
-
-#[async_trait]
-impl Transaction for PgTransaction {
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        Ok(self.0.commit().await?)
-    }
-}
-
-#[async_trait]
-impl Dialect for PgStore {
-    fn reads(&self) -> Box<dyn Connection + '_> {
-        Box::new(OnPool(&self.pool))
-    }
-
-    fn writes(&self) -> Box<dyn Connection + '_> {
-        Box::new(OnPool(&self.pool))
-    }
-
-    async fn begin(&self) -> Result<Box<dyn Transaction + '_>, StoreError> {
-        Ok(Box::new(PgTransaction(self.pool.begin().await?)))
-    }
-
-    fn lock(&self, lock: Lock) -> &'static str {
-        match lock {
-            Lock::Update => " FOR UPDATE",
-            Lock::NoKeyUpdate => " FOR NO KEY UPDATE",
+        }
+        let remote = async {
+            match listener.as_mut() {
+                Some(l) => {
+                    if let Err(err) = l.recv().await {
+                        tracing::warn!(error = %err, "job notifications interrupted");
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = remote => {}
+            () = local.notified() => {}
+            () = tokio::time::sleep(max_wait) => {}
         }
     }
+}
+
+/// The channel `LISTEN`ed to by workers.
+const JOBS_CHANNEL: &str = "gemchat_jobs";
+
+/// A search in `to_tsquery`'s language: `'a' & ('b' <-> 'c') & !'x'`. Every word is quoted
+/// (letters and digits only), so no input can be a tsquery syntax error; `<->` keeps a
+/// phrase's words adjacent and in order.
+fn tsquery(query: &SearchQuery) -> String {
+    let phrase = |term: &Term| {
+        let words: Vec<String> = term.words.iter().map(|w| format!("'{w}'")).collect();
+        format!("({})", words.join(" <-> "))
+    };
+    let required = query.required.iter().map(phrase);
+    let excluded = query.excluded.iter().map(|t| format!("!{}", phrase(t)));
+    required.chain(excluded).collect::<Vec<_>>().join(" & ")
 }

@@ -2,8 +2,6 @@
 //! writer at a time; queueing in the pool beats retrying on `SQLITE_BUSY`) and a reader pool.
 //! Timestamps are stored as integer microseconds since the Unix epoch.
 
-mod chat;
-
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -12,21 +10,21 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Sqlite;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
 };
-use uuid::Uuid;
 
-use super::sql::{Connection, Dialect, Kind, Lock, Record, Statement, Transaction, Value};
-use super::{HealthCheck, StoreError};
+use super::StoreError;
+use super::driver::{Driver, InTransaction, OnPool};
+use super::messages::MESSAGE_COLUMNS_OF_M;
+use super::sql::{Connection, Dialect, Kind, Lock, Statement, Transaction, Value, sql};
+use crate::messages::search::{SearchQuery, Term};
 
 const READERS: u32 = 4;
 
 pub(crate) struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
-    /// Wakes the worker when work was queued or a chatroom's next job became first in line.
-    local_jobs: tokio::sync::Notify,
 }
 
 impl SqliteStore {
@@ -66,11 +64,7 @@ impl SqliteStore {
         })
         .await
         .with_context(|| format!("opening {url} for reading"))?;
-        Ok(Self {
-            writer,
-            reader,
-            local_jobs: tokio::sync::Notify::new(),
-        })
+        Ok(Self { writer, reader })
     }
 
     /// Applies pending migrations. SQLite has no advisory locks, so the whole run happens
@@ -85,14 +79,6 @@ impl SqliteStore {
         tx.commit()
             .await
             .context("committing the SQLite migrations")
-    }
-}
-
-#[async_trait]
-impl HealthCheck for SqliteStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
     }
 }
 
@@ -128,127 +114,38 @@ fn from_micros(value: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(value).unwrap_or_default()
 }
 
-// ---- The one SQL code path, on SQLite ----
-
-/// Binds `value` in SQLite's terms: timestamps as microseconds, days as `YYYY-MM-DD`.
-fn bind_sqlite(
-    query: sqlx::query::Query<'static, Sqlite, SqliteArguments>,
-    value: Value,
-) -> sqlx::query::Query<'static, Sqlite, SqliteArguments> {
-    match value {
-        Value::Null(Kind::Uuid) => query.bind(None::<Uuid>),
-        Value::Null(Kind::Text | Kind::Date) => query.bind(None::<String>),
-        Value::Null(Kind::Int | Kind::Time) => query.bind(None::<i64>),
-        Value::Null(Kind::Bool) => query.bind(None::<bool>),
-        Value::Null(Kind::Bytes) => query.bind(None::<Vec<u8>>),
-        Value::Bytes(v) => query.bind(v),
-        Value::Uuid(v) => query.bind(v),
-        Value::Text(v) => query.bind(v),
-        Value::Int(v) => query.bind(v),
-        Value::Bool(v) => query.bind(v),
-        Value::Time(v) => query.bind(micros(v)),
-        Value::Date(v) => query.bind(v.to_string()),
-    }
-}
-
-fn sqlite_query(statement: Statement) -> sqlx::query::Query<'static, Sqlite, SqliteArguments> {
-    let query = sqlx::query(sqlx::AssertSqlSafe(statement.sql));
-    statement.args.into_iter().fold(query, bind_sqlite)
-}
-
-struct SqliteRecord(SqliteRow);
-
-impl Record for SqliteRecord {
-    fn value(&self, column: &str, kind: Kind) -> Result<Value, StoreError> {
-        use sqlx::{Row, ValueRef};
-        let row = &self.0;
-        if row.try_get_raw(column)?.is_null() {
-            return Ok(Value::Null(kind));
+/// Timestamps are integer microseconds since the Unix epoch, days `YYYY-MM-DD` text.
+impl Driver for Sqlite {
+    fn stored_kind(kind: Kind) -> Kind {
+        match kind {
+            Kind::Time => Kind::Int,
+            Kind::Date => Kind::Text,
+            other => other,
         }
-        Ok(match kind {
-            Kind::Uuid => Value::Uuid(row.try_get(column)?),
-            Kind::Text => Value::Text(row.try_get(column)?),
-            Kind::Int => Value::Int(row.try_get(column)?),
-            Kind::Bool => Value::Bool(row.try_get(column)?),
-            Kind::Time => Value::Time(from_micros(row.try_get(column)?)),
-            Kind::Bytes => Value::Bytes(row.try_get(column)?),
-            Kind::Date => {
-                let text: String = row.try_get(column)?;
-                Value::Date(text.parse().map_err(|err| {
-                    StoreError::Backend(anyhow::anyhow!("column {column}: {err}"))
-                })?)
-            }
-        })
-    }
-}
-
-fn records(rows: Vec<SqliteRow>) -> Vec<Box<dyn Record>> {
-    rows.into_iter()
-        .map(|row| Box::new(SqliteRecord(row)) as Box<dyn Record>)
-        .collect()
-}
-
-/// Statements on a pool (the reader pool or the one writer).
-struct OnPool<'a>(&'a SqlitePool);
-
-#[async_trait]
-impl Connection for OnPool<'_> {
-    async fn execute(&mut self, statement: Statement) -> Result<u64, StoreError> {
-        Ok(sqlite_query(statement)
-            .execute(self.0)
-            .await?
-            .rows_affected())
     }
 
-    async fn fetch_all(
-        &mut self,
-        statement: Statement,
-    ) -> Result<Vec<Box<dyn Record>>, StoreError> {
-        Ok(records(sqlite_query(statement).fetch_all(self.0).await?))
+    fn to_stored(value: Value) -> Value {
+        match value {
+            Value::Time(at) => Value::Int(micros(at)),
+            Value::Date(day) => Value::Text(day.to_string()),
+            Value::Null(kind) => Value::Null(Self::stored_kind(kind)),
+            other => other,
+        }
     }
 
-    async fn fetch_optional(
-        &mut self,
-        statement: Statement,
-    ) -> Result<Option<Box<dyn Record>>, StoreError> {
-        let row = sqlite_query(statement).fetch_optional(self.0).await?;
-        Ok(row.map(|row| Box::new(SqliteRecord(row)) as Box<dyn Record>))
-    }
-}
-
-struct SqliteTransaction(sqlx::Transaction<'static, Sqlite>);
-
-#[async_trait]
-impl Connection for SqliteTransaction {
-    async fn execute(&mut self, statement: Statement) -> Result<u64, StoreError> {
-        Ok(sqlite_query(statement)
-            .execute(&mut *self.0)
-            .await?
-            .rows_affected())
+    fn from_stored(value: Value, kind: Kind) -> Result<Value, StoreError> {
+        match (value, kind) {
+            (Value::Int(us), Kind::Time) => Ok(Value::Time(from_micros(us))),
+            (Value::Text(day), Kind::Date) => day
+                .parse()
+                .map(Value::Date)
+                .map_err(|err| StoreError::Backend(anyhow::anyhow!("a stored day: {err}"))),
+            (value, _) => Ok(value),
+        }
     }
 
-    async fn fetch_all(
-        &mut self,
-        statement: Statement,
-    ) -> Result<Vec<Box<dyn Record>>, StoreError> {
-        Ok(records(
-            sqlite_query(statement).fetch_all(&mut *self.0).await?,
-        ))
-    }
-
-    async fn fetch_optional(
-        &mut self,
-        statement: Statement,
-    ) -> Result<Option<Box<dyn Record>>, StoreError> {
-        let row = sqlite_query(statement).fetch_optional(&mut *self.0).await?;
-        Ok(row.map(|row| Box::new(SqliteRecord(row)) as Box<dyn Record>))
-    }
-}
-
-#[async_trait]
-impl Transaction for SqliteTransaction {
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        Ok(self.0.commit().await?)
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
     }
 }
 
@@ -264,10 +161,69 @@ impl Dialect for SqliteStore {
 
     async fn begin(&self) -> Result<Box<dyn Transaction + '_>, StoreError> {
         let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(Box::new(SqliteTransaction(tx)))
+        Ok(Box::new(InTransaction(tx)))
     }
 
     fn lock(&self, _lock: Lock) -> &'static str {
         ""
     }
+
+    fn search(&self, query: &SearchQuery) -> Statement {
+        sql(format!(
+            "SELECT {MESSAGE_COLUMNS_OF_M}, c.name AS chatroom_name, \
+             snippet(messages_fts, 0, '**', '**', ' … ', 24) AS snippet \
+             FROM messages_fts \
+             JOIN messages m ON m.rowid = messages_fts.rowid \
+             JOIN chatrooms c ON c.id = m.chatroom_id \
+             WHERE messages_fts MATCH $1 AND m.user_id = $2 \
+             ORDER BY bm25(messages_fts), m.id DESC LIMIT $3"
+        ))
+        .bind(fts5_query(query))
+    }
+
+    fn claim(&self) -> Statement {
+        // Every write goes through the one writer, so a plain UPDATE … RETURNING cannot race
+        // another claim. Only the oldest job of each chatroom is eligible.
+        sql(
+            "UPDATE jobs SET locked_until = $2, lock_token = randomblob(16), \
+                 attempts = attempts + 1 \
+             WHERE id IN ( \
+                 SELECT j.id FROM jobs j \
+                 WHERE j.run_at <= $1 AND (j.lock_token IS NULL OR j.locked_until < $1) \
+                 AND NOT EXISTS (SELECT 1 FROM jobs o \
+                     WHERE o.chatroom_id = j.chatroom_id AND o.id < j.id) \
+                 ORDER BY j.run_at, j.id LIMIT $3) \
+             RETURNING id, reply_id, chatroom_id, user_id, attempts, lock_token",
+        )
+    }
+
+    fn wake_workers(&self) -> Option<Statement> {
+        None
+    }
+
+    fn complete_in_one_statement(&self) -> Option<&'static str> {
+        None
+    }
+
+    async fn wait_for_work(&self, local: &tokio::sync::Notify, max_wait: Duration) {
+        // One process owns a SQLite database's workers, so an in-process wake-up suffices.
+        tokio::select! {
+            () = local.notified() => {}
+            () = tokio::time::sleep(max_wait) => {}
+        }
+    }
+}
+
+/// A search in FTS5's query language: `("a" AND "b c") NOT "x" NOT "y"`. Every word is
+/// quoted (letters and digits only), so no input can be an FTS5 syntax error; a quoted string
+/// of several words is an FTS5 phrase.
+fn fts5_query(query: &SearchQuery) -> String {
+    let phrase = |term: &Term| format!("\"{}\"", term.words.join(" "));
+    let required: Vec<String> = query.required.iter().map(phrase).collect();
+    let mut fts = format!("({})", required.join(" AND "));
+    for term in &query.excluded {
+        fts.push_str(" NOT ");
+        fts.push_str(&phrase(term));
+    }
+    fts
 }

@@ -1,0 +1,135 @@
+//! `ChatroomRepo`, once for both databases.
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::SqlStore;
+use super::sql::{FromRecord, Lock, Record, Scalar, sql};
+use crate::chatrooms::model::{Chatroom, ChatroomId};
+use crate::chatrooms::repo::ChatroomRepo;
+use crate::storage::StoreError;
+use crate::users::model::UserId;
+
+impl FromRecord for Chatroom {
+    fn from_record(row: &dyn Record) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: ChatroomId(row.get("id")?),
+            user_id: UserId(row.get("user_id")?),
+            name: row.get("name")?,
+            created_at: row.get("created_at")?,
+            updated_at: row.get("updated_at")?,
+            last_message_at: row.get("last_message_at")?,
+        })
+    }
+}
+
+#[async_trait]
+impl ChatroomRepo for SqlStore {
+    async fn create(&self, room: &Chatroom, max_per_user: u32) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin().await?;
+        // Serialise creations per user so the count cannot be raced past the limit.
+        sql(format!(
+            "SELECT 1 AS value FROM users WHERE id = $1{}",
+            self.db.lock(Lock::NoKeyUpdate)
+        ))
+        .bind(room.user_id.0)
+        .fetch_one::<Scalar<i64>>(&mut *tx)
+        .await?;
+        let Scalar(count) = sql("SELECT count(*) AS value FROM chatrooms WHERE user_id = $1")
+            .bind(room.user_id.0)
+            .fetch_one::<Scalar<i64>>(&mut *tx)
+            .await?;
+        if count >= i64::from(max_per_user) {
+            return Ok(false);
+        }
+        sql("INSERT INTO chatrooms \
+             (id, user_id, name, created_at, updated_at, last_message_at, activity_at) \
+             VALUES ($1, $2, $3, $4, $5, NULL, $4)")
+        .bind(room.id.0)
+        .bind(room.user_id.0)
+        .bind(room.name.as_str())
+        .bind(room.created_at)
+        .bind(room.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list(&self, user: UserId) -> Result<Vec<Chatroom>, StoreError> {
+        sql(
+            "SELECT id, user_id, name, created_at, updated_at, last_message_at FROM chatrooms \
+             WHERE user_id = $1 ORDER BY activity_at DESC, id DESC",
+        )
+        .bind(user.0)
+        .fetch_all(&mut *self.db.reads())
+        .await
+    }
+
+    async fn find(&self, user: UserId, id: ChatroomId) -> Result<Option<Chatroom>, StoreError> {
+        sql(
+            "SELECT id, user_id, name, created_at, updated_at, last_message_at FROM chatrooms \
+             WHERE id = $1 AND user_id = $2",
+        )
+        .bind(id.0)
+        .bind(user.0)
+        .fetch_optional(&mut *self.db.reads())
+        .await
+    }
+
+    async fn rename(
+        &self,
+        user: UserId,
+        id: ChatroomId,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Chatroom>, StoreError> {
+        sql(
+            "UPDATE chatrooms SET name = $3, updated_at = $4 WHERE id = $1 AND user_id = $2 \
+             RETURNING id, user_id, name, created_at, updated_at, last_message_at",
+        )
+        .bind(id.0)
+        .bind(user.0)
+        .bind(name)
+        .bind(now)
+        .fetch_optional(&mut *self.db.writes())
+        .await
+    }
+
+    async fn delete(&self, user: UserId, id: ChatroomId) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin().await?;
+        // Replies still queued will never be produced: their prompts go back to the days they
+        // were taken from (a reply already streaming has reached the model, and counts).
+        let days: Vec<Scalar<NaiveDate>> = sql(format!(
+            "SELECT quota_day AS value FROM messages WHERE chatroom_id = $1 AND user_id = $2 \
+             AND role = 'model' AND status = 'pending' AND quota_day IS NOT NULL{}",
+            self.db.lock(Lock::Update)
+        ))
+        .bind(id.0)
+        .bind(user.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        let done = sql("DELETE FROM chatrooms WHERE id = $1 AND user_id = $2")
+            .bind(id.0)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await?;
+        if done != 1 {
+            return Ok(false);
+        }
+        let days = days.into_iter().map(|Scalar(day)| day).collect();
+        for (day, count) in crate::storage::tally(days) {
+            sql(
+                "UPDATE daily_usage SET used = CASE WHEN used > $3 THEN used - $3 ELSE 0 END \
+                 WHERE user_id = $1 AND day = $2",
+            )
+            .bind(user.0)
+            .bind(day)
+            .bind(count)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,269 @@
+//! How sqlx runs a [`Statement`] on either database, on a pool or in a transaction: binding
+//! every [`Value`] and reading every row, written once, generic over the sqlx database. A
+//! [`Driver`] says only how a database stores what it has no type for (SQLite keeps
+//! timestamps as integer microseconds and days as text).
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::future::BoxFuture;
+use sqlx::{Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+use uuid::Uuid;
+
+use super::StoreError;
+use super::sql::{Connection, Kind, Record, Statement, Transaction, Value};
+
+/// What differs in how sqlx talks to a database; the rest is [`Sqlx`], for any driver.
+pub(crate) trait Driver: Database {
+    /// The kind a value of `kind` is stored as.
+    fn stored_kind(kind: Kind) -> Kind {
+        kind
+    }
+
+    /// A value as this database stores it.
+    fn to_stored(value: Value) -> Value {
+        value
+    }
+
+    /// A stored value back as the `kind` asked for.
+    fn from_stored(value: Value, _kind: Kind) -> Result<Value, StoreError> {
+        Ok(value)
+    }
+
+    fn rows_affected(done: &Self::QueryResult) -> u64;
+}
+
+/// What a statement is run for, and what it gave.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Want {
+    RowsAffected,
+    Rows,
+    AtMostOneRow,
+}
+
+pub(crate) enum Answer<R> {
+    RowsAffected(u64),
+    Rows(Vec<R>),
+}
+
+type Run<'a, R> = BoxFuture<'a, Result<Answer<R>, StoreError>>;
+
+/// Statements through sqlx on a database whose types cover every [`Kind`], as PostgreSQL's
+/// and SQLite's do. The sqlx trait bounds are stated once, on the blanket impl below.
+pub(crate) trait Sqlx: Driver {
+    fn run_on_pool(pool: &Pool<Self>, statement: Statement, want: Want) -> Run<'_, Self::Row>;
+
+    fn run_on_connection(
+        connection: &mut Self::Connection,
+        statement: Statement,
+        want: Want,
+    ) -> Run<'_, Self::Row>;
+
+    /// The value of `column`, read as `kind`.
+    fn read(row: &Self::Row, column: &str, kind: Kind) -> Result<Value, StoreError>;
+
+    /// The statement as a sqlx query, its values bound as the database stores them.
+    fn query(statement: Statement) -> sqlx::query::Query<'static, Self, Self::Arguments>;
+}
+
+impl<DB> Sqlx for DB
+where
+    DB: Driver,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'r> &'r str: sqlx::ColumnIndex<DB::Row>,
+    Uuid: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    i64: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    i32: for<'r> Decode<'r, DB> + Type<DB>,
+    bool: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    DateTime<Utc>: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    NaiveDate: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    Vec<u8>: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    Option<Uuid>: for<'q> Encode<'q, DB> + Type<DB>,
+    Option<String>: for<'q> Encode<'q, DB> + Type<DB>,
+    Option<i64>: for<'q> Encode<'q, DB> + Type<DB>,
+    Option<bool>: for<'q> Encode<'q, DB> + Type<DB>,
+    Option<DateTime<Utc>>: for<'q> Encode<'q, DB> + Type<DB>,
+    Option<NaiveDate>: for<'q> Encode<'q, DB> + Type<DB>,
+    Option<Vec<u8>>: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    fn run_on_pool(pool: &Pool<Self>, statement: Statement, want: Want) -> Run<'_, Self::Row> {
+        Box::pin(async move {
+            let query = DB::query(statement);
+            Ok(match want {
+                Want::RowsAffected => {
+                    Answer::RowsAffected(DB::rows_affected(&query.execute(pool).await?))
+                }
+                Want::Rows => Answer::Rows(query.fetch_all(pool).await?),
+                Want::AtMostOneRow => {
+                    Answer::Rows(query.fetch_optional(pool).await?.into_iter().collect())
+                }
+            })
+        })
+    }
+
+    fn run_on_connection(
+        connection: &mut Self::Connection,
+        statement: Statement,
+        want: Want,
+    ) -> Run<'_, Self::Row> {
+        Box::pin(async move {
+            let query = DB::query(statement);
+            Ok(match want {
+                Want::RowsAffected => {
+                    Answer::RowsAffected(DB::rows_affected(&query.execute(&mut *connection).await?))
+                }
+                Want::Rows => Answer::Rows(query.fetch_all(&mut *connection).await?),
+                Want::AtMostOneRow => Answer::Rows(
+                    query
+                        .fetch_optional(&mut *connection)
+                        .await?
+                        .into_iter()
+                        .collect(),
+                ),
+            })
+        })
+    }
+
+    fn read(row: &Self::Row, column: &str, kind: Kind) -> Result<Value, StoreError> {
+        use sqlx::ValueRef;
+        if row.try_get_raw(column)?.is_null() {
+            return Ok(Value::Null(kind));
+        }
+        let stored = match DB::stored_kind(kind) {
+            Kind::Uuid => Value::Uuid(row.try_get(column)?),
+            Kind::Text => Value::Text(row.try_get(column)?),
+            // Counts are BIGINT; most stored numbers are INTEGER on PostgreSQL.
+            Kind::Int => Value::Int(
+                row.try_get::<i64, _>(column)
+                    .or_else(|_| row.try_get::<i32, _>(column).map(i64::from))?,
+            ),
+            Kind::Bool => Value::Bool(row.try_get(column)?),
+            Kind::Time => Value::Time(row.try_get(column)?),
+            Kind::Date => Value::Date(row.try_get(column)?),
+            Kind::Bytes => Value::Bytes(row.try_get(column)?),
+        };
+        DB::from_stored(stored, kind)
+    }
+
+    fn query(statement: Statement) -> sqlx::query::Query<'static, Self, Self::Arguments> {
+        let query = sqlx::query(sqlx::AssertSqlSafe(statement.sql));
+        statement
+            .args
+            .into_iter()
+            .fold(query, |query, value| match DB::to_stored(value) {
+                Value::Null(Kind::Uuid) => query.bind(None::<Uuid>),
+                Value::Null(Kind::Text) => query.bind(None::<String>),
+                Value::Null(Kind::Int) => query.bind(None::<i64>),
+                Value::Null(Kind::Bool) => query.bind(None::<bool>),
+                Value::Null(Kind::Time) => query.bind(None::<DateTime<Utc>>),
+                Value::Null(Kind::Date) => query.bind(None::<NaiveDate>),
+                Value::Null(Kind::Bytes) => query.bind(None::<Vec<u8>>),
+                Value::Uuid(v) => query.bind(v),
+                Value::Text(v) => query.bind(v),
+                Value::Int(v) => query.bind(v),
+                Value::Bool(v) => query.bind(v),
+                Value::Time(v) => query.bind(v),
+                Value::Date(v) => query.bind(v),
+                Value::Bytes(v) => query.bind(v),
+            })
+    }
+}
+
+/// A row as the shared code reads it.
+struct SqlxRecord<DB: Database>(DB::Row);
+
+impl<DB: Sqlx> Record for SqlxRecord<DB> {
+    fn value(&self, column: &str, kind: Kind) -> Result<Value, StoreError> {
+        DB::read(&self.0, column, kind)
+    }
+}
+
+fn rows<DB: Sqlx>(answer: Answer<DB::Row>) -> Vec<Box<dyn Record>> {
+    match answer {
+        Answer::Rows(rows) => rows
+            .into_iter()
+            .map(|row| Box::new(SqlxRecord::<DB>(row)) as Box<dyn Record>)
+            .collect(),
+        Answer::RowsAffected(_) => Vec::new(),
+    }
+}
+
+fn rows_affected<R>(answer: Answer<R>) -> u64 {
+    match answer {
+        Answer::RowsAffected(n) => n,
+        Answer::Rows(rows) => rows.len() as u64,
+    }
+}
+
+/// Statements on a pool, each on whichever connection is free.
+pub(crate) struct OnPool<'a, DB: Database>(pub(crate) &'a Pool<DB>);
+
+/// Statements in one transaction (rolled back if dropped uncommitted).
+pub(crate) struct InTransaction<DB: Database>(pub(crate) sqlx::Transaction<'static, DB>);
+
+/// Something statements run on: a pool or a transaction.
+#[async_trait]
+trait Runs: Send {
+    type DB: Sqlx;
+    async fn run(
+        &mut self,
+        statement: Statement,
+        want: Want,
+    ) -> Result<Answer<<Self::DB as Database>::Row>, StoreError>;
+}
+
+#[async_trait]
+impl<DB: Sqlx> Runs for OnPool<'_, DB> {
+    type DB = DB;
+    async fn run(
+        &mut self,
+        statement: Statement,
+        want: Want,
+    ) -> Result<Answer<DB::Row>, StoreError> {
+        DB::run_on_pool(self.0, statement, want).await
+    }
+}
+
+#[async_trait]
+impl<DB: Sqlx> Runs for InTransaction<DB> {
+    type DB = DB;
+    async fn run(
+        &mut self,
+        statement: Statement,
+        want: Want,
+    ) -> Result<Answer<DB::Row>, StoreError> {
+        DB::run_on_connection(&mut self.0, statement, want).await
+    }
+}
+
+#[async_trait]
+impl<T: Runs> Connection for T {
+    async fn execute(&mut self, statement: Statement) -> Result<u64, StoreError> {
+        Ok(rows_affected(
+            self.run(statement, Want::RowsAffected).await?,
+        ))
+    }
+
+    async fn fetch_all(
+        &mut self,
+        statement: Statement,
+    ) -> Result<Vec<Box<dyn Record>>, StoreError> {
+        Ok(rows::<T::DB>(self.run(statement, Want::Rows).await?))
+    }
+
+    async fn fetch_optional(
+        &mut self,
+        statement: Statement,
+    ) -> Result<Option<Box<dyn Record>>, StoreError> {
+        let answer = self.run(statement, Want::AtMostOneRow).await?;
+        Ok(rows::<T::DB>(answer).into_iter().next())
+    }
+}
+
+#[async_trait]
+impl<DB: Sqlx> Transaction for InTransaction<DB> {
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        Ok(self.0.commit().await?)
+    }
+}
