@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod http;
 pub mod jobs;
 pub mod messages;
 pub mod metrics;
@@ -18,7 +19,6 @@ pub mod ops;
 pub mod quota;
 pub mod ratelimit;
 pub mod redis_link;
-pub mod server;
 pub mod storage;
 pub mod telemetry;
 pub mod users;
@@ -58,7 +58,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ))
             });
             let http_app = Arc::clone(&app);
-            let served = app::serve(app, listener, async move { http_app.stopped().await }).await;
+            let served =
+                http::router::serve(app, listener, async move { http_app.stopped().await }).await;
             if let Some(workers) = workers {
                 workers.await.context("the worker task")?;
             }
@@ -85,7 +86,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Begins the app's shutdown on SIGINT or SIGTERM.
 fn stop_on_signal(app: Arc<app::App>) {
     tokio::spawn(async move {
-        app::shutdown_signal().await;
+        http::server::shutdown_signal().await;
         app.begin_shutdown();
     });
 }

@@ -1,6 +1,5 @@
 //! Identity: sign-up, one-time codes, passwords, tokens and sessions.
 
-pub mod extract;
 pub mod jwt;
 pub mod model;
 pub mod otp;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::model::{Session, SessionId};
 use super::otp::{IssuePolicy, OtpAttempt, OtpPurpose, OtpRefusal};
-use crate::storage::StoreError;
+use crate::storage::error::StoreError;
 use crate::users::model::UserId;
 
 /// A code to store (only its keyed hash).

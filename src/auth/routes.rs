@@ -9,13 +9,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::extract::{AuthUser, Client};
 use super::model::{Session, SessionId, SessionMethod};
 use super::otp::OtpPurpose;
 use super::service::{self, OtpIssued, SessionIssued, SignupInput};
-use crate::app::AppState;
 use crate::config::OtpDelivery;
-use crate::error::{AppJson, AppPath, Problem, Result};
+use crate::error::Result;
+use crate::http::caller::{AuthUser, Client, PerIpLimit};
+use crate::http::extract::{AppJson, AppPath};
+use crate::http::problem::Problem;
+use crate::http::state::AppState;
 use crate::users::routes::UserResponse;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -192,6 +194,7 @@ pub struct SessionsResponse {
         (status = 422, description = "`validation_failed` or `invalid_mobile_number`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn signup(
+    _: PerIpLimit,
     State(state): State<AppState>,
     AppJson(body): AppJson<SignupRequest>,
 ) -> Result<(StatusCode, AppJson<SignupResponse>)> {
@@ -220,6 +223,7 @@ async fn signup(
         (status = 429, description = "`otp_cooldown` (30 s) or `otp_rate_limited` (10 an hour), with `Retry-After`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn send_otp(
+    _: PerIpLimit,
     State(state): State<AppState>,
     AppJson(body): AppJson<SendOtpRequest>,
 ) -> Result<AppJson<OtpIssuedResponse>> {
@@ -237,6 +241,7 @@ async fn send_otp(
         (status = 429, description = "`otp_attempts_exceeded`: the fifth wrong code kills it", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn verify_otp(
+    _: PerIpLimit,
     State(state): State<AppState>,
     Client(client): Client,
     AppJson(body): AppJson<VerifyOtpRequest>,
@@ -254,6 +259,7 @@ async fn verify_otp(
         (status = 422, description = "`validation_failed` or `invalid_mobile_number`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn login(
+    _: PerIpLimit,
     State(state): State<AppState>,
     Client(client): Client,
     AppJson(body): AppJson<LoginRequest>,
@@ -272,6 +278,7 @@ async fn login(
         (status = 429, description = "`otp_cooldown` or `otp_rate_limited`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn forgot_password(
+    _: PerIpLimit,
     State(state): State<AppState>,
     AppJson(body): AppJson<SendOtpRequest>,
 ) -> Result<AppJson<OtpIssuedResponse>> {
@@ -289,6 +296,7 @@ async fn forgot_password(
         (status = 429, description = "`otp_attempts_exceeded`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn reset_password(
+    _: PerIpLimit,
     State(state): State<AppState>,
     Client(client): Client,
     AppJson(body): AppJson<ResetPasswordRequest>,

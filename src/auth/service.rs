@@ -11,7 +11,7 @@ use super::tokens::Authenticated;
 use crate::app::App;
 use crate::config::OtpDelivery;
 use crate::error::{AppError, Result};
-use crate::storage::StoreError;
+use crate::storage::error::StoreError;
 use crate::users::model::{MobileNumber, Tier, User, UserId, UserName};
 
 /// A sign-up as received, before validation.

@@ -20,7 +20,7 @@ use super::repo::SessionRepo;
 use crate::clock::Clock;
 use crate::error::{AppError, Result};
 use crate::events::{Delivery, EventBus};
-use crate::storage::StoreError;
+use crate::storage::error::StoreError;
 use crate::users::model::UserId;
 
 /// The longest a session's state is trusted before it is checked (and touched) again.

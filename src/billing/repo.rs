@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::model::{StripeEvent, Subscription, SubscriptionUpdate};
-use crate::storage::StoreError;
+use crate::storage::error::StoreError;
 use crate::users::model::UserId;
 
 /// What became of a webhook event.

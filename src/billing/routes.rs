@@ -9,9 +9,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::service;
-use crate::app::AppState;
-use crate::auth::extract::AuthUser;
-use crate::error::{AppBytes, AppJson, OptionalJson, Problem, Result};
+use crate::error::Result;
+use crate::http::caller::AuthUser;
+use crate::http::extract::{AppBytes, AppJson, OptionalJson};
+use crate::http::problem::Problem;
+use crate::http::state::AppState;
 use crate::quota::model::Usage;
 use crate::users::model::Tier;
 

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::model::{Chatroom, ChatroomId};
-use crate::storage::StoreError;
+use crate::storage::error::StoreError;
 use crate::users::model::UserId;
 
 #[async_trait]

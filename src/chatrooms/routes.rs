@@ -11,9 +11,11 @@ use uuid::Uuid;
 
 use super::model::{ChatroomId, ChatroomView};
 use super::service;
-use crate::app::AppState;
-use crate::auth::extract::AuthUser;
-use crate::error::{AppJson, AppPath, Problem, Result};
+use crate::error::Result;
+use crate::http::caller::AuthUser;
+use crate::http::extract::{AppJson, AppPath};
+use crate::http::problem::Problem;
+use crate::http::state::AppState;
 use crate::messages::model::MessageView;
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::chatrooms::model::ChatroomId;
 use crate::messages::model::{Message, MessageError, MessageId, ReplyMeta};
-use crate::storage::StoreError;
+use crate::storage::error::StoreError;
 use crate::users::model::UserId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -234,7 +234,10 @@ async fn keep_lease(app: &App, job: &ClaimedJob) {
 }
 
 /// One attempt: generate, then record the outcome.
-async fn attempt(app: &App, job: &ClaimedJob) -> Result<Attempt, crate::storage::StoreError> {
+async fn attempt(
+    app: &App,
+    job: &ClaimedJob,
+) -> Result<Attempt, crate::storage::error::StoreError> {
     let outcome = generate(app, job).await?;
     app.progress.clear(job.reply_id).await;
     let now = app.clock.now();
@@ -305,7 +308,7 @@ fn final_error(error: &AiError) -> MessageError {
 async fn generate(
     app: &App,
     job: &ClaimedJob,
-) -> Result<Result<Option<Message>, AiError>, crate::storage::StoreError> {
+) -> Result<Result<Option<Message>, AiError>, crate::storage::error::StoreError> {
     let history = app
         .store
         .jobs
@@ -341,7 +344,7 @@ async fn stream_reply(
     app: &App,
     job: &ClaimedJob,
     conversation: Conversation,
-) -> Result<Result<Option<Message>, AiError>, crate::storage::StoreError> {
+) -> Result<Result<Option<Message>, AiError>, crate::storage::error::StoreError> {
     // A new attempt streams from the start.
     app.progress.clear(job.reply_id).await;
     let mut stream = match app.ai.stream_reply(conversation).await {

@@ -8,7 +8,7 @@ use super::search::SearchQuery;
 use crate::chatrooms::model::ChatroomId;
 use crate::jobs::queue::JobId;
 use crate::quota::model::QuotaPolicy;
-use crate::storage::StoreError;
+use crate::storage::error::StoreError;
 use crate::users::model::{Tier, UserId};
 
 /// A prompt to accept: the user's message, the pending reply, and the job that produces it.

@@ -14,10 +14,12 @@ use uuid::Uuid;
 
 use super::model::{MessageId, MessageView};
 use super::service::{self, Accepted};
-use crate::app::AppState;
-use crate::auth::extract::AuthUser;
 use crate::chatrooms::model::ChatroomId;
-use crate::error::{AppError, AppJson, AppPath, AppQuery, Problem, Result};
+use crate::error::{AppError, Result};
+use crate::http::caller::AuthUser;
+use crate::http::extract::{AppJson, AppPath, AppQuery};
+use crate::http::problem::Problem;
+use crate::http::state::AppState;
 use crate::quota::model::Usage;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -259,7 +261,7 @@ async fn chatroom_events(
         .and_then(super::stream::parse_last_event_id);
     let listener = super::stream::Listener {
         user: who.user_id,
-        token: crate::auth::extract::bearer_token_of(&headers)
+        token: crate::http::caller::bearer_token_of(&headers)
             .unwrap_or_default()
             .to_owned(),
     };

@@ -8,8 +8,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
-use crate::error::{AppError, AppJson, Problem, Result};
+use crate::error::{AppError, Result};
+use crate::http::extract::AppJson;
+use crate::http::problem::Problem;
+use crate::http::state::AppState;
 
 /// How long a readiness probe waits for each dependency.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::NaiveDate;
 
-use crate::storage::StoreError;
+use crate::storage::error::StoreError;
 use crate::users::model::UserId;
 
 #[async_trait]

@@ -40,16 +40,6 @@ pub fn window(now: DateTime<Utc>) -> (i64, u64) {
     (index, u64::try_from(left).unwrap_or(1))
 }
 
-/// The unauthenticated routes limited per client IP.
-pub const AUTH_ROUTES: [&str; 6] = [
-    "/auth/signup",
-    "/auth/send-otp",
-    "/auth/verify-otp",
-    "/auth/login",
-    "/auth/forgot-password",
-    "/auth/reset-password",
-];
-
 /// The refusal of a request over its limit.
 pub fn refused(scope: Scope, retry_after: u64) -> crate::error::AppError {
     metrics::counter!("gemchat_rate_limited_total", "scope" => scope.as_str()).increment(1);
@@ -58,36 +48,6 @@ pub fn refused(scope: Scope, retry_after: u64) -> crate::error::AppError {
         detail: format!("Too many requests; try again in {retry_after} s."),
         retry_after,
     }
-}
-
-/// Middleware: limits the unauthenticated auth routes per client IP.
-pub async fn limit_auth_routes(
-    axum::extract::State(state): axum::extract::State<crate::app::AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let is_auth_route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .is_some_and(|route| AUTH_ROUTES.contains(&route.as_str()));
-    if is_auth_route {
-        let ip = crate::auth::extract::client_ip(
-            request.headers(),
-            request.extensions(),
-            state.config.trust_proxy,
-        )
-        .unwrap_or_else(|| "unknown".into());
-        let limit = state.config.rate_limit_auth_per_minute;
-        if let Err(retry_after) = state
-            .limiter
-            .hit(Scope::Auth, &ip, limit, state.clock.now())
-            .await
-        {
-            return refused(Scope::Auth, retry_after).into_response();
-        }
-    }
-    next.run(request).await
 }
 
 #[async_trait]

@@ -9,7 +9,7 @@ use super::sql::{Connection, FromRecord, Lock, Record, Scalar, sql, to_u32};
 use crate::auth::model::{ClientInfo, Session, SessionId, SessionMethod};
 use crate::auth::otp::{IssuePolicy, OtpAttempt, OtpPurpose, OtpRefusal};
 use crate::auth::repo::{NewOtp, OtpRepo, Replacing, SessionRepo};
-use crate::storage::StoreError;
+use crate::storage::error::StoreError;
 use crate::users::model::UserId;
 
 impl FromRecord for OtpAttempt {

@@ -10,7 +10,7 @@ use crate::billing::model::{
     StripeEvent, Subscription, SubscriptionStatus, SubscriptionUpdate, merge,
 };
 use crate::billing::repo::{Applied, BillingRepo};
-use crate::storage::StoreError;
+use crate::storage::error::StoreError;
 use crate::users::model::UserId;
 
 impl FromRecord for Subscription {

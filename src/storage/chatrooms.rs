@@ -7,7 +7,7 @@ use super::SqlStore;
 use super::sql::{FromRecord, Lock, Record, Scalar, sql};
 use crate::chatrooms::model::{Chatroom, ChatroomId};
 use crate::chatrooms::repo::ChatroomRepo;
-use crate::storage::StoreError;
+use crate::storage::error::StoreError;
 use crate::users::model::UserId;
 
 impl FromRecord for Chatroom {

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use sqlx::{Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 use uuid::Uuid;
 
-use super::StoreError;
+use super::error::StoreError;
 use super::sql::{Connection, Kind, Record, Statement, Transaction, Value};
 
 /// What differs in how sqlx talks to a database; the rest is [`Sqlx`], for any driver.

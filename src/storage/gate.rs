@@ -74,66 +74,11 @@ impl DatabaseGate {
     }
 }
 
-/// Routes that answer without the database (probes, metrics, docs): never refused.
-pub fn needs_database(route: &str) -> bool {
-    !matches!(route, "/health" | "/ready" | "/metrics" | "/openapi.json")
-        && !route.starts_with("/docs")
-        && !crate::web::is_client_route(route)
-}
-
-/// Middleware: refuses requests that need the database at once while the gate is closed, and
-/// makes the gate check when a request meets an unreachable database.
-pub async fn fail_fast(
-    axum::extract::State(state): axum::extract::State<crate::app::AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let gated = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .is_some_and(|route| needs_database(route.as_str()));
-    if gated && state.database_gate.is_closed() {
-        return crate::error::AppError::DatabaseUnavailable.into_response();
-    }
-    let response = next.run(request).await;
-    if response
-        .extensions()
-        .get::<crate::error::DatabaseFailed>()
-        .is_some()
-    {
-        state.database_gate.suspect();
-    }
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn probes_docs_and_the_web_client_never_wait_for_the_database() {
-        for route in [
-            "/health",
-            "/ready",
-            "/metrics",
-            "/openapi.json",
-            "/docs/{*rest}",
-            "/",
-            "/assets/{name}",
-        ] {
-            assert!(!needs_database(route), "{route}");
-        }
-        for route in [
-            "/user/me",
-            "/chatroom",
-            "/auth/send-otp",
-            "/chatroom/{id}/events",
-        ] {
-            assert!(needs_database(route), "{route}");
-        }
-    }
-    use crate::storage::StoreError;
+    use crate::storage::error::StoreError;
     use std::sync::atomic::AtomicUsize;
 
     /// A database that fails its first `failures` probes.

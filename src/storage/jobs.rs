@@ -12,7 +12,7 @@ use super::sql::{Connection, FromRecord, Lock, Record, Scalar, sql, to_u32};
 use crate::chatrooms::model::ChatroomId;
 use crate::jobs::queue::{ClaimedJob, JobId, JobQueue};
 use crate::messages::model::{Message, MessageError, MessageId, ReplyMeta};
-use crate::storage::StoreError;
+use crate::storage::error::StoreError;
 use crate::users::model::UserId;
 
 impl FromRecord for ClaimedJob {

@@ -12,7 +12,7 @@ use crate::messages::model::{Message, MessageError, MessageId, MessageStatus, Re
 use crate::messages::repo::{MessageRepo, NewPrompt, PromptOutcome, SearchHit};
 use crate::messages::search::SearchQuery;
 use crate::quota::model::{QuotaPolicy, Take, judge_take};
-use crate::storage::StoreError;
+use crate::storage::error::StoreError;
 use crate::users::model::{Tier, UserId};
 
 /// The columns a `Message` reads.

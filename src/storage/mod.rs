@@ -5,6 +5,7 @@ mod auth;
 mod billing;
 mod chatrooms;
 mod driver;
+pub mod error;
 pub mod gate;
 mod jobs;
 mod messages;
@@ -24,47 +25,8 @@ use crate::chatrooms::repo::ChatroomRepo;
 use crate::jobs::queue::JobQueue;
 use crate::messages::repo::MessageRepo;
 use crate::quota::repo::UsageRepo;
+use crate::storage::error::StoreError;
 use crate::users::repo::UserRepo;
-
-/// What can go wrong in storage, by meaning; both backends map their errors the same way.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("not found")]
-    NotFound,
-    /// A unique or check constraint refused the write.
-    #[error("conflict")]
-    Conflict,
-    /// The database could not be reached (connection refused, pool timed out).
-    #[error("database unavailable: {0}")]
-    Unavailable(anyhow::Error),
-    #[error(transparent)]
-    Backend(anyhow::Error),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(err: sqlx::Error) -> Self {
-        match &err {
-            sqlx::Error::RowNotFound => Self::NotFound,
-            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict,
-            // PostgreSQL's connection errors (class 08) and shutdowns (57P01–57P03): the
-            // database is going away, not refusing this request.
-            sqlx::Error::Database(db)
-                if db
-                    .code()
-                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")) =>
-            {
-                Self::Unavailable(err.into())
-            }
-            sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => Self::Unavailable(err.into()),
-            _ => Self::Backend(err.into()),
-        }
-    }
-}
 
 /// Answers whether the database is reachable.
 #[async_trait]
@@ -73,7 +35,7 @@ pub trait HealthCheck: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// A query that does not wait for the pool: whether the server answers at all, even while
-    /// every pooled connection is busy (for the [`gate`](crate::storage::gate)).
+    /// every pooled connection is busy (for the database gate).
     async fn probe(&self) -> Result<(), StoreError> {
         self.ping().await
     }

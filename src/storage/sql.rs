@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
-use super::StoreError;
+use super::error::StoreError;
 use crate::messages::search::SearchQuery;
 
 /// The types a column or an argument can have.

@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use super::SqlStore;
 use super::sql::{Scalar, sql, to_u32};
 use crate::quota::repo::UsageRepo;
-use crate::storage::StoreError;
+use crate::storage::error::StoreError;
 use crate::users::model::UserId;
 
 #[async_trait]

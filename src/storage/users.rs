@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::SqlStore;
 use super::sql::{FromRecord, Record, sql, to_u32};
-use crate::storage::StoreError;
+use crate::storage::error::StoreError;
 use crate::users::model::{MobileNumber, Tier, User, UserId};
 use crate::users::repo::UserRepo;
 

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::model::{MobileNumber, User, UserId};
-use crate::storage::StoreError;
+use crate::storage::error::StoreError;
 
 #[async_trait]
 pub trait UserRepo: Send + Sync {

@@ -10,9 +10,11 @@ use uuid::Uuid;
 
 use super::model::{Tier, User};
 use super::service;
-use crate::app::AppState;
-use crate::auth::extract::AuthUser;
-use crate::error::{AppJson, Problem, Result};
+use crate::error::Result;
+use crate::http::caller::AuthUser;
+use crate::http::extract::AppJson;
+use crate::http::problem::Problem;
+use crate::http::state::AppState;
 use crate::quota::model::Usage;
 
 pub fn router() -> OpenApiRouter<AppState> {

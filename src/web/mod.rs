@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use sha2::{Digest, Sha256};
 
-use crate::app::AppState;
 use crate::error::AppError;
 
 /// What the page may load and talk to: its own origin only, no inline script or style, no
@@ -67,7 +66,7 @@ static ETAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
 });
 
 /// The client's routes: `/` and `/assets/{name}` (GET and HEAD).
-pub fn router() -> Router<AppState> {
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route(
             "/",
@@ -83,11 +82,6 @@ pub fn router() -> Router<AppState> {
                 }
             }),
         )
-}
-
-/// Whether `route` (a matched route template) belongs to the web client.
-pub fn is_client_route(route: &str) -> bool {
-    route == "/" || route.starts_with("/assets/")
 }
 
 /// Answers with the named asset, or 304 when the browser's copy is current. Browsers

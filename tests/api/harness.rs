@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
-use gemchat::app::{self, App};
+use gemchat::app::App;
 use gemchat::clock::ManualClock;
 use gemchat::config::Config;
 use http_body_util::BodyExt;
@@ -283,7 +283,7 @@ impl TestApp {
             app.ai = ai;
         }
         let app = Arc::new(app);
-        let router = app::router(app.clone());
+        let router = gemchat::http::router::router(app.clone());
         Self {
             app,
             router,
@@ -303,7 +303,7 @@ impl TestApp {
                 .await
                 .expect("building the app"),
         );
-        let router = app::router(app.clone());
+        let router = gemchat::http::router::router(app.clone());
         Self {
             app,
             router,
@@ -320,7 +320,7 @@ impl TestApp {
         let addr = listener.local_addr().expect("addr");
         let app = Arc::clone(&self.app);
         let server = tokio::spawn(async move {
-            let _ = app::serve(app, listener, std::future::pending()).await;
+            let _ = gemchat::http::router::serve(app, listener, std::future::pending()).await;
         });
         (addr, server)
     }

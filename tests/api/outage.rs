@@ -110,6 +110,23 @@ async fn postgres_stopped_and_started_answers_503_then_serves_without_a_restart(
             app.app.database_gate.is_closed()
         })
         .await;
+        // Only the routes that need the database sit behind the gate: probes, metrics, the
+        // docs and the web client still answer.
+        for path in [
+            "/health",
+            "/metrics",
+            "/openapi.json",
+            "/docs/",
+            "/",
+            "/assets/app.js",
+        ] {
+            let answer = app.get(path, None).await;
+            assert_eq!(
+                answer.status.as_u16(),
+                200,
+                "{mode}: {path} during the outage"
+            );
+        }
         app.get(&format!("/chatroom/{room}/messages"), Some(&token))
             .await
             .assert_problem(503, "unavailable");

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use gemchat::app;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -17,7 +16,7 @@ async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
     let (started_tx, mut started) = mpsc::channel::<()>(1);
     let (release, released) = oneshot::channel::<()>();
     let released = Arc::new(tokio::sync::Mutex::new(Some(released)));
-    let router = app::router(Arc::clone(&test.app)).route(
+    let router = gemchat::http::router::router(Arc::clone(&test.app)).route(
         "/test/in-flight",
         axum::routing::get(move || {
             let started_tx = started_tx.clone();
@@ -34,9 +33,14 @@ async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(app::serve_router(router, listener, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(gemchat::http::server::serve(
+        router,
+        listener,
+        gemchat::http::server::Limits::from_config(&test.app.config),
+        async {
+            let _ = stopped.await;
+        },
+    ));
 
     let in_flight = tokio::spawn(reqwest::get(format!("http://{addr}/test/in-flight")));
     started.recv().await.expect("the handler started");
@@ -78,9 +82,13 @@ async fn sessions_record_the_client_address() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(app::serve(Arc::clone(&test.app), listener, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(gemchat::http::router::serve(
+        Arc::clone(&test.app),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let client = reqwest::Client::new();
     let base = format!("http://{addr}");
     let mobile = random_mobile();
@@ -211,9 +219,11 @@ async fn shutdown_ends_open_event_streams() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = Arc::clone(&test.app);
-    let server = tokio::spawn(app::serve(Arc::clone(&app), listener, async move {
-        app.stopped().await
-    }));
+    let server = tokio::spawn(gemchat::http::router::serve(
+        Arc::clone(&app),
+        listener,
+        async move { app.stopped().await },
+    ));
     let response = reqwest::Client::new()
         .get(format!("http://{addr}/chatroom/{room}/events"))
         .bearer_auth(&token)

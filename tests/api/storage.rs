@@ -5,7 +5,8 @@ use chrono::{Duration, DurationRound, Utc};
 use gemchat::auth::model::{ClientInfo, Session, SessionId, SessionMethod};
 use gemchat::auth::otp::{IssuePolicy, OtpPurpose, OtpRefusal};
 use gemchat::auth::repo::{NewOtp, Replacing};
-use gemchat::storage::{Store, StoreError};
+use gemchat::storage::Store;
+use gemchat::storage::error::StoreError;
 use gemchat::users::model::{MobileNumber, Tier, User, UserId};
 
 use crate::backend_tests;

@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use sqlx::Postgres;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgQueryResult};
 
-use super::StoreError;
 use super::driver::{Driver, InTransaction, OnPool};
 use super::messages::{MESSAGE_COLUMNS_OF_M, message_columns};
 use super::sql::{Connection, Dialect, Lock, Statement, Transaction, sql};
 use crate::messages::search::{SearchQuery, Term};
+use crate::storage::error::StoreError;
 
 /// Connections per process. Two cores do not gain from more; several processes share the
 /// server's default `max_connections = 100`.

@@ -14,11 +14,11 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
-use super::StoreError;
 use super::driver::{Driver, InTransaction, OnPool};
 use super::messages::MESSAGE_COLUMNS_OF_M;
 use super::sql::{Connection, Dialect, Kind, Lock, Statement, Transaction, Value, sql};
 use crate::messages::search::{SearchQuery, Term};
+use crate::storage::error::StoreError;
 
 const READERS: u32 = 4;
 

@@ -6,7 +6,8 @@
 //! - request headers must arrive within `header_read` of the connection being ready for a
 //!   request (hyper's timer starts as soon as it waits for the next request, so this also
 //!   closes idle HTTP/1.1 keep-alive connections);
-//! - a request body must arrive within `body_read` of its headers ([`limit_body_time`], 408);
+//! - a request body must arrive within `body_read` of its headers
+//!   (`http::middleware::limit_body_time`, 408);
 //! - a connection where no byte moves either way for `idle` is closed (a stalled reader, an
 //!   idle HTTP/2 connection);
 //! - at shutdown, connections get `shutdown` to finish what they are doing, then are cut.
@@ -243,71 +244,31 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// The error a request body yields once its time is up.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive in time")]
-pub struct BodyTimedOut;
-
-/// Middleware: the request's body must arrive within `limit` of its headers; reading past
-/// that fails with [`BodyTimedOut`] (which the extractors answer with 408).
-pub async fn limit_body_time(
-    axum::extract::State(limit): axum::extract::State<Duration>,
-    request: Request<Body>,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use http_body::Body as _;
-    if request.body().is_end_stream() {
-        return next.run(request).await;
-    }
-    let request = request.map(|body| {
-        Body::new(DeadlineBody {
-            inner: body,
-            deadline: Box::pin(tokio::time::sleep(limit)),
-        })
-    });
-    next.run(request).await
-}
-
-/// A body that fails once its deadline passes.
-struct DeadlineBody {
-    inner: Body,
-    deadline: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl http_body::Body for DeadlineBody {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
-            return Poll::Ready(frame);
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
         }
-        match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut)))),
-            Poll::Pending => Poll::Pending,
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
         }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
     }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// Whether `error` (or anything that caused it) is a [`BodyTimedOut`].
-pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        if error.is::<BodyTimedOut>() {
-            return true;
-        }
-        cause = error.source();
-    }
-    false
+    tracing::info!("shutting down: no new connections; finishing requests in flight");
 }

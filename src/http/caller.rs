@@ -1,4 +1,6 @@
-//! Extractors: [`AuthUser`] (a valid bearer token) and [`Client`] (where a request came from).
+//! Who is calling: [`AuthUser`] (a valid bearer token, counted against the per-user limit),
+//! [`PerIpLimit`] (the per-client-IP limit of the public auth routes) and [`Client`] (where a
+//! request came from).
 
 use std::net::SocketAddr;
 
@@ -6,10 +8,10 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
 
-use super::model::ClientInfo;
-use super::tokens::Authenticated;
-use crate::app::AppState;
+use crate::auth::model::ClientInfo;
+use crate::auth::tokens::Authenticated;
 use crate::error::AppError;
+use crate::http::state::AppState;
 use crate::ratelimit::Scope;
 
 /// The caller, proven by `Authorization: Bearer <jwt>`; rejects with 401 `unauthorized`.
@@ -42,6 +44,30 @@ pub(crate) fn bearer_token_of(headers: &axum::http::HeaderMap) -> Option<&str> {
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(bearer_token)
+}
+
+/// The per-client-IP limit (`RATE_LIMIT_AUTH_PER_MINUTE`) of the routes anyone may call
+/// unauthenticated: every public `/auth/*` handler takes it first. An unauthenticated
+/// operation tagged `auth` is documented with its 429 for this reason.
+#[derive(Debug, Clone, Copy)]
+pub struct PerIpLimit;
+
+impl FromRequestParts<AppState> for PerIpLimit {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let ip = client_ip(&parts.headers, &parts.extensions, state.config.trust_proxy)
+            .unwrap_or_else(|| "unknown".into());
+        let limit = state.config.rate_limit_auth_per_minute;
+        match state
+            .limiter
+            .hit(Scope::Auth, &ip, limit, state.clock.now())
+            .await
+        {
+            Ok(()) => Ok(Self),
+            Err(retry_after) => Err(crate::ratelimit::refused(Scope::Auth, retry_after)),
+        }
+    }
 }
 
 /// The token of an `Authorization` header value, if it uses the Bearer scheme.
