@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::SqlStore;
-use super::sql::{Connection, FromRecord, Lock, Record, Scalar, sql, to_u32};
+use super::sql::{Connection, FromRecord, Record, Scalar, sql, to_u32};
 use crate::auth::model::{ClientInfo, Session, SessionId, SessionMethod};
 use crate::auth::otp::{IssuePolicy, OtpAttempt, OtpPurpose, OtpRefusal};
 use crate::auth::repo::{NewOtp, OtpRepo, Replacing, SessionRepo};
@@ -31,13 +31,7 @@ impl OtpRepo for SqlStore {
     ) -> Result<Result<(), OtpRefusal>, StoreError> {
         let mut tx = self.db.begin().await?;
         // Serialise sends per user, so two concurrent requests cannot both pass the cooldown.
-        sql(format!(
-            "SELECT 1 AS value FROM users WHERE id = $1{}",
-            self.db.lock(Lock::NoKeyUpdate)
-        ))
-        .bind(otp.user_id.0)
-        .fetch_one::<Scalar<i64>>(&mut *tx)
-        .await?;
+        self.lock_user(&mut *tx, otp.user_id).await?;
         let window_start = otp.created_at - IssuePolicy::WINDOW;
         let sent: Vec<Scalar<DateTime<Utc>>> =
             sql("SELECT issued_at AS value FROM otp_sends WHERE user_id = $1 AND issued_at > $2")

@@ -69,7 +69,7 @@ impl SqlStore {
         }
         let existing: Option<Subscription> = sql(format!(
             concat!("SELECT ", columns!(), " FROM subscriptions WHERE id = $1{}"),
-            self.db.lock(Lock::Update)
+            self.locked(Lock::Update)
         ))
         .bind(update.id.as_str())
         .fetch_optional(&mut *tx)

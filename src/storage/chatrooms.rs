@@ -28,13 +28,7 @@ impl ChatroomRepo for SqlStore {
     async fn create(&self, room: &Chatroom, max_per_user: u32) -> Result<bool, StoreError> {
         let mut tx = self.db.begin().await?;
         // Serialise creations per user so the count cannot be raced past the limit.
-        sql(format!(
-            "SELECT 1 AS value FROM users WHERE id = $1{}",
-            self.db.lock(Lock::NoKeyUpdate)
-        ))
-        .bind(room.user_id.0)
-        .fetch_one::<Scalar<i64>>(&mut *tx)
-        .await?;
+        self.lock_user(&mut *tx, room.user_id).await?;
         let Scalar(count) = sql("SELECT count(*) AS value FROM chatrooms WHERE user_id = $1")
             .bind(room.user_id.0)
             .fetch_one::<Scalar<i64>>(&mut *tx)
@@ -103,7 +97,7 @@ impl ChatroomRepo for SqlStore {
         let days: Vec<Scalar<NaiveDate>> = sql(format!(
             "SELECT quota_day AS value FROM messages WHERE chatroom_id = $1 AND user_id = $2 \
              AND role = 'model' AND status = 'pending' AND quota_day IS NOT NULL{}",
-            self.db.lock(Lock::Update)
+            self.locked(Lock::Update)
         ))
         .bind(id.0)
         .bind(user.0)

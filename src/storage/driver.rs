@@ -126,23 +126,31 @@ where
     }
 
     fn read(row: &Self::Row, column: &str, kind: Kind) -> Result<Value, StoreError> {
-        use sqlx::ValueRef;
-        if row.try_get_raw(column)?.is_null() {
+        // One lookup and decode per column: NULL comes back as `None`.
+        fn or_null<T>(value: Option<T>, wrap: fn(T) -> Value, kind: Kind) -> Value {
+            value.map_or(Value::Null(kind), wrap)
+        }
+        let stored_kind = DB::stored_kind(kind);
+        let stored = match stored_kind {
+            Kind::Uuid => or_null(row.try_get(column)?, Value::Uuid, stored_kind),
+            Kind::Text => or_null(row.try_get(column)?, Value::Text, stored_kind),
+            // Counts are BIGINT; most stored numbers are INTEGER on PostgreSQL.
+            Kind::Int => match row.try_get::<Option<i64>, _>(column) {
+                Ok(value) => or_null(value, Value::Int, stored_kind),
+                Err(_) => or_null(
+                    row.try_get::<Option<i32>, _>(column)?.map(i64::from),
+                    Value::Int,
+                    stored_kind,
+                ),
+            },
+            Kind::Bool => or_null(row.try_get(column)?, Value::Bool, stored_kind),
+            Kind::Time => or_null(row.try_get(column)?, Value::Time, stored_kind),
+            Kind::Date => or_null(row.try_get(column)?, Value::Date, stored_kind),
+            Kind::Bytes => or_null(row.try_get(column)?, Value::Bytes, stored_kind),
+        };
+        if let Value::Null(_) = stored {
             return Ok(Value::Null(kind));
         }
-        let stored = match DB::stored_kind(kind) {
-            Kind::Uuid => Value::Uuid(row.try_get(column)?),
-            Kind::Text => Value::Text(row.try_get(column)?),
-            // Counts are BIGINT; most stored numbers are INTEGER on PostgreSQL.
-            Kind::Int => Value::Int(
-                row.try_get::<i64, _>(column)
-                    .or_else(|_| row.try_get::<i32, _>(column).map(i64::from))?,
-            ),
-            Kind::Bool => Value::Bool(row.try_get(column)?),
-            Kind::Time => Value::Time(row.try_get(column)?),
-            Kind::Date => Value::Date(row.try_get(column)?),
-            Kind::Bytes => Value::Bytes(row.try_get(column)?),
-        };
         DB::from_stored(stored, kind)
     }
 
@@ -203,37 +211,22 @@ pub(crate) struct OnPool<'a, DB: Database>(pub(crate) &'a Pool<DB>);
 pub(crate) struct InTransaction<DB: Database>(pub(crate) sqlx::Transaction<'static, DB>);
 
 /// Something statements run on: a pool or a transaction.
-#[async_trait]
 trait Runs: Send {
     type DB: Sqlx;
-    async fn run(
-        &mut self,
-        statement: Statement,
-        want: Want,
-    ) -> Result<Answer<<Self::DB as Database>::Row>, StoreError>;
+    fn run(&mut self, statement: Statement, want: Want) -> Run<'_, <Self::DB as Database>::Row>;
 }
 
-#[async_trait]
 impl<DB: Sqlx> Runs for OnPool<'_, DB> {
     type DB = DB;
-    async fn run(
-        &mut self,
-        statement: Statement,
-        want: Want,
-    ) -> Result<Answer<DB::Row>, StoreError> {
-        DB::run_on_pool(self.0, statement, want).await
+    fn run(&mut self, statement: Statement, want: Want) -> Run<'_, DB::Row> {
+        DB::run_on_pool(self.0, statement, want)
     }
 }
 
-#[async_trait]
 impl<DB: Sqlx> Runs for InTransaction<DB> {
     type DB = DB;
-    async fn run(
-        &mut self,
-        statement: Statement,
-        want: Want,
-    ) -> Result<Answer<DB::Row>, StoreError> {
-        DB::run_on_connection(&mut self.0, statement, want).await
+    fn run(&mut self, statement: Statement, want: Want) -> Run<'_, DB::Row> {
+        DB::run_on_connection(&mut self.0, statement, want)
     }
 }
 

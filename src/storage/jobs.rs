@@ -239,7 +239,7 @@ impl JobQueue for SqlStore {
         let quota_day: Option<Scalar<Option<NaiveDate>>> = sql(format!(
             "SELECT quota_day AS value FROM messages \
              WHERE id = $1 AND status IN ('pending', 'streaming'){}",
-            self.db.lock(Lock::Update)
+            self.locked(Lock::Update)
         ))
         .bind(job.reply_id.0)
         .fetch_optional(&mut *tx)

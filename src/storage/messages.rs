@@ -138,7 +138,7 @@ impl MessageRepo for SqlStore {
         let is_pro: Option<Scalar<bool>> = sql(format!(
             "SELECT EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = c.user_id \
              AND s.pro_until > $3) AS value FROM chatrooms c WHERE c.id = $1 AND c.user_id = $2{}",
-            self.db.lock(Lock::NoKeyUpdate)
+            self.locked(Lock::NoKeyUpdate)
         ))
         .bind(new.prompt.chatroom_id.0)
         .bind(user.0)

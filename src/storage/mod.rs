@@ -49,6 +49,30 @@ pub(crate) struct SqlStore {
     local_jobs: tokio::sync::Notify,
 }
 
+impl SqlStore {
+    /// The lock clause to append to a `SELECT` in a transaction (empty where none is needed).
+    fn locked(&self, lock: sql::Lock) -> &'static str {
+        self.db.lock(lock).unwrap_or_default()
+    }
+
+    /// Inside a transaction: serialises writers acting for `user` (on PostgreSQL a row lock
+    /// that does not block inserts merely referencing the user; SQLite's write transaction
+    /// already does). `NotFound` if there is no such user.
+    async fn lock_user(
+        &self,
+        tx: &mut dyn sql::Connection,
+        user: crate::users::model::UserId,
+    ) -> Result<(), StoreError> {
+        if let Some(lock) = self.db.lock(sql::Lock::NoKeyUpdate) {
+            sql::sql(format!("SELECT 1 AS value FROM users WHERE id = $1{lock}"))
+                .bind(user.0)
+                .fetch_one::<sql::Scalar<i64>>(tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl HealthCheck for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {

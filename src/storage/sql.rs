@@ -258,9 +258,10 @@ pub(crate) trait Dialect: Send + Sync {
     }
     /// A write transaction (SQLite: `BEGIN IMMEDIATE`, so it holds the write lock at once).
     async fn begin(&self) -> Result<Box<dyn Transaction + '_>, StoreError>;
-    /// Appended to a `SELECT` inside a transaction, to lock what it read until the end (on
-    /// PostgreSQL; SQLite's write transaction already excludes every other writer).
-    fn lock(&self, lock: Lock) -> &'static str;
+    /// Appended to a `SELECT` inside a transaction, to lock what it read until the end; `None`
+    /// where a write transaction already excludes every other writer (SQLite), so a statement
+    /// that only takes a lock can be skipped.
+    fn lock(&self, lock: Lock) -> Option<&'static str>;
 
     /// The full-text search for `query`, with `$1` bound; the caller binds the user (`$2`)
     /// and the limit (`$3`). Rows: the message columns, `chatroom_name` and `snippet`

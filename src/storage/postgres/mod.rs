@@ -84,11 +84,11 @@ impl Dialect for PgStore {
         Ok(Box::new(InTransaction(self.pool.begin().await?)))
     }
 
-    fn lock(&self, lock: Lock) -> &'static str {
-        match lock {
+    fn lock(&self, lock: Lock) -> Option<&'static str> {
+        Some(match lock {
             Lock::Update => " FOR UPDATE",
             Lock::NoKeyUpdate => " FOR NO KEY UPDATE",
-        }
+        })
     }
 
     fn search(&self, query: &SearchQuery) -> Statement {

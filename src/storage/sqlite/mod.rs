@@ -164,8 +164,8 @@ impl Dialect for SqliteStore {
         Ok(Box::new(InTransaction(tx)))
     }
 
-    fn lock(&self, _lock: Lock) -> &'static str {
-        ""
+    fn lock(&self, _lock: Lock) -> Option<&'static str> {
+        None
     }
 
     fn search(&self, query: &SearchQuery) -> Statement {
