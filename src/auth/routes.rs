@@ -188,9 +188,7 @@ pub struct SessionsResponse {
 #[utoipa::path(post, path = "/auth/signup", tag = "auth", request_body = SignupRequest,
     responses(
         (status = 201, body = SignupResponse),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`mobile_number_taken`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` or `invalid_mobile_number`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn signup(
@@ -217,7 +215,6 @@ async fn signup(
 #[utoipa::path(post, path = "/auth/send-otp", tag = "auth", request_body = SendOtpRequest,
     responses(
         (status = 200, body = OtpIssuedResponse),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_mobile_number`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`otp_cooldown` (30 s) or `otp_rate_limited` (10 an hour), with `Retry-After`", body = Problem, content_type = "application/problem+json"),
@@ -235,7 +232,6 @@ async fn send_otp(
 #[utoipa::path(post, path = "/auth/verify-otp", tag = "auth", request_body = VerifyOtpRequest,
     responses(
         (status = 200, body = SessionResponse),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_otp`: wrong, expired or used code", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` or `invalid_mobile_number`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`otp_attempts_exceeded`: the fifth wrong code kills it", body = Problem, content_type = "application/problem+json"),
@@ -254,7 +250,6 @@ async fn verify_otp(
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, body = SessionResponse),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_credentials`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` or `invalid_mobile_number`", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -272,7 +267,6 @@ async fn login(
 #[utoipa::path(post, path = "/auth/forgot-password", tag = "auth", request_body = SendOtpRequest,
     responses(
         (status = 200, body = OtpIssuedResponse),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_mobile_number`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`otp_cooldown` or `otp_rate_limited`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
@@ -290,7 +284,6 @@ async fn forgot_password(
 #[utoipa::path(post, path = "/auth/reset-password", tag = "auth", request_body = ResetPasswordRequest,
     responses(
         (status = 200, body = SessionResponse),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_otp`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` or `invalid_mobile_number`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`otp_attempts_exceeded`", body = Problem, content_type = "application/problem+json"),
@@ -317,8 +310,7 @@ async fn reset_password(
     security(("bearer" = [])),
     responses(
         (status = 200, body = SessionResponse),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`, or `invalid_credentials` for a wrong current password", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials`: a wrong current password", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn change_password(
@@ -342,7 +334,6 @@ async fn change_password(
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 204, description = "Signed out"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn logout(State(state): State<AppState>, AuthUser(who): AuthUser) -> Result<StatusCode> {
     service::logout(&state, who).await?;
@@ -353,7 +344,6 @@ async fn logout(State(state): State<AppState>, AuthUser(who): AuthUser) -> Resul
 #[utoipa::path(get, path = "/auth/sessions", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 200, body = SessionsResponse),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_sessions(
     State(state): State<AppState>,
@@ -373,8 +363,6 @@ async fn list_sessions(
     params(("id" = Uuid, Path, description = "Session id")),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 400, description = "`malformed_request`: not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`: no such live session of the caller", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn revoke_session(

@@ -112,9 +112,6 @@ pub struct PortalResponse {
     request_body(content = SubscribeRequest, description = "Optional; an empty body is fine"),
     responses(
         (status = 200, body = CheckoutResponse),
-        (status = 400, description = "`malformed_request`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`already_subscribed`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: a return URL is not an absolute http(s) URL", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "`billing_unavailable`: Stripe failed or could not be reached", body = Problem, content_type = "application/problem+json"),
@@ -167,7 +164,6 @@ async fn list_plans(State(state): State<AppState>) -> AppJson<PlansResponse> {
 #[utoipa::path(post, path = "/subscription/cancel", tag = "billing", security(("bearer" = [])),
     responses(
         (status = 200, body = SubscriptionStatusResponse),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`no_subscription`", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "`billing_unavailable`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`billing_not_configured`", body = Problem, content_type = "application/problem+json"),
@@ -183,7 +179,6 @@ async fn cancel_subscription(
 #[utoipa::path(post, path = "/subscription/reactivate", tag = "billing", security(("bearer" = [])),
     responses(
         (status = 200, body = SubscriptionStatusResponse),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`not_cancelling` or `no_subscription`", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "`billing_unavailable`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`billing_not_configured`", body = Problem, content_type = "application/problem+json"),
@@ -201,7 +196,6 @@ async fn reactivate_subscription(
 #[utoipa::path(post, path = "/subscription/portal", tag = "billing", security(("bearer" = [])),
     responses(
         (status = 200, body = PortalResponse),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`no_subscription`: no billing account yet", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "`billing_unavailable`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`billing_not_configured`", body = Problem, content_type = "application/problem+json"),
@@ -224,7 +218,6 @@ pub struct WebhookReceived {
 #[utoipa::path(get, path = "/subscription/status", tag = "billing", security(("bearer" = [])),
     responses(
         (status = 200, body = SubscriptionStatusResponse),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn subscription_status(
     State(state): State<AppState>,
@@ -239,8 +232,7 @@ async fn subscription_status(
     request_body(content = String, content_type = "application/json", description = "A Stripe event, exactly as Stripe sent it"),
     responses(
         (status = 200, body = WebhookReceived),
-        (status = 400, description = "`invalid_signature`, or `malformed_request`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_signature`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`billing_not_configured`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn stripe_webhook(

@@ -50,8 +50,6 @@ pub struct ChatroomWithMessages {
     request_body = ChatroomRequest,
     responses(
         (status = 201, body = ChatroomView),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (also past 1,000 chatrooms)", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_chatroom(
@@ -67,7 +65,6 @@ async fn create_chatroom(
 #[utoipa::path(get, path = "/chatroom", tag = "chatrooms", security(("bearer" = [])),
     responses(
         (status = 200, body = ChatroomListResponse),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_chatrooms(
     State(state): State<AppState>,
@@ -82,8 +79,6 @@ async fn list_chatrooms(
     params(("id" = Uuid, Path, description = "Chatroom id")),
     responses(
         (status = 200, body = ChatroomWithMessages),
-        (status = 400, description = "`malformed_request`: not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn get_chatroom(
@@ -104,8 +99,6 @@ async fn get_chatroom(
     request_body = ChatroomRequest,
     responses(
         (status = 200, body = ChatroomView),
-        (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -124,8 +117,6 @@ async fn rename_chatroom(
     params(("id" = Uuid, Path, description = "Chatroom id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn delete_chatroom(

@@ -46,12 +46,23 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Documents the refusals every operation can meet, whatever its handler: 429 `rate_limited`
-/// (the abuse limits: per client IP on the unauthenticated auth routes, per user on every
-/// authenticated operation) and 503 `unavailable` (the database cannot be reached; every
-/// operation that needs it).
+/// Documents the refusals every operation can meet, whatever its handler, once for all
+/// (a route's own `responses` list only what is particular to it):
+/// - 400 `malformed_request`, 413 `payload_too_large` and 408 `request_timeout` where there is
+///   a request body; 400 also where there is a path parameter (not a UUID);
+/// - 401 `unauthorized` on every authenticated operation;
+/// - 429 `rate_limited`: the abuse limits, per user on every authenticated operation and per
+///   client IP on the public auth operations (the handlers that take `PerIpLimit`);
+/// - 503 `unavailable` on every operation behind the database gate (all but `operations`).
 pub fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
+    use utoipa::openapi::path::ParameterIn;
+    const MALFORMED: &str = "`malformed_request`: the body is not JSON of the documented shape \
+                             (or another `Content-Type`), or a path parameter is not a UUID";
+    const TOO_LARGE: &str = "`payload_too_large`: the body is over the size limit";
+    const TIMEOUT: &str = "`request_timeout`: the body did not arrive within `HTTP_BODY_TIMEOUT`";
+    const UNAUTHORIZED: &str =
+        "`unauthorized`: the bearer token is missing, malformed, expired or revoked";
     const RATE_LIMITED: &str = "`rate_limited`: too many requests from this client or user this minute, with `Retry-After`";
     const UNAVAILABLE: &str = "`unavailable`: the database cannot be reached; try again after \
                                `Retry-After` seconds";
@@ -65,18 +76,31 @@ pub fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
         ];
         for operation in operations.into_iter().flatten() {
             let authenticated = operation.security.as_ref().is_some_and(|s| !s.is_empty());
-            let mut refusals = Vec::new();
-            // The per-user limit comes with authentication; the public auth operations take
-            // the per-IP limit (`PerIpLimit`). Everything but the operations routes sits
-            // behind the database gate.
+            let has_body = operation.request_body.is_some();
+            let has_path_parameter = operation
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Path));
             let tagged = |tag: &str| operation.tags.iter().flatten().any(|t| t == tag);
+            let mut refusals = Vec::new();
+            if has_body || has_path_parameter {
+                refusals.push(("400", MALFORMED, false));
+            }
+            if has_body {
+                refusals.push(("413", TOO_LARGE, false));
+                refusals.push(("408", TIMEOUT, false));
+            }
+            if authenticated {
+                refusals.push(("401", UNAUTHORIZED, false));
+            }
             if authenticated || tagged("auth") {
-                refusals.push(("429", RATE_LIMITED));
+                refusals.push(("429", RATE_LIMITED, true));
             }
             if !tagged("operations") {
-                refusals.push(("503", UNAVAILABLE));
+                refusals.push(("503", UNAVAILABLE, true));
             }
-            for (status, text) in refusals {
+            for (status, text, retry_after) in refusals {
                 match operation.responses.responses.get_mut(status) {
                     Some(RefOr::T(response)) if !response.description.contains(text) => {
                         response.description = format!("{}; or {text}", response.description);
@@ -86,7 +110,7 @@ pub fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
                         operation
                             .responses
                             .responses
-                            .insert(status.to_owned(), RefOr::T(refusal(text)));
+                            .insert(status.to_owned(), RefOr::T(refusal(text, retry_after)));
                     }
                 }
             }
@@ -94,14 +118,19 @@ pub fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// A problem+json response with a `Retry-After` header.
-fn refusal(description: &str) -> utoipa::openapi::Response {
+/// A problem+json response, with a `Retry-After` header where the refusal passes.
+fn refusal(description: &str, retry_after: bool) -> utoipa::openapi::Response {
     use utoipa::openapi::{
         ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, ResponseBuilder, Type,
     };
-    ResponseBuilder::new()
-        .description(description)
-        .header(
+    let mut response = ResponseBuilder::new().description(description).content(
+        PROBLEM_JSON,
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build(),
+    );
+    if retry_after {
+        response = response.header(
             "Retry-After",
             HeaderBuilder::new()
                 .schema(Some(
@@ -111,12 +140,7 @@ fn refusal(description: &str) -> utoipa::openapi::Response {
                 ))
                 .description(Some("Seconds to wait before trying again"))
                 .build(),
-        )
-        .content(
-            PROBLEM_JSON,
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Problem")))
-                .build(),
-        )
-        .build()
+        );
+    }
+    response.build()
 }

@@ -69,7 +69,6 @@ pub struct SearchResponse {
     params(SearchQuery),
     responses(
         (status = 200, body = SearchResponse),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn search_messages(
@@ -147,8 +146,6 @@ pub struct MessageAccepted {
     params(("id" = Uuid, Path, description = "Chatroom id"), HistoryQuery),
     responses(
         (status = 200, body = HistoryResponse),
-        (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: limit out of range", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -183,8 +180,6 @@ async fn list_messages(
     responses(
         (status = 200, description = "With `wait=true`: the reply finished in time", body = MessageAccepted),
         (status = 202, description = "Accepted; carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds to UTC midnight); an unlimited plan reports a limit of 2147483647", body = MessageAccepted),
-        (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`daily_limit_reached`, with `Retry-After` (seconds to UTC midnight)", body = Problem, content_type = "application/problem+json"),
@@ -218,8 +213,6 @@ async fn send_message(
     ),
     responses(
         (status = 202, body = MessageAccepted),
-        (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`not_retryable`: the message is not a failed reply", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -245,8 +238,6 @@ async fn retry_reply(
     ),
     responses(
         (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
-        (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn chatroom_events(

@@ -65,7 +65,6 @@ pub struct UpdateMeRequest {
 #[utoipa::path(get, path = "/user/me", tag = "user", security(("bearer" = [])),
     responses(
         (status = 200, body = MeResponse),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn get_me(
     State(state): State<AppState>,
@@ -83,8 +82,6 @@ async fn get_me(
     request_body = UpdateMeRequest,
     responses(
         (status = 200, body = UserResponse),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn update_me(

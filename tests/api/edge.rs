@@ -160,6 +160,36 @@ async fn the_openapi_document_covers_every_route(backend: Backend) {
                 "{method} {path} documents 429 rate_limited"
             );
         }
+        if operation["security"].is_array() {
+            assert!(
+                responses["401"]["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("unauthorized")),
+                "{method} {path} documents 401 unauthorized"
+            );
+        }
+        if operation["requestBody"].is_object() {
+            for (status, code) in [
+                ("400", "malformed_request"),
+                ("413", "payload_too_large"),
+                ("408", "request_timeout"),
+            ] {
+                assert!(
+                    responses[status]["description"]
+                        .as_str()
+                        .is_some_and(|d| d.contains(code)),
+                    "{method} {path} documents {status} {code}"
+                );
+            }
+        }
+        if path.contains('{') {
+            assert!(
+                responses["400"]["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("malformed_request")),
+                "{method} {path} documents 400 for a path parameter that is not a UUID"
+            );
+        }
         if !["/health", "/metrics"].contains(&path) {
             assert!(
                 responses["503"]["description"]
