@@ -19,6 +19,7 @@ mod serve;
 mod sessions;
 mod slow_clients;
 mod storage;
+mod storage_chat;
 mod subscriptions;
 mod users;
 mod web;

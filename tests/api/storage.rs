@@ -23,24 +23,24 @@ backend_tests!(
     processes_starting_together_both_come_up,
 );
 
-struct Fixture {
-    store: Store,
+pub(crate) struct Fixture {
+    pub(crate) store: Store,
     _db: TestDb,
 }
 
-async fn fixture(backend: Backend) -> Fixture {
+pub(crate) async fn fixture(backend: Backend) -> Fixture {
     let db = TestDb::create(backend).await;
     let store = Store::connect(&db.url, true).await.expect("connect");
     Fixture { store, _db: db }
 }
 
-fn now() -> chrono::DateTime<Utc> {
+pub(crate) fn now() -> chrono::DateTime<Utc> {
     Utc::now()
         .duration_trunc(Duration::microseconds(1))
         .unwrap_or_default()
 }
 
-fn new_user() -> User {
+pub(crate) fn new_user() -> User {
     let at = now();
     User {
         id: UserId::new(),

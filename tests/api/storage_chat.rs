@@ -1,0 +1,369 @@
+//! Repository contracts of chatrooms, messages and the job queue, on both databases: what
+//! keeps the one SQL code path honest where the dialects differ (the claim, the completion,
+//! locks) and where the quota is taken and given back.
+
+use chrono::Duration;
+use gemchat::chatrooms::model::{Chatroom, ChatroomId};
+use gemchat::jobs::queue::JobId;
+use gemchat::messages::model::{Message, MessageError, MessageId, MessageStatus, ReplyMeta, Role};
+use gemchat::messages::repo::{NewPrompt, PromptOutcome};
+use gemchat::quota::model::QuotaPolicy;
+use gemchat::storage::Store;
+use gemchat::users::model::UserId;
+
+use crate::backend_tests;
+use crate::harness::Backend;
+use crate::storage::{Fixture, fixture, new_user, now};
+
+backend_tests!(
+    a_room_has_at_most_one_claimed_job_and_replies_come_oldest_first,
+    a_lapsed_lease_is_claimed_again_and_only_one_run_completes_the_reply,
+    a_failed_reply_gives_its_prompt_back_once,
+    concurrent_prompts_take_exactly_what_the_limit_leaves,
+    retries_wait_for_their_time_and_releases_give_the_attempt_back,
+    rooms_are_limited_per_user_and_deleting_one_refunds_its_queued_prompts,
+);
+
+const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn user_and_room(store: &Store) -> (UserId, ChatroomId) {
+    let user = new_user();
+    store.users.insert(&user).await.expect("insert user");
+    let at = now();
+    let room = Chatroom {
+        id: ChatroomId(uuid::Uuid::now_v7()),
+        user_id: user.id,
+        name: "contract".into(),
+        created_at: at,
+        updated_at: at,
+        last_message_at: None,
+    };
+    assert!(store.chatrooms.create(&room, 1000).await.expect("create"));
+    (user.id, room.id)
+}
+
+/// A prompt, its pending reply and the reply's job, written the way `send` writes them.
+fn prompt(user: UserId, room: ChatroomId, text: &str) -> NewPrompt {
+    let at = now();
+    let prompt = Message {
+        id: MessageId::new(),
+        chatroom_id: room,
+        user_id: user,
+        role: Role::User,
+        content: text.into(),
+        status: MessageStatus::Completed,
+        error: None,
+        quota_day: None,
+        meta: ReplyMeta::default(),
+        created_at: at,
+        updated_at: at,
+    };
+    let reply = Message {
+        id: MessageId::new(),
+        role: Role::Model,
+        content: String::new(),
+        status: MessageStatus::Pending,
+        quota_day: Some(at.date_naive()),
+        ..prompt.clone()
+    };
+    NewPrompt {
+        prompt,
+        reply,
+        job_id: JobId::new(),
+        day: at.date_naive(),
+        now: at,
+    }
+}
+
+fn limited(limit: u32) -> QuotaPolicy {
+    QuotaPolicy {
+        basic: Some(limit),
+        pro: None,
+    }
+}
+
+async fn send(f: &Fixture, user: UserId, room: ChatroomId, text: &str) -> NewPrompt {
+    let new = prompt(user, room, text);
+    let outcome = f
+        .store
+        .messages
+        .insert_prompt_with_reply_job(&new, &limited(100))
+        .await
+        .expect("insert");
+    assert!(matches!(outcome, PromptOutcome::Accepted { .. }));
+    new
+}
+
+async fn used_today(f: &Fixture, user: UserId) -> u32 {
+    f.store
+        .usage
+        .used_on(user, now().date_naive())
+        .await
+        .expect("usage")
+}
+
+async fn a_room_has_at_most_one_claimed_job_and_replies_come_oldest_first(backend: Backend) {
+    let f = fixture(backend).await;
+    let (user, room) = user_and_room(&f.store).await;
+    let first = send(&f, user, room, "first").await;
+    let second = send(&f, user, room, "second").await;
+    let (other_user, other_room) = user_and_room(&f.store).await;
+    let other = send(&f, other_user, other_room, "elsewhere").await;
+
+    let claimed = f.store.jobs.claim(now(), LEASE, 10).await.expect("claim");
+    let mut replies: Vec<MessageId> = claimed.iter().map(|j| j.reply_id).collect();
+    replies.sort();
+    assert_eq!(
+        replies,
+        [first.reply.id, other.reply.id],
+        "one job per room"
+    );
+    assert!(claimed.iter().all(|j| j.attempts == 1));
+    assert!(
+        f.store
+            .jobs
+            .claim(now(), LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "the room's next job waits for the first"
+    );
+    let job = claimed
+        .iter()
+        .find(|j| j.reply_id == first.reply.id)
+        .expect("the first job");
+    f.store.jobs.mark_streaming(job, now()).await.expect("mark");
+    let history = f.store.jobs.history(job, 20).await.expect("history");
+    assert_eq!(history.len(), 1, "the prompt; not the pending reply");
+    let meta = ReplyMeta {
+        finish_reason: Some("STOP".into()),
+        model_version: Some("model-x".into()),
+        prompt_tokens: Some(11),
+        output_tokens: Some(7),
+        total_tokens: Some(18),
+    };
+    let done = f
+        .store
+        .jobs
+        .complete(job, "the answer", &meta, now())
+        .await
+        .expect("complete")
+        .expect("this run finished it");
+    assert_eq!(done.status, MessageStatus::Completed);
+    assert_eq!(done.content, "the answer");
+    assert_eq!(done.meta, meta);
+    let next = f.store.jobs.claim(now(), LEASE, 10).await.expect("claim");
+    assert_eq!(
+        next.iter().map(|j| j.reply_id).collect::<Vec<_>>(),
+        [second.reply.id]
+    );
+}
+
+async fn a_lapsed_lease_is_claimed_again_and_only_one_run_completes_the_reply(backend: Backend) {
+    let f = fixture(backend).await;
+    let (user, room) = user_and_room(&f.store).await;
+    let sent = send(&f, user, room, "slow").await;
+    let at = now();
+    let short = std::time::Duration::from_secs(2);
+    let first = f.store.jobs.claim(at, short, 1).await.expect("claim");
+    let first = first.first().expect("claimed").clone();
+    assert!(
+        f.store
+            .jobs
+            .claim(at + Duration::seconds(1), short, 1)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "the lease holds"
+    );
+    let again = f
+        .store
+        .jobs
+        .claim(at + Duration::seconds(3), LEASE, 1)
+        .await
+        .expect("claim");
+    let again = again
+        .first()
+        .expect("claimed again once the lease lapsed")
+        .clone();
+    assert_eq!(again.reply_id, sent.reply.id);
+    assert_eq!(again.attempts, 2);
+    assert_ne!(again.lock_token, first.lock_token);
+    assert!(
+        !f.store
+            .jobs
+            .renew(&first, at + Duration::seconds(60))
+            .await
+            .expect("renew"),
+        "the first run's claim is gone"
+    );
+    let meta = ReplyMeta::default();
+    let done = f
+        .store
+        .jobs
+        .complete(&again, "from the second run", &meta, now())
+        .await
+        .expect("complete");
+    assert!(done.is_some());
+    let late = f
+        .store
+        .jobs
+        .complete(&first, "from the first run", &meta, now())
+        .await
+        .expect("complete");
+    assert!(late.is_none(), "a late finish never overwrites");
+    let stored = f
+        .store
+        .messages
+        .find(user, room, sent.reply.id)
+        .await
+        .expect("find")
+        .expect("the reply");
+    assert_eq!(stored.content, "from the second run");
+}
+
+async fn a_failed_reply_gives_its_prompt_back_once(backend: Backend) {
+    let f = fixture(backend).await;
+    let (user, room) = user_and_room(&f.store).await;
+    send(&f, user, room, "doomed").await;
+    assert_eq!(used_today(&f, user).await, 1);
+    let job = f.store.jobs.claim(now(), LEASE, 1).await.expect("claim");
+    let job = job.first().expect("claimed").clone();
+    let error = MessageError {
+        code: "blocked".into(),
+        message: "no".into(),
+    };
+    let failed = f.store.jobs.fail(&job, &error, now()).await.expect("fail");
+    let failed = failed.expect("this run failed it");
+    assert_eq!(failed.status, MessageStatus::Failed);
+    assert_eq!(failed.error, Some(error.clone()));
+    assert_eq!(used_today(&f, user).await, 0);
+    assert!(
+        f.store
+            .jobs
+            .fail(&job, &error, now())
+            .await
+            .expect("fail")
+            .is_none()
+    );
+    assert_eq!(used_today(&f, user).await, 0, "given back once");
+    assert_eq!(f.store.jobs.counts(now()).await.expect("counts"), (0, 0));
+}
+
+async fn concurrent_prompts_take_exactly_what_the_limit_leaves(backend: Backend) {
+    let f = fixture(backend).await;
+    let (user, room) = user_and_room(&f.store).await;
+    let policy = limited(3);
+    let prompts: Vec<NewPrompt> = (0..8)
+        .map(|i| prompt(user, room, &format!("p{i}")))
+        .collect();
+    let outcomes = futures::future::join_all(
+        prompts
+            .iter()
+            .map(|p| f.store.messages.insert_prompt_with_reply_job(p, &policy)),
+    )
+    .await;
+    let accepted = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(PromptOutcome::Accepted { .. })))
+        .count();
+    let refused = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(PromptOutcome::LimitReached { limit: 3, .. })))
+        .count();
+    assert_eq!((accepted, refused), (3, 5), "{outcomes:?}");
+    assert_eq!(used_today(&f, user).await, 3);
+    let zero = f
+        .store
+        .messages
+        .insert_prompt_with_reply_job(&prompt(user, room, "none"), &limited(0))
+        .await
+        .expect("insert");
+    assert!(matches!(zero, PromptOutcome::LimitReached { limit: 0, .. }));
+    let stranger = f
+        .store
+        .messages
+        .insert_prompt_with_reply_job(&prompt(UserId::new(), room, "x"), &limited(5))
+        .await
+        .expect("insert");
+    assert_eq!(stranger, PromptOutcome::ChatroomNotFound);
+}
+
+async fn retries_wait_for_their_time_and_releases_give_the_attempt_back(backend: Backend) {
+    let f = fixture(backend).await;
+    let (user, room) = user_and_room(&f.store).await;
+    send(&f, user, room, "flaky").await;
+    let at = now();
+    let job = f.store.jobs.claim(at, LEASE, 1).await.expect("claim");
+    let job = job.first().expect("claimed").clone();
+    assert_eq!(f.store.jobs.counts(at).await.expect("counts"), (0, 1));
+    let later = at + Duration::seconds(30);
+    f.store
+        .jobs
+        .retry_later(&job, later, "unavailable: try again")
+        .await
+        .expect("retry");
+    assert_eq!(f.store.jobs.next_run_at().await.expect("next"), Some(later));
+    assert!(
+        f.store
+            .jobs
+            .claim(at, LEASE, 1)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "not before its time"
+    );
+    let retried = f.store.jobs.claim(later, LEASE, 1).await.expect("claim");
+    let retried = retried.first().expect("claimed at its time").clone();
+    assert_eq!(retried.attempts, 2);
+    f.store
+        .jobs
+        .release(&retried, later)
+        .await
+        .expect("release");
+    let released = f.store.jobs.claim(later, LEASE, 1).await.expect("claim");
+    assert_eq!(
+        released.first().map(|j| j.attempts),
+        Some(2),
+        "a release does not count the attempt"
+    );
+}
+
+async fn rooms_are_limited_per_user_and_deleting_one_refunds_its_queued_prompts(backend: Backend) {
+    let f = fixture(backend).await;
+    let (user, room) = user_and_room(&f.store).await;
+    let at = now();
+    let second = Chatroom {
+        id: ChatroomId(uuid::Uuid::now_v7()),
+        user_id: user,
+        name: "second".into(),
+        created_at: at,
+        updated_at: at,
+        last_message_at: None,
+    };
+    assert!(
+        !f.store.chatrooms.create(&second, 1).await.expect("create"),
+        "one room per user at most here"
+    );
+    send(&f, user, room, "queued one").await;
+    send(&f, user, room, "queued two").await;
+    assert_eq!(used_today(&f, user).await, 2);
+    assert!(
+        !f.store
+            .chatrooms
+            .delete(UserId::new(), room)
+            .await
+            .expect("delete")
+    );
+    assert!(f.store.chatrooms.delete(user, room).await.expect("delete"));
+    assert_eq!(used_today(&f, user).await, 0);
+    assert!(
+        f.store
+            .jobs
+            .claim(now(), LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    assert!(f.store.chatrooms.list(user).await.expect("list").is_empty());
+}
