@@ -26,30 +26,30 @@ use crate::storage::gate::DatabaseGate;
 
 /// Everything a gemchat process holds: configuration and the adapters behind each port.
 pub struct App {
-    pub config: Config,
-    pub store: Store,
-    pub clock: Arc<dyn Clock>,
-    pub auth: Authenticator,
-    pub otp_key: OtpKey,
-    pub otp_policy: IssuePolicy,
-    pub sms: Arc<dyn SmsSender>,
-    pub region: phonenumber::country::Id,
-    pub quota: QuotaPolicy,
-    pub redis: Option<RedisLink>,
+    pub(crate) config: Config,
+    pub(crate) store: Store,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) auth: Authenticator,
+    pub(crate) otp_key: OtpKey,
+    pub(crate) otp_policy: IssuePolicy,
+    pub(crate) sms: Arc<dyn SmsSender>,
+    pub(crate) region: phonenumber::country::Id,
+    pub(crate) quota: QuotaPolicy,
+    pub(crate) redis: Option<RedisLink>,
     /// Refuses database work at once while the database is unreachable.
-    pub database_gate: Arc<DatabaseGate>,
-    pub events: Arc<EventBus>,
-    pub list_cache: Arc<dyn ListCache>,
-    pub progress: Arc<dyn ReplyProgress>,
-    pub ai: Arc<dyn AiProvider>,
+    pub(crate) database_gate: Arc<DatabaseGate>,
+    pub(crate) events: Arc<EventBus>,
+    pub(crate) list_cache: Arc<dyn ListCache>,
+    pub(crate) progress: Arc<dyn ReplyProgress>,
+    pub(crate) ai: Arc<dyn AiProvider>,
     /// Stripe, when `STRIPE_SECRET_KEY` is set; billing is off otherwise.
-    pub payments: Option<Arc<dyn PaymentGateway>>,
+    pub(crate) payments: Option<Arc<dyn PaymentGateway>>,
     /// Pro's price, read from Stripe once.
-    pub pro_price: tokio::sync::OnceCell<Price>,
+    pub(crate) pro_price: tokio::sync::OnceCell<Price>,
     /// Abuse limits (per IP on auth routes, per user elsewhere).
-    pub limiter: Arc<dyn crate::ratelimit::RateLimiter>,
+    pub(crate) limiter: Arc<dyn crate::ratelimit::RateLimiter>,
     /// Renders `/metrics`.
-    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub(crate) metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Turns true when the process begins to shut down; long-lived work (event streams,
     /// workers) watches it.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -59,6 +59,62 @@ impl App {
     /// Connects to the database (migrating it unless told not to) and Redis, and loads the
     /// signing secret.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        Self::builder(config, clock).build().await
+    }
+
+    /// A builder, for a process whose AI provider is not the configured one (a test double).
+    pub fn builder(config: Config, clock: Arc<dyn Clock>) -> AppBuilder {
+        AppBuilder {
+            config,
+            clock,
+            ai: None,
+        }
+    }
+
+    /// The configuration this process runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The database gate: closed while the database is known to be unreachable.
+    pub fn database_gate(&self) -> &DatabaseGate {
+        &self.database_gate
+    }
+
+    /// The repositories.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The content so far of replies being streamed.
+    pub fn progress(&self) -> &dyn ReplyProgress {
+        self.progress.as_ref()
+    }
+
+    /// The Redis link, when `REDIS_URL` is set.
+    pub fn redis(&self) -> Option<&RedisLink> {
+        self.redis.as_ref()
+    }
+}
+
+/// Builds an [`App`]: the configured adapters, but for those swapped in.
+pub struct AppBuilder {
+    config: Config,
+    clock: Arc<dyn Clock>,
+    ai: Option<Arc<dyn AiProvider>>,
+}
+
+impl AppBuilder {
+    /// Uses `ai` instead of the configured AI provider.
+    pub fn ai(mut self, ai: Arc<dyn AiProvider>) -> Self {
+        self.ai = Some(ai);
+        self
+    }
+
+    /// Connects to the database (migrating it unless told not to) and Redis, and loads the
+    /// signing secret.
+    pub async fn build(self) -> anyhow::Result<App> {
+        let Self { config, clock, ai } = self;
         let region = config
             .default_region
             .trim()
@@ -100,7 +156,10 @@ impl App {
                 Arc::new(MemoryProgress::default()),
             ),
         };
-        let ai = ai_provider(&config)?;
+        let ai = match ai {
+            Some(ai) => ai,
+            None => ai_provider(&config)?,
+        };
         let limiter: Arc<dyn crate::ratelimit::RateLimiter> = match &redis {
             Some(conn) => Arc::new(crate::ratelimit::RedisLimiter::new(conn.clone())),
             None => Arc::new(crate::ratelimit::MemoryLimiter::default()),
@@ -121,7 +180,7 @@ impl App {
             clock.clone(),
             events.clone(),
         );
-        Ok(Self {
+        Ok(App {
             otp_key: OtpKey::derive(&secret),
             otp_policy: IssuePolicy::default(),
             sms: Arc::new(LogSmsSender),

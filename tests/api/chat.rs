@@ -442,7 +442,7 @@ async fn replies_in_one_chatroom_are_produced_in_order(backend: Backend) {
     let lease = std::time::Duration::from_secs(60);
     let claimed = app
         .app
-        .store
+        .store()
         .jobs
         .claim(app.clock_now(), lease, 10)
         .await
@@ -460,7 +460,7 @@ async fn replies_in_one_chatroom_are_produced_in_order(backend: Backend) {
     assert_eq!(replies, expected);
     assert!(
         app.app
-            .store
+            .store()
             .jobs
             .claim(app.clock_now(), lease, 10)
             .await
@@ -469,7 +469,7 @@ async fn replies_in_one_chatroom_are_produced_in_order(backend: Backend) {
     );
     for job in &claimed {
         app.app
-            .store
+            .store()
             .jobs
             .release(job, app.clock_now())
             .await

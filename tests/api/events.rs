@@ -110,7 +110,7 @@ async fn a_reconnect_with_last_event_id_misses_nothing(backend: Backend) {
         .expect("script");
     let progressed = || async {
         app.app
-            .progress
+            .progress()
             .get(gemchat::messages::model::MessageId(
                 reply_id
                     .as_str()

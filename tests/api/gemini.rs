@@ -112,7 +112,7 @@ async fn the_conversation_goes_to_gemini_and_the_streamed_reply_is_stored(backen
     let room_id = room.parse().unwrap_or_default();
     let stored = app
         .app
-        .store
+        .store()
         .messages
         .find(
             gemchat::users::model::UserId(user_id),

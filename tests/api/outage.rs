@@ -107,7 +107,7 @@ async fn postgres_stopped_and_started_answers_503_then_serves_without_a_restart(
         // The gate closes (once its probe failed): requests then fail at once instead of
         // waiting for the pool.
         eventually(Duration::from_secs(10), "the gate closes", || async {
-            app.app.database_gate.is_closed()
+            app.app.database_gate().is_closed()
         })
         .await;
         // Only the routes that need the database sit behind the gate: probes, metrics, the
@@ -136,7 +136,7 @@ async fn postgres_stopped_and_started_answers_503_then_serves_without_a_restart(
             app.get("/ready", None).await.status.as_u16() == 200
         })
         .await;
-        assert!(!app.app.database_gate.is_closed());
+        assert!(!app.app.database_gate().is_closed());
         app.get("/chatroom", Some(&token)).await.assert_status(200);
     }
 
@@ -184,7 +184,7 @@ async fn requests_succeed_from_the_database_while_redis_is_down() {
     app.chatroom(&token, "during").await;
     let list = app.get("/chatroom", Some(&token)).await;
     assert_eq!(names(list.assert_status(200)), ["before", "during"]);
-    let link = app.app.redis.clone().expect("a Redis link");
+    let link = app.app.redis().cloned().expect("a Redis link");
     assert!(!link.is_up(), "the breaker opened: Redis calls are skipped");
 
     let mut events = SseClient::connect(addr, &room, &token, None).await;
@@ -238,7 +238,7 @@ async fn a_redis_partition_cannot_leave_a_stale_list_behind() {
     );
 
     relay.up();
-    let link = app.app.redis.clone().expect("a Redis link");
+    let link = app.app.redis().cloned().expect("a Redis link");
     eventually(
         Duration::from_secs(30),
         "the Redis link is back",

@@ -36,7 +36,7 @@ async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
     let server = tokio::spawn(gemchat::http::server::serve(
         router,
         listener,
-        gemchat::http::server::Limits::from_config(&test.app.config),
+        gemchat::http::server::Limits::from_config(test.app.config()),
         async {
             let _ = stopped.await;
         },
