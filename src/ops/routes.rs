@@ -1,7 +1,5 @@
 //! `/health` and `/ready`. (`/openapi.json` and `/docs` are mounted by the app router.)
 
-use std::time::Duration;
-
 use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -12,9 +10,6 @@ use crate::error::{AppError, Result};
 use crate::http::extract::AppJson;
 use crate::http::problem::Problem;
 use crate::http::state::AppState;
-
-/// How long a readiness probe waits for each dependency.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -86,43 +81,22 @@ async fn health() -> AppJson<HealthResponse> {
         (status = 503, description = "`unavailable`; the detail names what is down", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn ready(State(state): State<AppState>) -> Result<AppJson<ReadyResponse>> {
-    let mut down = Vec::new();
     let mut checked = vec!["database"];
-    // While the gate is closed the database is known to be down: no probe to wait for.
-    let database_up = !state.database_gate.is_closed()
-        && match tokio::time::timeout(PROBE_TIMEOUT, state.store.health.ping()).await {
-            Ok(Ok(())) => true,
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, "readiness: database check failed");
-                false
-            }
-            Err(_) => false,
-        };
-    if !database_up {
+    let mut down = Vec::new();
+    if !super::service::database_answers(&state).await {
         down.push("database");
-        state.database_gate.suspect();
     }
-    if let Some(redis) = &state.redis {
+    if let Some(redis_up) = super::service::redis_answers(&state).await {
         checked.push("redis");
-        // While the link's breaker is open this answers at once, without a round trip.
-        let ping = redis.call("check readiness", |mut conn| async move {
-            redis::cmd("PING").query_async::<()>(&mut conn).await
-        });
-        if tokio::time::timeout(PROBE_TIMEOUT, ping)
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-        {
+        if !redis_up {
             down.push("redis");
         }
     }
-    if down.is_empty() {
-        Ok(AppJson(ReadyResponse {
-            status: ReadyState::Ready,
-            checked,
-        }))
-    } else {
-        Err(AppError::Unavailable(down.join(", ")))
+    if !down.is_empty() {
+        return Err(AppError::Unavailable(down.join(", ")));
     }
+    Ok(AppJson(ReadyResponse {
+        status: ReadyState::Ready,
+        checked,
+    }))
 }
