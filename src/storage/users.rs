@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::SqlStore;
-use super::sql::{FromRecord, Record, sql, to_u32};
+use super::sql::{FromRecord, Record, Statement, sql, to_u32};
 use crate::storage::error::StoreError;
 use crate::users::model::{MobileNumber, Tier, User, UserId};
 use crate::users::repo::UserRepo;
@@ -67,15 +67,7 @@ impl UserRepo for SqlStore {
     }
 
     async fn find_by_id(&self, id: UserId, now: DateTime<Utc>) -> Result<Option<User>, StoreError> {
-        sql(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users u WHERE u.id = $1"
-        ))
-        .bind(id.0)
-        .bind(now)
-        .fetch_optional(&mut *self.db.reads())
-        .await
+        by_id(id, now).fetch_optional(&mut *self.db.reads()).await
     }
 
     async fn find_with_usage(
@@ -130,14 +122,17 @@ impl UserRepo for SqlStore {
             return Err(StoreError::NotFound);
         }
         // Read from the writer: a reader could lag behind the write just made.
-        sql(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users u WHERE u.id = $1"
-        ))
-        .bind(id.0)
-        .bind(now)
-        .fetch_one(&mut *self.db.writes())
-        .await
+        by_id(id, now).fetch_one(&mut *self.db.writes()).await
     }
+}
+
+/// The user with this id, its tier as of `now`.
+fn by_id(id: UserId, now: DateTime<Utc>) -> Statement {
+    sql(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users u WHERE u.id = $1"
+    ))
+    .bind(id.0)
+    .bind(now)
 }

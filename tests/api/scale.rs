@@ -150,26 +150,8 @@ async fn two_api_and_two_worker_processes_share_the_work() {
     );
     let (api_a, api_b) = (Api::new(&a), Api::new(&b));
 
-    let mobile = random_mobile();
-    assert_eq!(
-        api_a
-            .post("/auth/signup", None, json!({"mobile_number": mobile}))
-            .await
-            .0,
-        201
-    );
-    let (_, issued) = api_b
-        .post("/auth/send-otp", None, json!({"mobile_number": mobile}))
-        .await;
-    let (status, session) = api_a
-        .post(
-            "/auth/verify-otp",
-            None,
-            json!({"mobile_number": mobile, "otp": issued["otp"]}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let token = session["token"].as_str().unwrap_or_default().to_owned();
+    // Signed up and in on A, the code sent through B.
+    let token = sign_in(&api_a, &api_b).await;
 
     // The list is fresh on both API processes, whichever made the change.
     let (_, first) = api_a
@@ -269,4 +251,26 @@ async fn two_api_and_two_worker_processes_share_the_work() {
         api_b.get("/chatroom", &token).await.1
     );
     drop((a.child, b.child));
+}
+
+/// A new account: signed up through `first`, its code sent through `second`, signed in
+/// through `first` again; the token.
+pub(crate) async fn sign_in(first: &Api, second: &Api) -> String {
+    let mobile = random_mobile();
+    let (status, _) = first
+        .post("/auth/signup", None, json!({"mobile_number": mobile}))
+        .await;
+    assert_eq!(status, 201);
+    let (_, issued) = second
+        .post("/auth/send-otp", None, json!({"mobile_number": mobile}))
+        .await;
+    let (status, session) = first
+        .post(
+            "/auth/verify-otp",
+            None,
+            json!({"mobile_number": mobile, "otp": issued["otp"]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    session["token"].as_str().unwrap_or_default().to_owned()
 }

@@ -10,10 +10,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{
-    Backend, JWT_SECRET, SseClient, TestDb, eventually, postgres_url, random_mobile, redis_url,
-};
-use crate::scale::{Api, Process, start};
+use crate::harness::{Backend, JWT_SECRET, SseClient, TestDb, eventually, postgres_url, redis_url};
+use crate::scale::{Api, Process, sign_in, start};
 
 const WITHIN: Duration = Duration::from_secs(15);
 
@@ -167,7 +165,7 @@ async fn a_stalled_client_does_not_hold_shutdown_past_its_deadline() {
     .await;
     let addr = address(&process);
     let api = Api::new(&process);
-    let token = sign_in(&api).await;
+    let token = sign_in(&api, &api).await;
     let (_, room) = api
         .post("/chatroom", Some(&token), json!({"name": "waiting"}))
         .await;
@@ -211,26 +209,6 @@ async fn a_stalled_client_does_not_hold_shutdown_past_its_deadline() {
     drop(half);
 }
 
-async fn sign_in(api: &Api) -> String {
-    let mobile = random_mobile();
-    let (status, _) = api
-        .post("/auth/signup", None, json!({"mobile_number": mobile}))
-        .await;
-    assert_eq!(status, 201);
-    let (_, issued) = api
-        .post("/auth/send-otp", None, json!({"mobile_number": mobile}))
-        .await;
-    let (status, session) = api
-        .post(
-            "/auth/verify-otp",
-            None,
-            json!({"mobile_number": mobile, "otp": issued["otp"]}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    session["token"].as_str().unwrap_or_default().to_owned()
-}
-
 /// Two API processes on one PostgreSQL and Redis: a stream held by A ends when its token is
 /// revoked through B, and when its room is deleted through B.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +230,7 @@ async fn a_stream_on_one_process_ends_when_another_revokes_its_token_or_deletes_
         start(&["serve"], &env, "gemchat is serving"),
     );
     let (api_a, api_b) = (Api::new(&a), Api::new(&b));
-    let token = sign_in(&api_a).await;
+    let token = sign_in(&api_a, &api_a).await;
     let (_, room) = api_a
         .post("/chatroom", Some(&token), json!({"name": "listening"}))
         .await;
@@ -268,7 +246,7 @@ async fn a_stream_on_one_process_ends_when_another_revokes_its_token_or_deletes_
         "A's stream ends after a logout on B"
     );
 
-    let fresh = sign_in(&api_b).await;
+    let fresh = sign_in(&api_b, &api_b).await;
     let (status, _) = api_a.get("/user/me", &fresh).await;
     assert_eq!(status, 200);
     // The room belongs to the first account; the new one listens to a room of its own.
