@@ -37,6 +37,17 @@ pub(crate) struct Process {
     pub(crate) address: Option<SocketAddr>,
 }
 
+/// What every gemchat process of a test runs with: its database, the test secret, a free
+/// port and JSON logs (which `start` reads).
+pub(crate) fn process_env(database_url: &str) -> HashMap<&'static str, String> {
+    HashMap::from([
+        ("DATABASE_URL", database_url.to_owned()),
+        ("JWT_SECRET", JWT_SECRET.into()),
+        ("PORT", "0".into()),
+        ("LOG_FORMAT", "json".into()),
+    ])
+}
+
 /// Starts `gemchat <args>` and waits until it says it is up.
 pub(crate) async fn start(args: &[&str], env: &HashMap<&str, String>, ready: &str) -> Process {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gemchat"));
@@ -131,12 +142,9 @@ async fn two_api_and_two_worker_processes_share_the_work() {
         .respond_with(EchoGemini)
         .mount(&gemini.server)
         .await;
-    let env: HashMap<&str, String> = HashMap::from([
-        ("DATABASE_URL", db.url.clone()),
+    let mut env = process_env(&db.url);
+    env.extend([
         ("REDIS_URL", redis),
-        ("JWT_SECRET", JWT_SECRET.into()),
-        ("PORT", "0".into()),
-        ("LOG_FORMAT", "json".into()),
         ("GEMINI_API_KEY", GEMINI_KEY.into()),
         ("GEMINI_BASE_URL", gemini.uri()),
         ("WORKER_CONCURRENCY", "4".into()),

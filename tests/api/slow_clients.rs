@@ -2,7 +2,6 @@
 //! off, a stalled client cannot hold a stopping process past its deadline, and an event stream
 //! ends on one process when its token is revoked (or its room deleted) on another.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -10,8 +9,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{Backend, JWT_SECRET, SseClient, TestDb, eventually, postgres_url, redis_url};
-use crate::scale::{Api, Process, sign_in, start};
+use crate::harness::{Backend, SseClient, TestDb, eventually, postgres_url, redis_url};
+use crate::scale::{Api, Process, process_env, sign_in, start};
 
 const WITHIN: Duration = Duration::from_secs(15);
 
@@ -19,12 +18,7 @@ const WITHIN: Duration = Duration::from_secs(15);
 async fn serve(args: &[&str], settings: &[(&'static str, &str)]) -> (Process, TestDb) {
     crate::harness::install_crypto();
     let db = TestDb::create(Backend::Sqlite).await;
-    let mut env: HashMap<&str, String> = HashMap::from([
-        ("DATABASE_URL", db.url.clone()),
-        ("JWT_SECRET", JWT_SECRET.into()),
-        ("PORT", "0".into()),
-        ("LOG_FORMAT", "json".into()),
-    ]);
+    let mut env = process_env(&db.url);
     env.extend(settings.iter().map(|(k, v)| (*k, (*v).to_owned())));
     let mut all = vec!["serve"];
     all.extend_from_slice(args);
@@ -218,13 +212,8 @@ async fn a_stream_on_one_process_ends_when_another_revokes_its_token_or_deletes_
     };
     crate::harness::install_crypto();
     let db = TestDb::create(Backend::Postgres).await;
-    let env: HashMap<&str, String> = HashMap::from([
-        ("DATABASE_URL", db.url.clone()),
-        ("REDIS_URL", redis),
-        ("JWT_SECRET", JWT_SECRET.into()),
-        ("PORT", "0".into()),
-        ("LOG_FORMAT", "json".into()),
-    ]);
+    let mut env = process_env(&db.url);
+    env.insert("REDIS_URL", redis);
     let (a, b) = tokio::join!(
         start(&["serve"], &env, "gemchat is serving"),
         start(&["serve"], &env, "gemchat is serving"),
