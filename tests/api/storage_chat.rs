@@ -4,7 +4,7 @@
 
 use chrono::Duration;
 use gemchat::chatrooms::model::{Chatroom, ChatroomId};
-use gemchat::jobs::queue::JobId;
+use gemchat::jobs::queue::{ClaimedJob, JobId};
 use gemchat::messages::model::{Message, MessageError, MessageId, MessageStatus, ReplyMeta, Role};
 use gemchat::messages::repo::{NewPrompt, PromptOutcome};
 use gemchat::quota::model::QuotaPolicy;
@@ -94,6 +94,16 @@ async fn send(f: &Fixture, user: UserId, room: ChatroomId, text: &str) -> NewPro
     new
 }
 
+/// Claims up to `max` due jobs at `at`.
+async fn claim(
+    f: &Fixture,
+    at: chrono::DateTime<chrono::Utc>,
+    lease: std::time::Duration,
+    max: u32,
+) -> Vec<ClaimedJob> {
+    f.store.jobs.claim(at, lease, max).await.expect("claim")
+}
+
 async fn used_today(f: &Fixture, user: UserId) -> u32 {
     f.store
         .usage
@@ -110,7 +120,7 @@ async fn a_room_has_at_most_one_claimed_job_and_replies_come_oldest_first(backen
     let (other_user, other_room) = user_and_room(&f.store).await;
     let other = send(&f, other_user, other_room, "elsewhere").await;
 
-    let claimed = f.store.jobs.claim(now(), LEASE, 10).await.expect("claim");
+    let claimed = claim(&f, now(), LEASE, 10).await;
     let mut replies: Vec<MessageId> = claimed.iter().map(|j| j.reply_id).collect();
     replies.sort();
     assert_eq!(
@@ -120,12 +130,7 @@ async fn a_room_has_at_most_one_claimed_job_and_replies_come_oldest_first(backen
     );
     assert!(claimed.iter().all(|j| j.attempts == 1));
     assert!(
-        f.store
-            .jobs
-            .claim(now(), LEASE, 10)
-            .await
-            .expect("claim")
-            .is_empty(),
+        claim(&f, now(), LEASE, 10).await.is_empty(),
         "the room's next job waits for the first"
     );
     let job = claimed
@@ -152,7 +157,7 @@ async fn a_room_has_at_most_one_claimed_job_and_replies_come_oldest_first(backen
     assert_eq!(done.status, MessageStatus::Completed);
     assert_eq!(done.content, "the answer");
     assert_eq!(done.meta, meta);
-    let next = f.store.jobs.claim(now(), LEASE, 10).await.expect("claim");
+    let next = claim(&f, now(), LEASE, 10).await;
     assert_eq!(
         next.iter().map(|j| j.reply_id).collect::<Vec<_>>(),
         [second.reply.id]
@@ -165,23 +170,15 @@ async fn a_lapsed_lease_is_claimed_again_and_only_one_run_completes_the_reply(ba
     let sent = send(&f, user, room, "slow").await;
     let at = now();
     let short = std::time::Duration::from_secs(2);
-    let first = f.store.jobs.claim(at, short, 1).await.expect("claim");
+    let first = claim(&f, at, short, 1).await;
     let first = first.first().expect("claimed").clone();
     assert!(
-        f.store
-            .jobs
-            .claim(at + Duration::seconds(1), short, 1)
+        claim(&f, at + Duration::seconds(1), short, 1)
             .await
-            .expect("claim")
             .is_empty(),
         "the lease holds"
     );
-    let again = f
-        .store
-        .jobs
-        .claim(at + Duration::seconds(3), LEASE, 1)
-        .await
-        .expect("claim");
+    let again = claim(&f, at + Duration::seconds(3), LEASE, 1).await;
     let again = again
         .first()
         .expect("claimed again once the lease lapsed")
@@ -227,7 +224,7 @@ async fn a_failed_reply_gives_its_prompt_back_once(backend: Backend) {
     let (user, room) = user_and_room(&f.store).await;
     send(&f, user, room, "doomed").await;
     assert_eq!(used_today(&f, user).await, 1);
-    let job = f.store.jobs.claim(now(), LEASE, 1).await.expect("claim");
+    let job = claim(&f, now(), LEASE, 1).await;
     let job = job.first().expect("claimed").clone();
     let error = MessageError {
         code: "blocked".into(),
@@ -294,7 +291,7 @@ async fn retries_wait_for_their_time_and_releases_give_the_attempt_back(backend:
     let (user, room) = user_and_room(&f.store).await;
     send(&f, user, room, "flaky").await;
     let at = now();
-    let job = f.store.jobs.claim(at, LEASE, 1).await.expect("claim");
+    let job = claim(&f, at, LEASE, 1).await;
     let job = job.first().expect("claimed").clone();
     assert_eq!(f.store.jobs.counts(at).await.expect("counts"), (0, 1));
     let later = at + Duration::seconds(30);
@@ -305,15 +302,10 @@ async fn retries_wait_for_their_time_and_releases_give_the_attempt_back(backend:
         .expect("retry");
     assert_eq!(f.store.jobs.next_run_at().await.expect("next"), Some(later));
     assert!(
-        f.store
-            .jobs
-            .claim(at, LEASE, 1)
-            .await
-            .expect("claim")
-            .is_empty(),
+        claim(&f, at, LEASE, 1).await.is_empty(),
         "not before its time"
     );
-    let retried = f.store.jobs.claim(later, LEASE, 1).await.expect("claim");
+    let retried = claim(&f, later, LEASE, 1).await;
     let retried = retried.first().expect("claimed at its time").clone();
     assert_eq!(retried.attempts, 2);
     f.store
@@ -321,7 +313,7 @@ async fn retries_wait_for_their_time_and_releases_give_the_attempt_back(backend:
         .release(&retried, later)
         .await
         .expect("release");
-    let released = f.store.jobs.claim(later, LEASE, 1).await.expect("claim");
+    let released = claim(&f, later, LEASE, 1).await;
     assert_eq!(
         released.first().map(|j| j.attempts),
         Some(2),
@@ -357,13 +349,6 @@ async fn rooms_are_limited_per_user_and_deleting_one_refunds_its_queued_prompts(
     );
     assert!(f.store.chatrooms.delete(user, room).await.expect("delete"));
     assert_eq!(used_today(&f, user).await, 0);
-    assert!(
-        f.store
-            .jobs
-            .claim(now(), LEASE, 10)
-            .await
-            .expect("claim")
-            .is_empty()
-    );
+    assert!(claim(&f, now(), LEASE, 10).await.is_empty());
     assert!(f.store.chatrooms.list(user).await.expect("list").is_empty());
 }
