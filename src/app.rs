@@ -17,12 +17,12 @@ use crate::billing::stripe::StripeGateway;
 use crate::cache::{ListCache, MemoryListCache, RedisListCache};
 use crate::clock::Clock;
 use crate::config::{AiProviderKind, Config};
+use crate::database_gate::DatabaseGate;
 use crate::events::EventBus;
 use crate::events::progress::{MemoryProgress, RedisProgress, ReplyProgress};
 use crate::quota::model::QuotaPolicy;
 use crate::redis_link::RedisLink;
 use crate::storage::Store;
-use crate::storage::gate::DatabaseGate;
 
 /// Everything a gemchat process holds: configuration and the adapters behind each port.
 pub struct App {

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod chatrooms;
 pub mod clock;
 pub mod config;
+pub mod database_gate;
 pub mod error;
 pub mod events;
 pub mod http;

@@ -10,7 +10,7 @@ use sqlx::{Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 use uuid::Uuid;
 
 use super::error::StoreError;
-use super::sql::{Connection, Kind, Record, Statement, Transaction, Value};
+use super::sql::{Answer, Connection, Kind, Record, Statement, Transaction, Value, Want};
 
 /// What differs in how sqlx talks to a database; the rest is [`Sqlx`], for any driver.
 pub(crate) trait Driver: Database {
@@ -30,19 +30,6 @@ pub(crate) trait Driver: Database {
     }
 
     fn rows_affected(done: &Self::QueryResult) -> u64;
-}
-
-/// What a statement is run for, and what it gave.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Want {
-    RowsAffected,
-    Rows,
-    AtMostOneRow,
-}
-
-pub(crate) enum Answer<R> {
-    RowsAffected(u64),
-    Rows(Vec<R>),
 }
 
 type Run<'a, R> = BoxFuture<'a, Result<Answer<R>, StoreError>>;
@@ -88,18 +75,7 @@ where
     Option<Vec<u8>>: for<'q> Encode<'q, DB> + Type<DB>,
 {
     fn run_on_pool(pool: &Pool<Self>, statement: Statement, want: Want) -> Run<'_, Self::Row> {
-        Box::pin(async move {
-            let query = DB::query(statement);
-            Ok(match want {
-                Want::RowsAffected => {
-                    Answer::RowsAffected(DB::rows_affected(&query.execute(pool).await?))
-                }
-                Want::Rows => Answer::Rows(query.fetch_all(pool).await?),
-                Want::AtMostOneRow => {
-                    Answer::Rows(query.fetch_optional(pool).await?.into_iter().collect())
-                }
-            })
-        })
+        run(pool, statement, want)
     }
 
     fn run_on_connection(
@@ -107,22 +83,7 @@ where
         statement: Statement,
         want: Want,
     ) -> Run<'_, Self::Row> {
-        Box::pin(async move {
-            let query = DB::query(statement);
-            Ok(match want {
-                Want::RowsAffected => {
-                    Answer::RowsAffected(DB::rows_affected(&query.execute(&mut *connection).await?))
-                }
-                Want::Rows => Answer::Rows(query.fetch_all(&mut *connection).await?),
-                Want::AtMostOneRow => Answer::Rows(
-                    query
-                        .fetch_optional(&mut *connection)
-                        .await?
-                        .into_iter()
-                        .collect(),
-                ),
-            })
-        })
+        run(connection, statement, want)
     }
 
     fn read(row: &Self::Row, column: &str, kind: Kind) -> Result<Value, StoreError> {
@@ -187,20 +148,35 @@ impl<DB: Sqlx> Record for SqlxRecord<DB> {
     }
 }
 
-fn rows<DB: Sqlx>(answer: Answer<DB::Row>) -> Vec<Box<dyn Record>> {
-    match answer {
-        Answer::Rows(rows) => rows
-            .into_iter()
-            .map(|row| Box::new(SqlxRecord::<DB>(row)) as Box<dyn Record>)
-            .collect(),
-        Answer::RowsAffected(_) => Vec::new(),
-    }
+/// Runs a statement on anything sqlx runs queries on (a pool, a connection).
+fn run<'e, DB: Sqlx, E>(executor: E, statement: Statement, want: Want) -> Run<'e, DB::Row>
+where
+    E: Executor<'e, Database = DB> + 'e,
+    DB::Arguments: IntoArguments<DB>,
+{
+    Box::pin(async move {
+        let query = DB::query(statement);
+        Ok(match want {
+            Want::RowsAffected => {
+                Answer::RowsAffected(DB::rows_affected(&query.execute(executor).await?))
+            }
+            Want::Rows => Answer::Rows(query.fetch_all(executor).await?),
+            Want::AtMostOneRow => {
+                Answer::Rows(query.fetch_optional(executor).await?.into_iter().collect())
+            }
+        })
+    })
 }
 
-fn rows_affected<R>(answer: Answer<R>) -> u64 {
+/// The rows of an answer as the shared code reads them.
+fn records<DB: Sqlx>(answer: Answer<DB::Row>) -> Answer<Box<dyn Record>> {
     match answer {
-        Answer::RowsAffected(n) => n,
-        Answer::Rows(rows) => rows.len() as u64,
+        Answer::Rows(rows) => Answer::Rows(
+            rows.into_iter()
+                .map(|row| Box::new(SqlxRecord::<DB>(row)) as Box<dyn Record>)
+                .collect(),
+        ),
+        Answer::RowsAffected(n) => Answer::RowsAffected(n),
     }
 }
 
@@ -210,47 +186,29 @@ pub(crate) struct OnPool<'a, DB: Database>(pub(crate) &'a Pool<DB>);
 /// Statements in one transaction (rolled back if dropped uncommitted).
 pub(crate) struct InTransaction<DB: Database>(pub(crate) sqlx::Transaction<'static, DB>);
 
-/// Something statements run on: a pool or a transaction.
-trait Runs: Send {
-    type DB: Sqlx;
-    fn run(&mut self, statement: Statement, want: Want) -> Run<'_, <Self::DB as Database>::Row>;
-}
-
-impl<DB: Sqlx> Runs for OnPool<'_, DB> {
-    type DB = DB;
-    fn run(&mut self, statement: Statement, want: Want) -> Run<'_, DB::Row> {
+#[async_trait]
+impl<DB: Sqlx> Connection for OnPool<'_, DB> {
+    async fn run(
+        &mut self,
+        statement: Statement,
+        want: Want,
+    ) -> Result<Answer<Box<dyn Record>>, StoreError> {
         DB::run_on_pool(self.0, statement, want)
-    }
-}
-
-impl<DB: Sqlx> Runs for InTransaction<DB> {
-    type DB = DB;
-    fn run(&mut self, statement: Statement, want: Want) -> Run<'_, DB::Row> {
-        DB::run_on_connection(&mut self.0, statement, want)
+            .await
+            .map(records::<DB>)
     }
 }
 
 #[async_trait]
-impl<T: Runs> Connection for T {
-    async fn execute(&mut self, statement: Statement) -> Result<u64, StoreError> {
-        Ok(rows_affected(
-            self.run(statement, Want::RowsAffected).await?,
-        ))
-    }
-
-    async fn fetch_all(
+impl<DB: Sqlx> Connection for InTransaction<DB> {
+    async fn run(
         &mut self,
         statement: Statement,
-    ) -> Result<Vec<Box<dyn Record>>, StoreError> {
-        Ok(rows::<T::DB>(self.run(statement, Want::Rows).await?))
-    }
-
-    async fn fetch_optional(
-        &mut self,
-        statement: Statement,
-    ) -> Result<Option<Box<dyn Record>>, StoreError> {
-        let answer = self.run(statement, Want::AtMostOneRow).await?;
-        Ok(rows::<T::DB>(answer).into_iter().next())
+        want: Want,
+    ) -> Result<Answer<Box<dyn Record>>, StoreError> {
+        DB::run_on_connection(&mut self.0, statement, want)
+            .await
+            .map(records::<DB>)
     }
 }
 

@@ -6,7 +6,6 @@ mod billing;
 mod chatrooms;
 mod driver;
 pub mod error;
-pub mod gate;
 mod jobs;
 mod messages;
 mod postgres;

@@ -141,27 +141,25 @@ impl Statement {
 
     /// Runs it; the number of rows it changed.
     pub(crate) async fn execute(self, on: &mut dyn Connection) -> Result<u64, StoreError> {
-        on.execute(self).await
+        Ok(match on.run(self, Want::RowsAffected).await? {
+            Answer::RowsAffected(n) => n,
+            Answer::Rows(rows) => rows.len() as u64,
+        })
     }
 
     pub(crate) async fn fetch_all<T: FromRecord>(
         self,
         on: &mut dyn Connection,
     ) -> Result<Vec<T>, StoreError> {
-        let rows = on.fetch_all(self).await?;
-        rows.iter()
-            .map(|row| T::from_record(row.as_ref()))
-            .collect()
+        rows(on.run(self, Want::Rows).await?)
     }
 
     pub(crate) async fn fetch_optional<T: FromRecord>(
         self,
         on: &mut dyn Connection,
     ) -> Result<Option<T>, StoreError> {
-        match on.fetch_optional(self).await? {
-            Some(row) => T::from_record(row.as_ref()).map(Some),
-            None => Ok(None),
-        }
+        let rows = rows(on.run(self, Want::AtMostOneRow).await?)?;
+        Ok(rows.into_iter().next())
     }
 
     pub(crate) async fn fetch_one<T: FromRecord>(
@@ -172,16 +170,38 @@ impl Statement {
     }
 }
 
+fn rows<T: FromRecord>(answer: Answer<Box<dyn Record>>) -> Result<Vec<T>, StoreError> {
+    match answer {
+        Answer::Rows(rows) => rows
+            .iter()
+            .map(|row| T::from_record(row.as_ref()))
+            .collect(),
+        Answer::RowsAffected(_) => Ok(Vec::new()),
+    }
+}
+
+/// What a statement is run for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Want {
+    RowsAffected,
+    Rows,
+    AtMostOneRow,
+}
+
+/// What it gave.
+pub(crate) enum Answer<R> {
+    RowsAffected(u64),
+    Rows(Vec<R>),
+}
+
 /// Where statements run: a pool, or one transaction.
 #[async_trait]
 pub(crate) trait Connection: Send {
-    async fn execute(&mut self, statement: Statement) -> Result<u64, StoreError>;
-    async fn fetch_all(&mut self, statement: Statement)
-    -> Result<Vec<Box<dyn Record>>, StoreError>;
-    async fn fetch_optional(
+    async fn run(
         &mut self,
         statement: Statement,
-    ) -> Result<Option<Box<dyn Record>>, StoreError>;
+        want: Want,
+    ) -> Result<Answer<Box<dyn Record>>, StoreError>;
 }
 
 /// A transaction: dropped without `commit`, it rolls back.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::HealthCheck;
+use crate::storage::HealthCheck;
 
 const FIRST_RECHECK: Duration = Duration::from_millis(200);
 const MAX_RECHECK: Duration = Duration::from_secs(2);
