@@ -19,9 +19,9 @@ use crate::clock::Clock;
 use crate::config::{AiProviderKind, Config};
 use crate::database_gate::DatabaseGate;
 use crate::events::EventBus;
-use crate::events::progress::{MemoryProgress, RedisProgress, ReplyProgress};
 use crate::quota::model::QuotaPolicy;
 use crate::redis_link::RedisLink;
+use crate::replies::progress::{MemoryProgress, RedisProgress, ReplyProgress};
 use crate::storage::Store;
 
 /// Everything a gemchat process holds: configuration and the adapters behind each port.

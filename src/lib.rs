@@ -20,6 +20,7 @@ pub mod ops;
 pub mod quota;
 pub mod ratelimit;
 pub mod redis_link;
+pub mod replies;
 pub mod storage;
 pub mod telemetry;
 pub mod users;
@@ -55,6 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let workers = (!args.no_workers).then(|| {
                 tokio::spawn(jobs::worker::run_until_stopped(
                     Arc::clone(&app),
+                    job_handlers(),
                     app.stopping(),
                 ))
             });
@@ -72,7 +74,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = Arc::new(app::App::build(config, Arc::new(SystemClock)).await?);
             stop_on_signal(Arc::clone(&app));
             let stopping = app.stopping();
-            jobs::worker::run_until_stopped(app, stopping).await;
+            jobs::worker::run_until_stopped(app, job_handlers(), stopping).await;
             Ok(())
         }
         Command::Migrate(args) => {
@@ -82,6 +84,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Every kind of background job this service runs, each by its handler.
+pub fn job_handlers() -> jobs::worker::Handlers {
+    jobs::worker::Handlers::default().with(replies::job::ReplyHandler)
 }
 
 /// Begins the app's shutdown on SIGINT or SIGTERM.

@@ -5,7 +5,6 @@
 //! have missed messages (it lagged, or the Redis link dropped) receives [`Delivery::Gap`].
 
 mod hub;
-pub mod progress;
 mod redis;
 
 use std::sync::Arc;

@@ -1,13 +1,17 @@
-//! The job queue port.
+//! The job queue port: durable background work of any kind. A job is a `kind` (which handler
+//! runs it) and a JSON `payload` (its arguments); it is claimed under a lease that its worker
+//! renews, retried at a later time when its handler says so, and removed when done. Jobs that
+//! share a lane run one at a time, oldest first.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::chatrooms::model::ChatroomId;
-use crate::messages::model::{Message, MessageError, MessageId, ReplyMeta};
 use crate::storage::error::StoreError;
 use crate::users::model::UserId;
 
@@ -26,22 +30,63 @@ impl Default for JobId {
     }
 }
 
+/// A job to queue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: JobId,
+    /// Names the handler that runs it.
+    pub kind: &'static str,
+    /// Its arguments, as JSON.
+    pub payload: String,
+    /// Jobs of one lane run one at a time, oldest first; `None`: as soon as it is due.
+    pub lane: Option<String>,
+    /// The user and chatroom it belongs to: it is removed with them.
+    pub user_id: Option<UserId>,
+    pub chatroom_id: Option<ChatroomId>,
+    pub run_at: DateTime<Utc>,
+}
+
+impl NewJob {
+    /// A job of `kind` with `payload`, due at `run_at`, in no lane and belonging to no one.
+    pub fn new(kind: &'static str, payload: &impl Serialize, run_at: DateTime<Utc>) -> Self {
+        Self {
+            id: JobId::new(),
+            kind,
+            // A payload is plain data: serialising it cannot fail.
+            payload: serde_json::to_string(payload).unwrap_or_default(),
+            lane: None,
+            user_id: None,
+            chatroom_id: None,
+            run_at,
+        }
+    }
+}
+
 /// A job this worker holds the lease of. `lock_token` identifies this claim: a run whose lease
-/// lapsed and was claimed again can no longer renew or reschedule it.
+/// lapsed and was claimed again can no longer renew, reschedule or finish it.
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
     pub id: JobId,
-    pub reply_id: MessageId,
-    pub chatroom_id: ChatroomId,
-    pub user_id: UserId,
+    pub kind: String,
+    pub payload: String,
     /// Attempts including this one.
     pub attempts: u32,
     pub lock_token: Uuid,
 }
 
+impl ClaimedJob {
+    /// The payload as its handler's type.
+    pub fn payload<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.payload)
+    }
+}
+
 #[async_trait]
 pub trait JobQueue: Send + Sync {
-    /// Claims up to `max` due jobs, each the oldest of its chatroom, with a lease until
+    /// Queues a job (and wakes the workers of every process).
+    async fn enqueue(&self, job: &NewJob) -> Result<(), StoreError>;
+
+    /// Claims up to `max` due jobs, each the oldest of its lane, with a lease until
     /// `now + lease`, counting one attempt on each.
     async fn claim(
         &self,
@@ -56,40 +101,17 @@ pub trait JobQueue: Send + Sync {
     /// Gives the job back without counting the attempt (the worker is shutting down).
     async fn release(&self, job: &ClaimedJob, now: DateTime<Utc>) -> Result<(), StoreError>;
 
-    /// Schedules another attempt at `run_at`, if this claim still holds the job.
+    /// Schedules another attempt at `run_at`, if this claim still holds the job; whether it
+    /// did.
     async fn retry_later(
         &self,
         job: &ClaimedJob,
         run_at: DateTime<Utc>,
         error: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
-    /// The conversation a reply answers: up to `limit` messages of its chatroom before it,
-    /// leaving out failed and unfinished replies, oldest first.
-    async fn history(&self, job: &ClaimedJob, limit: u32) -> Result<Vec<Message>, StoreError>;
-
-    /// Marks the reply `streaming` (from `pending`).
-    async fn mark_streaming(&self, job: &ClaimedJob, now: DateTime<Utc>) -> Result<(), StoreError>;
-
-    /// In one transaction: completes the reply if it is still unfinished, bumps the chatroom's
-    /// activity and removes the job. Returns the final reply, or `None` when another run had
-    /// already finished it (a job may run twice; only one run completes it).
-    async fn complete(
-        &self,
-        job: &ClaimedJob,
-        content: &str,
-        meta: &ReplyMeta,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Message>, StoreError>;
-
-    /// In one transaction: fails the reply if it is still unfinished, gives its prompt back to
-    /// the day it was taken from (once: the day is cleared), and removes the job.
-    async fn fail(
-        &self,
-        job: &ClaimedJob,
-        error: &MessageError,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Message>, StoreError>;
+    /// Removes a job that is done (or given up on), if this claim still holds it.
+    async fn finish(&self, job: &ClaimedJob) -> Result<bool, StoreError>;
 
     /// Jobs waiting (queued) and claimed under a live lease (running) at `now`.
     async fn counts(&self, now: DateTime<Utc>) -> Result<(u64, u64), StoreError>;

@@ -1,25 +1,60 @@
-//! The reply worker: claims jobs (up to `WORKER_CONCURRENCY` in flight, as async tasks),
-//! keeps their leases renewed, streams each reply from the AI provider to the chatroom's
-//! listeners, and writes the result once. `run_next` runs a single job, for tests.
+//! The job worker: claims due jobs of every kind (up to `WORKER_CONCURRENCY` in flight, as
+//! async tasks), keeps their leases renewed, and hands each to the [`JobHandler`] of its kind.
+//! `run_next` runs a single job, for tests.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::queue::ClaimedJob;
-use super::retry;
-use crate::ai::{AiError, Chunk, Conversation, Turn};
 use crate::app::App;
-use crate::messages::events::{self, RoomEvent};
-use crate::messages::model::{Message, MessageError};
-use crate::metrics::{AI_DURATION, AI_ERRORS, JOB_OUTCOMES};
+use crate::metrics::JOB_OUTCOMES;
+use crate::storage::error::StoreError;
 
-fn count_outcome(name: &'static str) {
+/// Runs the jobs of one kind.
+#[async_trait]
+pub trait JobHandler: Send + Sync {
+    /// The `kind` of the jobs it runs.
+    fn kind(&self) -> &'static str;
+
+    /// One attempt at the job. The handler ends it itself (`finish`, `retry_later`, or in the
+    /// transaction that stores its result). A storage error leaves the job to run again when
+    /// its lease lapses.
+    async fn run(&self, app: &App, job: &ClaimedJob) -> Result<(), StoreError>;
+
+    /// Before the worker hands an interrupted job back at shutdown: undoes what the attempt
+    /// left visible.
+    async fn before_release(&self, _app: &App, _job: &ClaimedJob) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The handler of every kind of job this process runs.
+#[derive(Clone, Default)]
+pub struct Handlers(HashMap<&'static str, Arc<dyn JobHandler>>);
+
+impl Handlers {
+    pub fn with(mut self, handler: impl JobHandler + 'static) -> Self {
+        self.0.insert(handler.kind(), Arc::new(handler));
+        self
+    }
+
+    fn of(&self, job: &ClaimedJob) -> Option<Arc<dyn JobHandler>> {
+        self.0.get(job.kind.as_str()).cloned()
+    }
+}
+
+/// A job of a kind this process has no handler for (a newer version queued it) waits this
+/// long for a process that has one.
+const UNKNOWN_KIND_RETRY: Duration = Duration::from_secs(60);
+
+/// Counts how a job attempt ended (`gemchat_job_outcomes_total{outcome}`).
+pub(crate) fn count_outcome(name: &'static str) {
     metrics::counter!(JOB_OUTCOMES, "outcome" => name).increment(1);
 }
 
@@ -44,21 +79,13 @@ async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// How one attempt at a job ended.
-enum Attempt {
-    Finished,
-    /// This run lost its lease (it took too long or the database was unreachable); another
-    /// run owns the job now.
-    LostLease,
-}
-
 /// Claims one due job, if any, and runs it to the end. Returns whether there was one.
-pub async fn run_next(app: &Arc<App>) -> anyhow::Result<bool> {
+pub async fn run_next(app: &Arc<App>, handlers: &Handlers) -> anyhow::Result<bool> {
     let claimed = app.store.jobs.claim(app.clock.now(), lease(app), 1).await?;
     let Some(job) = claimed.into_iter().next() else {
         return Ok(false);
     };
-    run_job(Arc::clone(app), job).await;
+    run_job(Arc::clone(app), handlers.clone(), job).await;
     Ok(true)
 }
 
@@ -73,14 +100,14 @@ fn lease(app: &App) -> Duration {
 /// Under load, free slots are filled in batches (see [`claim_is_due`]): the claim is the
 /// worker's most expensive statement, and one per finished reply kept the database busier
 /// than the replies themselves.
-pub async fn run_until_stopped(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+pub async fn run_until_stopped(app: Arc<App>, handlers: Handlers, mut stop: watch::Receiver<bool>) {
     let concurrency = app.config.worker_concurrency as usize;
     let batch = (concurrency / CLAIM_BATCH_DIVISOR).max(1);
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let mut held: HashMap<tokio::task::Id, ClaimedJob> = HashMap::new();
     // Since when slots have been free without a claim that could fill them.
     let mut free_since: Option<tokio::time::Instant> = None;
-    tracing::info!(concurrency, "reply worker started");
+    tracing::info!(concurrency, "job worker started");
     while !*stop.borrow() {
         while let Some(done) = in_flight.try_join_next_with_id() {
             forget_finished(&mut held, done);
@@ -105,7 +132,11 @@ pub async fn run_until_stopped(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 Ok(jobs) => {
                     claimed_all = jobs.len() == free;
                     for job in jobs {
-                        let handle = in_flight.spawn(run_job(Arc::clone(&app), job.clone()));
+                        let handle = in_flight.spawn(run_job(
+                            Arc::clone(&app),
+                            handlers.clone(),
+                            job.clone(),
+                        ));
                         held.insert(handle.id(), job);
                     }
                     // Whatever is still free waits for work now, not for a batch.
@@ -133,7 +164,7 @@ pub async fn run_until_stopped(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             () = sleep_until_some(batch_deadline), if !due && free > 0 => {}
         }
     }
-    tracing::info!(in_flight = in_flight.len(), "reply worker stopping");
+    tracing::info!(in_flight = in_flight.len(), "job worker stopping");
     let grace = tokio::time::sleep(Duration::from_secs(app.config.worker_shutdown_grace));
     tokio::pin!(grace);
     while !in_flight.is_empty() {
@@ -147,6 +178,11 @@ pub async fn run_until_stopped(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         forget_finished(&mut held, done);
     }
     for job in held.into_values() {
+        if let Some(handler) = handlers.of(&job)
+            && let Err(err) = handler.before_release(&app, &job).await
+        {
+            tracing::warn!(error = %err, job_id = %job.id.0, "could not undo an interrupted attempt");
+        }
         match app.store.jobs.release(&job, app.clock.now()).await {
             Ok(()) => {
                 count_outcome("handed_back");
@@ -157,7 +193,7 @@ pub async fn run_until_stopped(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             }
         }
     }
-    tracing::info!("reply worker stopped");
+    tracing::info!("job worker stopped");
 }
 
 /// Drops the record of a job whose task ended on its own (not aborted).
@@ -170,7 +206,7 @@ fn forget_finished(
             held.remove(&id);
         }
         Err(err) if err.is_panic() => {
-            tracing::error!(error = %err, "a reply task panicked; its lease will lapse and it runs again");
+            tracing::error!(error = %err, "a job task panicked; its lease will lapse and it runs again");
             held.remove(&err.id());
         }
         // Aborted: still held, handed back by the caller.
@@ -189,32 +225,46 @@ async fn idle_wait(app: &App) -> Duration {
     }
 }
 
-/// Runs one claimed job, renewing its lease meanwhile.
-async fn run_job(app: Arc<App>, job: ClaimedJob) {
+/// Runs one claimed job by the handler of its kind, renewing its lease meanwhile.
+async fn run_job(app: Arc<App>, handlers: Handlers, job: ClaimedJob) {
     let span = tracing::info_span!(
-        "reply",
+        "job",
         job_id = %job.id.0,
-        message_id = %job.reply_id,
-        chatroom_id = %job.chatroom_id,
+        kind = %job.kind,
         attempt = job.attempts,
     );
     async {
-        let renewals = keep_lease(&app, &job);
-        let attempt = tokio::select! {
-            result = attempt(&app, &job) => result,
-            () = renewals => Ok(Attempt::LostLease),
+        let Some(handler) = handlers.of(&job) else {
+            return postpone_unknown(&app, &job).await;
         };
-        match attempt {
-            Ok(Attempt::Finished) => {}
-            Ok(Attempt::LostLease) => {
+        let renewals = keep_lease(&app, &job);
+        let finished = tokio::select! {
+            result = handler.run(&app, &job) => Some(result),
+            () = renewals => None,
+        };
+        match finished {
+            Some(Ok(())) => {}
+            None => {
                 count_outcome("lost_lease");
                 tracing::warn!("lost the job's lease; leaving it to its new owner");
             }
-            Err(err) => tracing::error!(error = %err, "job failed on storage; it runs again when its lease lapses"),
+            Some(Err(err)) => tracing::error!(error = %err, "job failed on storage; it runs again when its lease lapses"),
         }
     }
     .instrument(span)
     .await;
+}
+
+/// A job no handler here knows: left for a process that has one.
+async fn postpone_unknown(app: &App, job: &ClaimedJob) {
+    count_outcome("unknown_kind");
+    tracing::warn!("no handler for this kind of job here; postponing it");
+    let run_at =
+        app.clock.now() + chrono::Duration::from_std(UNKNOWN_KIND_RETRY).unwrap_or_default();
+    let error = format!("no handler for jobs of kind {:?}", job.kind);
+    if let Err(err) = app.store.jobs.retry_later(job, run_at, &error).await {
+        tracing::warn!(error = %err, "could not postpone the job; its lease will lapse");
+    }
 }
 
 /// Renews the lease every third of its length; returns when the lease is lost.
@@ -231,159 +281,6 @@ async fn keep_lease(app: &App, job: &ClaimedJob) {
             Err(err) => tracing::warn!(error = %err, "could not renew a lease; trying again"),
         }
     }
-}
-
-/// One attempt: generate, then record the outcome.
-async fn attempt(
-    app: &App,
-    job: &ClaimedJob,
-) -> Result<Attempt, crate::storage::error::StoreError> {
-    let outcome = generate(app, job).await?;
-    app.progress.clear(job.reply_id).await;
-    let now = app.clock.now();
-    match outcome {
-        Ok(Some(reply)) => {
-            count_outcome("completed");
-            tracing::info!("reply completed");
-            // The reply is the room's newest activity: the owner's cached list is stale.
-            app.list_cache.invalidate(job.user_id).await;
-            events::publish(app, job.chatroom_id, &RoomEvent::completed(&reply)).await;
-        }
-        Ok(None) => {
-            count_outcome("already_finished");
-            tracing::info!("reply was already finished by another run");
-        }
-        Err(AiError::Retryable {
-            kind,
-            message,
-            retry_after,
-        }) if job.attempts < app.config.job_max_attempts => {
-            count_outcome("retried");
-            let wait = retry::backoff(job.attempts, retry_after, rand::random::<f64>());
-            tracing::warn!(kind, error = %message, retry_in = ?wait, "AI call failed; retrying later");
-            let run_at = now + chrono::Duration::from_std(wait).unwrap_or_default();
-            app.store
-                .jobs
-                .retry_later(job, run_at, &format!("{kind}: {message}"))
-                .await?;
-        }
-        Err(error) => {
-            count_outcome("failed");
-            tracing::warn!(error = %error, "reply failed");
-            let error = final_error(&error);
-            if let Some(reply) = app.store.jobs.fail(job, &error, now).await? {
-                app.list_cache.invalidate(job.user_id).await;
-                events::publish(app, job.chatroom_id, &RoomEvent::failed(&reply)).await;
-            }
-        }
-    }
-    Ok(Attempt::Finished)
-}
-
-/// What a failed reply tells its user: our own words per code. The provider's text (which
-/// may name internals, or change wording at any time) stays in the log.
-fn final_error(error: &AiError) -> MessageError {
-    let code = match error {
-        AiError::Retryable { .. } => "ai_unavailable",
-        AiError::Permanent { code, .. } => code,
-    };
-    let message = match code {
-        "ai_unavailable" => {
-            "The AI service could not answer after several attempts; try again later."
-        }
-        "ai_quota_exhausted" => "The AI service has used up its quota for today; try again later.",
-        "ai_rejected" => "The AI service could not process this prompt.",
-        "blocked" => "The AI declined to answer this prompt (blocked by its safety filters).",
-        "empty_response" => "The AI finished without an answer; try again.",
-        _ => "The reply could not be produced.",
-    };
-    MessageError {
-        code: code.into(),
-        message: message.into(),
-    }
-}
-
-/// Streams the reply from the provider to the chatroom's listeners and stores it when done.
-/// The outer error is storage; the inner one the provider's.
-async fn generate(
-    app: &App,
-    job: &ClaimedJob,
-) -> Result<Result<Option<Message>, AiError>, crate::storage::error::StoreError> {
-    let history = app
-        .store
-        .jobs
-        .history(job, app.config.ai_context_messages)
-        .await?;
-    let conversation = Conversation {
-        system: app.config.ai_system_prompt.clone(),
-        turns: history
-            .into_iter()
-            .filter(|m| !m.content.is_empty())
-            .map(|m| Turn {
-                role: m.role,
-                text: m.content,
-            })
-            .collect(),
-    };
-    app.store.jobs.mark_streaming(job, app.clock.now()).await?;
-    let started = std::time::Instant::now();
-    let result = stream_reply(app, job, conversation).await;
-    metrics::histogram!(AI_DURATION).record(started.elapsed().as_secs_f64());
-    if let Ok(Err(error)) = &result {
-        let kind = match error {
-            AiError::Retryable { kind, .. } => *kind,
-            AiError::Permanent { code, .. } => *code,
-        };
-        metrics::counter!(AI_ERRORS, "kind" => kind).increment(1);
-    }
-    result
-}
-
-/// Relays the provider's stream to the chatroom and stores the reply when it ends.
-async fn stream_reply(
-    app: &App,
-    job: &ClaimedJob,
-    conversation: Conversation,
-) -> Result<Result<Option<Message>, AiError>, crate::storage::error::StoreError> {
-    // A new attempt streams from the start.
-    app.progress.clear(job.reply_id).await;
-    let mut stream = match app.ai.stream_reply(conversation).await {
-        Ok(stream) => stream,
-        Err(err) => return Ok(Err(err)),
-    };
-    let mut content = String::new();
-    let mut offset = 0;
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(Chunk::Delta(delta)) => {
-                let event = RoomEvent::ReplyDelta {
-                    message_id: job.reply_id.0,
-                    delta: delta.clone(),
-                    offset,
-                };
-                offset += delta.chars().count();
-                content.push_str(&delta);
-                // Recorded before it is published: a listener that reads the progress after
-                // subscribing misses nothing (see the events route).
-                app.progress.append(job.reply_id, &delta).await;
-                events::publish(app, job.chatroom_id, &event).await;
-            }
-            Ok(Chunk::Done(meta)) => {
-                let reply = app
-                    .store
-                    .jobs
-                    .complete(job, &content, &meta, app.clock.now())
-                    .await?;
-                return Ok(Ok(reply));
-            }
-            Err(err) => return Ok(Err(err)),
-        }
-    }
-    Ok(Err(AiError::Retryable {
-        kind: "dropped_stream",
-        message: "the reply stream ended early".into(),
-        retry_after: None,
-    }))
 }
 
 #[cfg(test)]

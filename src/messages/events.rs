@@ -6,6 +6,7 @@ use uuid::Uuid;
 use super::model::{Message, MessageView};
 use crate::app::App;
 use crate::chatrooms::model::ChatroomId;
+use crate::events::{Delivery, Subscription};
 
 /// The bus topic of one chatroom.
 pub fn topic(room: ChatroomId) -> String {
@@ -18,7 +19,7 @@ pub fn topic(room: ChatroomId) -> String {
 #[serde(tag = "event", content = "data")]
 pub enum RoomEvent {
     #[serde(rename = "message.created")]
-    MessageCreated(serde_json::Value),
+    MessageCreated(MessageView),
     #[serde(rename = "reply.delta")]
     ReplyDelta {
         message_id: Uuid,
@@ -26,9 +27,9 @@ pub enum RoomEvent {
         offset: usize,
     },
     #[serde(rename = "reply.completed")]
-    ReplyCompleted(serde_json::Value),
+    ReplyCompleted(MessageView),
     #[serde(rename = "reply.failed")]
-    ReplyFailed(serde_json::Value),
+    ReplyFailed(MessageView),
     /// The chatroom was deleted: its listeners' streams end (never sent to clients).
     #[serde(rename = "chatroom.deleted")]
     ChatroomDeleted,
@@ -36,25 +37,53 @@ pub enum RoomEvent {
 
 impl RoomEvent {
     pub fn created(message: &Message) -> Self {
-        Self::MessageCreated(view(message))
+        Self::MessageCreated(message.into())
     }
 
     pub fn completed(message: &Message) -> Self {
-        Self::ReplyCompleted(view(message))
+        Self::ReplyCompleted(message.into())
     }
 
     pub fn failed(message: &Message) -> Self {
-        Self::ReplyFailed(view(message))
+        Self::ReplyFailed(message.into())
+    }
+
+    /// Its name on the wire (the SSE event name).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::MessageCreated(_) => "message.created",
+            Self::ReplyDelta { .. } => "reply.delta",
+            Self::ReplyCompleted(_) => "reply.completed",
+            Self::ReplyFailed(_) => "reply.failed",
+            Self::ChatroomDeleted => "chatroom.deleted",
+        }
+    }
+
+    /// Its data as clients receive it (JSON).
+    pub fn data(&self) -> String {
+        let data = match self {
+            Self::MessageCreated(view) | Self::ReplyCompleted(view) | Self::ReplyFailed(view) => {
+                serde_json::to_string(view)
+            }
+            Self::ReplyDelta {
+                message_id,
+                delta,
+                offset,
+            } => serde_json::to_string(&serde_json::json!({
+                "message_id": message_id, "delta": delta, "offset": offset,
+            })),
+            Self::ChatroomDeleted => Ok("null".into()),
+        };
+        // Plain data: serialising it cannot fail.
+        data.unwrap_or_default()
     }
 
     /// The id of the message the event is about.
     pub fn message_id(&self) -> Option<Uuid> {
         match self {
             Self::ReplyDelta { message_id, .. } => Some(*message_id),
-            Self::MessageCreated(data) | Self::ReplyCompleted(data) | Self::ReplyFailed(data) => {
-                data.get("id")
-                    .and_then(|id| id.as_str())
-                    .and_then(|id| id.parse().ok())
+            Self::MessageCreated(view) | Self::ReplyCompleted(view) | Self::ReplyFailed(view) => {
+                Some(view.id)
             }
             Self::ChatroomDeleted => None,
         }
@@ -64,10 +93,6 @@ impl RoomEvent {
     pub fn is_final(&self) -> bool {
         matches!(self, Self::ReplyCompleted(_) | Self::ReplyFailed(_))
     }
-}
-
-fn view(message: &Message) -> serde_json::Value {
-    serde_json::to_value(MessageView::from(message)).unwrap_or_default()
 }
 
 /// Publishes `event` to the chatroom's listeners on every process. Best-effort: a listener
@@ -81,4 +106,36 @@ pub async fn publish(app: &App, room: ChatroomId, event: &RoomEvent) {
         }
     };
     app.events.publish(&topic(room), &payload).await;
+}
+
+/// What a chatroom's subscription hears.
+#[derive(Debug)]
+pub enum Heard {
+    Event(RoomEvent),
+    /// Events may have been lost here: rebuild from the database.
+    Gap,
+}
+
+/// The events of one chatroom, from every process.
+pub struct RoomSubscription(Subscription);
+
+/// Subscribes to the chatroom's events.
+pub fn subscribe(app: &App, room: ChatroomId) -> RoomSubscription {
+    RoomSubscription(app.events.subscribe(&topic(room)))
+}
+
+impl RoomSubscription {
+    /// The next event; `None` once the bus is gone.
+    pub async fn recv(&mut self) -> Option<Heard> {
+        loop {
+            match self.0.recv().await? {
+                Delivery::Gap => return Some(Heard::Gap),
+                Delivery::Message(payload) => match serde_json::from_str(&payload) {
+                    Ok(event) => return Some(Heard::Event(event)),
+                    // From a newer version, say: not for this process's listeners.
+                    Err(err) => tracing::warn!(error = %err, "an unreadable chatroom event"),
+                },
+            }
+        }
+    }
 }

@@ -93,7 +93,7 @@ impl MessageStatus {
 }
 
 /// Why a reply failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MessageError {
     /// Stable code, e.g. `blocked`, `ai_unavailable`, `ai_rejected`.
     pub code: String,
@@ -150,7 +150,7 @@ pub struct Message {
 }
 
 /// A message as clients see it (also the data of message events).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[schema(as = Message)]
 pub struct MessageView {
     pub id: Uuid,

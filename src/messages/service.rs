@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::events::{self, RoomEvent};
+use super::events::{self, Heard, RoomEvent};
 use super::model::{Message, MessageContent, MessageId, MessageStatus, ReplyMeta, Role};
 use super::repo::{NewPrompt, PromptOutcome, SearchHit};
 use super::search::SearchQuery;
@@ -12,7 +12,6 @@ use crate::auth::otp::retry_after_secs;
 use crate::chatrooms::model::ChatroomId;
 use crate::chatrooms::service as chatrooms;
 use crate::error::{AppError, Result};
-use crate::events::Delivery;
 use crate::jobs::queue::JobId;
 use crate::quota::model::{Usage, day_of, next_reset};
 use crate::users::model::{Tier, UserId};
@@ -60,7 +59,7 @@ pub async fn send(
         ..prompt.clone()
     };
     // Listen before writing, so a reply that finishes at once is not missed.
-    let subscription = wait.map(|_| app.events.subscribe(&events::topic(room)));
+    let subscription = wait.map(|_| events::subscribe(app, room));
     let new = NewPrompt {
         prompt,
         reply,
@@ -117,22 +116,20 @@ fn limit_reached(limit: u32, tier: Tier, now: chrono::DateTime<chrono::Utc>) -> 
 /// Waits until the reply is completed or failed, or `wait` passes; the final reply if so.
 async fn wait_for_reply(
     app: &App,
-    mut subscription: crate::events::Subscription,
+    mut subscription: events::RoomSubscription,
     reply: &Message,
     wait: Duration,
 ) -> Result<Option<Message>> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match tokio::time::timeout_at(deadline, subscription.recv()).await {
-            Ok(Some(Delivery::Message(payload))) => {
-                let finished = serde_json::from_str::<RoomEvent>(&payload)
-                    .is_ok_and(|e| e.is_final() && e.message_id() == Some(reply.id.0));
-                if finished {
+            Ok(Some(Heard::Event(event))) => {
+                if event.is_final() && event.message_id() == Some(reply.id.0) {
                     break;
                 }
             }
             // Events may have been lost: look at the source.
-            Ok(Some(Delivery::Gap)) => {
+            Ok(Some(Heard::Gap)) => {
                 if current(app, reply)
                     .await?
                     .is_some_and(|r| r.status.is_final())

@@ -18,13 +18,12 @@ use axum::response::sse::Event;
 use futures::Stream;
 use uuid::Uuid;
 
-use super::events::{RoomEvent, topic};
+use super::events::{self, Heard, RoomEvent, RoomSubscription};
 use super::model::{Message, MessageId, MessageStatus, Role};
 use crate::app::App;
 use crate::chatrooms::model::ChatroomId;
 use crate::chatrooms::service as chatrooms;
 use crate::error::{AppError, Result};
-use crate::events::{Delivery, Subscription};
 use crate::users::model::UserId;
 
 /// How far back a resume looks.
@@ -75,22 +74,14 @@ pub struct Listener {
 
 /// The SSE form of a chatroom event.
 fn to_sse(event: &RoomEvent) -> Event {
-    let (name, id) = match event {
-        RoomEvent::MessageCreated(_) => ("message.created", event_id(event, None)),
-        RoomEvent::ReplyDelta { delta, offset, .. } => (
-            "reply.delta",
-            event_id(event, Some(offset + delta.chars().count())),
-        ),
-        RoomEvent::ReplyCompleted(_) => ("reply.completed", event_id(event, None)),
-        RoomEvent::ReplyFailed(_) => ("reply.failed", event_id(event, None)),
-        // Never sent: the stream ends on it.
-        RoomEvent::ChatroomDeleted => ("chatroom.deleted", String::new()),
+    let end = match event {
+        RoomEvent::ReplyDelta { delta, offset, .. } => Some(offset + delta.chars().count()),
+        _ => None,
     };
-    let data = match serde_json::to_value(event) {
-        Ok(serde_json::Value::Object(mut fields)) => fields.remove("data").unwrap_or_default(),
-        _ => serde_json::Value::Null,
-    };
-    Event::default().event(name).id(id).data(data.to_string())
+    Event::default()
+        .event(event.name())
+        .id(event_id(event, end))
+        .data(event.data())
 }
 
 fn event_id(event: &RoomEvent, end: Option<usize>) -> String {
@@ -127,7 +118,7 @@ pub async fn open(
     last: Option<LastEvent>,
 ) -> Result<impl Stream<Item = Result<Event, Infallible>> + Send + 'static> {
     chatrooms::find(app, listener.user, room).await?;
-    let subscription = app.events.subscribe(&topic(room));
+    let subscription = events::subscribe(app, room);
     let mut recent = app.store.messages.page(room, None, REPLAY_WINDOW).await?;
     recent.reverse();
     let last_seen = last.and_then(|last| recent.iter().find(|m| m.id == last.message));
@@ -201,7 +192,7 @@ pub async fn open(
 }
 
 struct StreamState {
-    subscription: Subscription,
+    subscription: RoomSubscription,
     replay: VecDeque<RoomEvent>,
     /// Replies whose content so far was sent as a snapshot: characters covered.
     snapshots: HashMap<Uuid, usize>,
@@ -234,11 +225,8 @@ impl StreamState {
             };
             match delivery {
                 // Events may have been lost: end the stream so the client resumes.
-                Delivery::Gap => return None,
-                Delivery::Message(payload) => {
-                    let Ok(event) = serde_json::from_str::<RoomEvent>(&payload) else {
-                        continue;
-                    };
+                Heard::Gap => return None,
+                Heard::Event(event) => {
                     if matches!(event, RoomEvent::ChatroomDeleted) {
                         return None;
                     }

@@ -12,6 +12,7 @@ use crate::messages::model::{Message, MessageError, MessageId, MessageStatus, Re
 use crate::messages::repo::{MessageRepo, NewPrompt, PromptOutcome, SearchHit};
 use crate::messages::search::SearchQuery;
 use crate::quota::model::{QuotaPolicy, Take, judge_take};
+use crate::replies::model::ReplyJob;
 use crate::storage::error::StoreError;
 use crate::users::model::{Tier, UserId};
 
@@ -101,27 +102,6 @@ async fn insert_message(message: &Message, on: &mut dyn Connection) -> Result<()
     Ok(())
 }
 
-/// Queues the job that produces `reply`.
-pub(super) async fn insert_job(
-    id: JobId,
-    reply: &Message,
-    now: DateTime<Utc>,
-    on: &mut dyn Connection,
-) -> Result<(), StoreError> {
-    sql(
-        "INSERT INTO jobs (id, reply_id, chatroom_id, user_id, attempts, run_at, created_at) \
-         VALUES ($1, $2, $3, $4, 0, $5, $5)",
-    )
-    .bind(id.0)
-    .bind(reply.id.0)
-    .bind(reply.chatroom_id.0)
-    .bind(reply.user_id.0)
-    .bind(now)
-    .execute(on)
-    .await?;
-    Ok(())
-}
-
 #[async_trait]
 impl MessageRepo for SqlStore {
     async fn insert_prompt_with_reply_job(
@@ -174,13 +154,13 @@ impl MessageRepo for SqlStore {
         };
         insert_message(&new.prompt, &mut *tx).await?;
         insert_message(&new.reply, &mut *tx).await?;
-        insert_job(new.job_id, &new.reply, new.now, &mut *tx).await?;
         sql("UPDATE chatrooms SET last_message_at = $2, activity_at = $2 WHERE id = $1")
             .bind(new.prompt.chatroom_id.0)
             .bind(new.now)
             .execute(&mut *tx)
             .await?;
-        self.wake_workers(&mut *tx).await?;
+        let job = ReplyJob::of(&new.reply).queued(new.job_id, new.now);
+        self.enqueue_in(&mut *tx, &job).await?;
         tx.commit().await?;
         self.local_jobs.notify_one();
         Ok(PromptOutcome::Accepted { used, limit })
@@ -262,8 +242,8 @@ impl MessageRepo for SqlStore {
         let Some(requeued) = requeued else {
             return Ok(false);
         };
-        insert_job(job_id, &requeued, now, &mut *tx).await?;
-        self.wake_workers(&mut *tx).await?;
+        let job = ReplyJob::of(&requeued).queued(job_id, now);
+        self.enqueue_in(&mut *tx, &job).await?;
         tx.commit().await?;
         self.local_jobs.notify_one();
         Ok(true)

@@ -9,6 +9,7 @@ pub mod error;
 mod jobs;
 mod messages;
 mod postgres;
+mod replies;
 mod sql;
 mod sqlite;
 mod usage;
@@ -24,6 +25,7 @@ use crate::chatrooms::repo::ChatroomRepo;
 use crate::jobs::queue::JobQueue;
 use crate::messages::repo::MessageRepo;
 use crate::quota::repo::UsageRepo;
+use crate::replies::repo::ReplyRepo;
 use crate::storage::error::StoreError;
 use crate::users::repo::UserRepo;
 
@@ -102,6 +104,7 @@ pub struct Store {
     pub chatrooms: Arc<dyn ChatroomRepo>,
     pub messages: Arc<dyn MessageRepo>,
     pub jobs: Arc<dyn JobQueue>,
+    pub replies: Arc<dyn ReplyRepo>,
     pub billing: Arc<dyn BillingRepo>,
     pub health: Arc<dyn HealthCheck>,
 }
@@ -142,6 +145,7 @@ impl Store {
             chatrooms: shared.clone(),
             messages: shared.clone(),
             jobs: shared.clone(),
+            replies: shared.clone(),
             billing: shared.clone(),
             health: shared,
         })

@@ -288,9 +288,9 @@ pub(crate) trait Dialect: Send + Sync {
     /// (matches wrapped in `**`), best first.
     fn search(&self, query: &SearchQuery) -> Statement;
 
-    /// The claim of due jobs, each the oldest of its chatroom, without two workers taking the
+    /// The claim of due jobs, each the oldest of its lane, without two workers taking the
     /// same one; the caller binds now (`$1`), the lease's end (`$2`) and how many (`$3`). Rows:
-    /// `id, reply_id, chatroom_id, user_id, attempts, lock_token`.
+    /// `id, kind, payload, attempts, lock_token`.
     fn claim(&self) -> Statement;
 
     /// A statement that, run in a transaction, wakes the workers of other processes when it

@@ -6,7 +6,7 @@ use axum::http::Method;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::harness::{Backend, TestApp};
+use crate::harness::{Backend, TestApp, reply_of};
 
 backend_tests!(
     chatrooms_are_created_listed_renamed_and_deleted_by_their_owner_only,
@@ -366,6 +366,7 @@ async fn waiting_returns_the_finished_reply(backend: Backend) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(gemchat::jobs::worker::run_until_stopped(
         Arc::clone(&app.app),
+        gemchat::job_handlers(),
         stopped,
     ));
     let (token, _) = app.new_user().await;
@@ -447,7 +448,10 @@ async fn replies_in_one_chatroom_are_produced_in_order(backend: Backend) {
         .claim(app.clock_now(), lease, 10)
         .await
         .expect("claim");
-    let mut replies: Vec<String> = claimed.iter().map(|j| j.reply_id.to_string()).collect();
+    let mut replies: Vec<String> = claimed
+        .iter()
+        .map(|j| reply_of(j).reply_id.to_string())
+        .collect();
     replies.sort();
     let mut expected = vec![
         first["reply"]["id"].as_str().unwrap_or_default().to_owned(),

@@ -86,7 +86,9 @@ async fn a_reconnect_with_last_event_id_misses_nothing(backend: Backend) {
     let sent = app.send_message(&token, &room, "tell me").await;
     let reply_id = sent["reply"]["id"].clone();
     let worker_app = Arc::clone(&app.app);
-    let worker = tokio::spawn(async move { gemchat::jobs::worker::run_next(&worker_app).await });
+    let worker = tokio::spawn(async move {
+        gemchat::jobs::worker::run_next(&worker_app, &gemchat::job_handlers()).await
+    });
 
     script
         .send(Chunk::Delta("Once ".into()))

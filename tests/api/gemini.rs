@@ -321,7 +321,9 @@ async fn a_worker_killed_mid_reply_leaves_exactly_one_completed_reply(backend: B
     app.send_message(&token, &room, "hello").await;
 
     let doomed_app = Arc::clone(&app.app);
-    let doomed = tokio::spawn(async move { gemchat::jobs::worker::run_next(&doomed_app).await });
+    let doomed = tokio::spawn(async move {
+        gemchat::jobs::worker::run_next(&doomed_app, &gemchat::job_handlers()).await
+    });
     eventually(
         Duration::from_secs(10),
         "the first worker is mid-call",
@@ -363,6 +365,7 @@ async fn replies_in_a_room_keep_their_order_when_the_first_is_slow(backend: Back
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(gemchat::jobs::worker::run_until_stopped(
         Arc::clone(&app.app),
+        gemchat::job_handlers(),
         stopped,
     ));
     let (token, _) = app.new_user().await;

@@ -13,6 +13,7 @@ mod edge;
 mod events;
 mod gemini;
 mod hardening;
+mod migrations;
 mod outage;
 mod scale;
 mod serve;

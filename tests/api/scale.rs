@@ -153,8 +153,8 @@ async fn two_api_and_two_worker_processes_share_the_work() {
     let (a, b, _w1, _w2) = tokio::join!(
         start(&["serve", "--no-workers"], &env, "gemchat is serving"),
         start(&["serve", "--no-workers"], &env, "gemchat is serving"),
-        start(&["worker"], &env, "reply worker started"),
-        start(&["worker"], &env, "reply worker started"),
+        start(&["worker"], &env, "job worker started"),
+        start(&["worker"], &env, "job worker started"),
     );
     let (api_a, api_b) = (Api::new(&a), Api::new(&b));
 

@@ -1,10 +1,10 @@
-//! Repository contracts of chatrooms, messages and the job queue, on both databases: what
+//! Repository contracts of chatrooms, messages, replies and the job queue, on both databases: what
 //! keeps the one SQL code path honest where the dialects differ (the claim, the completion,
 //! locks) and where the quota is taken and given back.
 
 use chrono::Duration;
 use gemchat::chatrooms::model::{Chatroom, ChatroomId};
-use gemchat::jobs::queue::{ClaimedJob, JobId};
+use gemchat::jobs::queue::{ClaimedJob, JobId, NewJob};
 use gemchat::messages::model::{Message, MessageError, MessageId, MessageStatus, ReplyMeta, Role};
 use gemchat::messages::repo::{NewPrompt, PromptOutcome};
 use gemchat::quota::model::QuotaPolicy;
@@ -12,7 +12,7 @@ use gemchat::storage::Store;
 use gemchat::users::model::UserId;
 
 use crate::backend_tests;
-use crate::harness::Backend;
+use crate::harness::{Backend, reply_of};
 use crate::storage::{Fixture, fixture, new_user, now};
 
 backend_tests!(
@@ -22,6 +22,8 @@ backend_tests!(
     concurrent_prompts_take_exactly_what_the_limit_leaves,
     retries_wait_for_their_time_and_releases_give_the_attempt_back,
     rooms_are_limited_per_user_and_deleting_one_refunds_its_queued_prompts,
+    jobs_of_any_kind_run_one_at_a_time_per_lane_and_finish_once,
+    an_interrupted_reply_is_pending_again_only_while_its_claim_holds,
 );
 
 const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
@@ -121,7 +123,7 @@ async fn a_room_has_at_most_one_claimed_job_and_replies_come_oldest_first(backen
     let other = send(&f, other_user, other_room, "elsewhere").await;
 
     let claimed = claim(&f, now(), LEASE, 10).await;
-    let mut replies: Vec<MessageId> = claimed.iter().map(|j| j.reply_id).collect();
+    let mut replies: Vec<MessageId> = claimed.iter().map(|j| reply_of(j).reply_id).collect();
     replies.sort();
     assert_eq!(
         replies,
@@ -135,10 +137,19 @@ async fn a_room_has_at_most_one_claimed_job_and_replies_come_oldest_first(backen
     );
     let job = claimed
         .iter()
-        .find(|j| j.reply_id == first.reply.id)
+        .find(|j| reply_of(j).reply_id == first.reply.id)
         .expect("the first job");
-    f.store.jobs.mark_streaming(job, now()).await.expect("mark");
-    let history = f.store.jobs.history(job, 20).await.expect("history");
+    f.store
+        .replies
+        .mark_streaming(reply_of(job).reply_id, now())
+        .await
+        .expect("mark");
+    let history = f
+        .store
+        .replies
+        .history(&reply_of(job), 20)
+        .await
+        .expect("history");
     assert_eq!(history.len(), 1, "the prompt; not the pending reply");
     let meta = ReplyMeta {
         finish_reason: Some("STOP".into()),
@@ -149,8 +160,8 @@ async fn a_room_has_at_most_one_claimed_job_and_replies_come_oldest_first(backen
     };
     let done = f
         .store
-        .jobs
-        .complete(job, "the answer", &meta, now())
+        .replies
+        .complete(job, &reply_of(job), "the answer", &meta, now())
         .await
         .expect("complete")
         .expect("this run finished it");
@@ -159,7 +170,9 @@ async fn a_room_has_at_most_one_claimed_job_and_replies_come_oldest_first(backen
     assert_eq!(done.meta, meta);
     let next = claim(&f, now(), LEASE, 10).await;
     assert_eq!(
-        next.iter().map(|j| j.reply_id).collect::<Vec<_>>(),
+        next.iter()
+            .map(|j| reply_of(j).reply_id)
+            .collect::<Vec<_>>(),
         [second.reply.id]
     );
 }
@@ -183,7 +196,7 @@ async fn a_lapsed_lease_is_claimed_again_and_only_one_run_completes_the_reply(ba
         .first()
         .expect("claimed again once the lease lapsed")
         .clone();
-    assert_eq!(again.reply_id, sent.reply.id);
+    assert_eq!(reply_of(&again).reply_id, sent.reply.id);
     assert_eq!(again.attempts, 2);
     assert_ne!(again.lock_token, first.lock_token);
     assert!(
@@ -197,15 +210,27 @@ async fn a_lapsed_lease_is_claimed_again_and_only_one_run_completes_the_reply(ba
     let meta = ReplyMeta::default();
     let done = f
         .store
-        .jobs
-        .complete(&again, "from the second run", &meta, now())
+        .replies
+        .complete(
+            &again,
+            &reply_of(&again),
+            "from the second run",
+            &meta,
+            now(),
+        )
         .await
         .expect("complete");
     assert!(done.is_some());
     let late = f
         .store
-        .jobs
-        .complete(&first, "from the first run", &meta, now())
+        .replies
+        .complete(
+            &first,
+            &reply_of(&first),
+            "from the first run",
+            &meta,
+            now(),
+        )
         .await
         .expect("complete");
     assert!(late.is_none(), "a late finish never overwrites");
@@ -230,15 +255,20 @@ async fn a_failed_reply_gives_its_prompt_back_once(backend: Backend) {
         code: "blocked".into(),
         message: "no".into(),
     };
-    let failed = f.store.jobs.fail(&job, &error, now()).await.expect("fail");
+    let failed = f
+        .store
+        .replies
+        .fail(&job, &reply_of(&job), &error, now())
+        .await
+        .expect("fail");
     let failed = failed.expect("this run failed it");
     assert_eq!(failed.status, MessageStatus::Failed);
     assert_eq!(failed.error, Some(error.clone()));
     assert_eq!(used_today(&f, user).await, 0);
     assert!(
         f.store
-            .jobs
-            .fail(&job, &error, now())
+            .replies
+            .fail(&job, &reply_of(&job), &error, now())
             .await
             .expect("fail")
             .is_none()
@@ -351,4 +381,87 @@ async fn rooms_are_limited_per_user_and_deleting_one_refunds_its_queued_prompts(
     assert_eq!(used_today(&f, user).await, 0);
     assert!(claim(&f, now(), LEASE, 10).await.is_empty());
     assert!(f.store.chatrooms.list(user).await.expect("list").is_empty());
+}
+
+async fn jobs_of_any_kind_run_one_at_a_time_per_lane_and_finish_once(backend: Backend) {
+    let f = fixture(backend).await;
+    let at = now();
+    let in_lane = |n: u32| NewJob {
+        lane: Some("lane:a".into()),
+        ..NewJob::new("test", &serde_json::json!({ "n": n }), at)
+    };
+    let (first, second) = (in_lane(1), in_lane(2));
+    let free = NewJob::new("other", &serde_json::json!({ "n": 3 }), at);
+    for job in [&first, &second, &free] {
+        f.store.jobs.enqueue(job).await.expect("enqueue");
+    }
+    let claimed = claim(&f, at, LEASE, 10).await;
+    let mut ids: Vec<JobId> = claimed.iter().map(|j| j.id).collect();
+    ids.sort_by_key(|id| id.0);
+    assert_eq!(
+        ids,
+        [first.id, free.id],
+        "the lane's oldest, and the free job"
+    );
+    let mine = claimed.iter().find(|j| j.id == first.id).expect("first");
+    assert_eq!(mine.kind, "test");
+    let payload: serde_json::Value = mine.payload().expect("payload");
+    assert_eq!(payload, serde_json::json!({ "n": 1 }));
+    let other = claimed.iter().find(|j| j.id == free.id).expect("free");
+    let later = at + Duration::seconds(10);
+    assert!(
+        f.store
+            .jobs
+            .retry_later(other, later, "busy")
+            .await
+            .expect("retry")
+    );
+    assert!(
+        claim(&f, at, LEASE, 10).await.is_empty(),
+        "the lane waits for its first job, the free job for its time"
+    );
+    assert!(f.store.jobs.finish(mine).await.expect("finish"));
+    assert!(!f.store.jobs.finish(mine).await.expect("finish"), "once");
+    let next = claim(&f, at, LEASE, 10).await;
+    assert_eq!(next.iter().map(|j| j.id).collect::<Vec<_>>(), [second.id]);
+    assert!(
+        !f.store.jobs.finish(other).await.expect("finish"),
+        "a claim that was given up no longer finishes the job"
+    );
+    assert_eq!(f.store.jobs.counts(at).await.expect("counts"), (1, 1));
+}
+
+async fn an_interrupted_reply_is_pending_again_only_while_its_claim_holds(backend: Backend) {
+    let f = fixture(backend).await;
+    let (user, room) = user_and_room(&f.store).await;
+    let sent = send(&f, user, room, "interrupted").await;
+    let at = now();
+    let short = std::time::Duration::from_secs(2);
+    let stale = claim(&f, at, short, 1).await.remove(0);
+    let current = claim(&f, at + Duration::seconds(3), LEASE, 1)
+        .await
+        .remove(0);
+    let replies = &f.store.replies;
+    replies
+        .mark_streaming(sent.reply.id, at)
+        .await
+        .expect("mark");
+    let status = || async {
+        let found = f.store.messages.find(user, room, sent.reply.id).await;
+        found.expect("find").expect("the reply").status
+    };
+    replies
+        .reset_to_pending(&stale, sent.reply.id, at)
+        .await
+        .expect("reset");
+    assert_eq!(
+        status().await,
+        MessageStatus::Streaming,
+        "not the stale run's"
+    );
+    replies
+        .reset_to_pending(&current, sent.reply.id, at)
+        .await
+        .expect("reset");
+    assert_eq!(status().await, MessageStatus::Pending);
 }

@@ -1,9 +1,15 @@
-//! The worker's shutdown: jobs in flight finish within the grace period, or are handed back.
+//! The job worker: each job goes to the handler of its kind (a kind no handler here knows
+//! waits for a process that has one); at shutdown, jobs in flight finish within the grace
+//! period, or are handed back.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use gemchat::app::App;
 use gemchat::config::{AiProviderKind, Secret};
+use gemchat::jobs::queue::{ClaimedJob, NewJob};
+use gemchat::jobs::worker::{Handlers, JobHandler, run_next};
+use gemchat::storage::error::StoreError;
 
 use crate::backend_tests;
 use crate::fakes::{FakeGemini, GEMINI_KEY, sse_reply};
@@ -12,6 +18,7 @@ use crate::harness::{Backend, TestApp, TestDb, eventually};
 backend_tests!(
     a_stopping_worker_finishes_a_reply_within_the_grace_period,
     a_stopping_worker_hands_back_what_it_cannot_finish,
+    each_job_goes_to_the_handler_of_its_kind,
 );
 
 async fn app_with(backend: Backend, gemini: &FakeGemini, grace: u64) -> TestApp {
@@ -45,6 +52,7 @@ async fn a_stopping_worker_finishes_a_reply_within_the_grace_period(backend: Bac
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(gemchat::jobs::worker::run_until_stopped(
         Arc::clone(&app.app),
+        gemchat::job_handlers(),
         stopped,
     ));
     eventually(Duration::from_secs(10), "Gemini was called", || async {
@@ -76,6 +84,7 @@ async fn a_stopping_worker_hands_back_what_it_cannot_finish(backend: Backend) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(gemchat::jobs::worker::run_until_stopped(
         Arc::clone(&app.app),
+        gemchat::job_handlers(),
         stopped,
     ));
     eventually(Duration::from_secs(10), "Gemini was called", || async {
@@ -114,7 +123,7 @@ async fn finishing_a_job_wakes_the_workers_of_other_processes() {
         .expect("listen");
     listener.listen("gemchat_jobs").await.expect("listen");
     assert!(
-        gemchat::jobs::worker::run_next(&app.app)
+        gemchat::jobs::worker::run_next(&app.app, &gemchat::job_handlers())
             .await
             .expect("a job runs")
     );
@@ -125,4 +134,57 @@ async fn finishing_a_job_wakes_the_workers_of_other_processes() {
     );
     drop(app);
     drop(db);
+}
+
+/// A handler that records the payloads it ran and finishes each job.
+#[derive(Clone, Default)]
+struct Recorder(Arc<tokio::sync::Mutex<Vec<serde_json::Value>>>);
+
+#[async_trait::async_trait]
+impl JobHandler for Recorder {
+    fn kind(&self) -> &'static str {
+        "record"
+    }
+
+    async fn run(&self, app: &App, job: &ClaimedJob) -> Result<(), StoreError> {
+        self.0.lock().await.push(job.payload().expect("JSON"));
+        app.store().jobs.finish(job).await?;
+        Ok(())
+    }
+}
+
+async fn each_job_goes_to_the_handler_of_its_kind(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let recorder = Recorder::default();
+    let handlers = Handlers::default().with(recorder.clone());
+    let jobs = &app.app.store().jobs;
+    let now = app.clock_now();
+    let known = NewJob::new("record", &serde_json::json!({ "note": "hi" }), now);
+    let unknown = NewJob::new("from-a-newer-version", &serde_json::json!({}), now);
+    jobs.enqueue(&known).await.expect("enqueue");
+    jobs.enqueue(&unknown).await.expect("enqueue");
+    let run = |handlers| {
+        let app = Arc::clone(&app.app);
+        async move { run_next(&app, &handlers).await.expect("a job runs") }
+    };
+    assert!(run(handlers.clone()).await && run(handlers.clone()).await);
+    assert!(!run(handlers).await, "nothing else is due");
+    assert_eq!(
+        *recorder.0.lock().await,
+        [serde_json::json!({ "note": "hi" })]
+    );
+    assert_eq!(
+        jobs.counts(now).await.expect("counts"),
+        (1, 0),
+        "the unknown kind is kept, not dropped"
+    );
+    let next = jobs
+        .next_run_at()
+        .await
+        .expect("next")
+        .expect("a job waits");
+    assert!(
+        next >= now + chrono::Duration::seconds(59),
+        "postponed: {next}"
+    );
 }

@@ -105,19 +105,17 @@ impl Dialect for PgStore {
     }
 
     fn claim(&self) -> Statement {
-        // Only the oldest job of each chatroom is eligible, so replies in a room are produced
-        // in order; SKIP LOCKED lets concurrent workers claim different jobs without waiting.
+        // Only the oldest job of each lane is eligible, so a chatroom's replies are produced in
+        // order; SKIP LOCKED lets concurrent workers claim different jobs without waiting.
         sql("WITH next AS ( \
                  SELECT j.id FROM jobs j \
                  WHERE j.run_at <= $1 AND (j.lock_token IS NULL OR j.locked_until < $1) \
-                 AND NOT EXISTS (SELECT 1 FROM jobs o \
-                     WHERE o.chatroom_id = j.chatroom_id AND o.id < j.id) \
+                 AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.lane = j.lane AND o.id < j.id) \
                  ORDER BY j.run_at, j.id LIMIT $3 FOR UPDATE SKIP LOCKED) \
              UPDATE jobs SET locked_until = $2, lock_token = gen_random_uuid(), \
                  attempts = jobs.attempts + 1 \
              FROM next WHERE jobs.id = next.id \
-             RETURNING jobs.id, jobs.reply_id, jobs.chatroom_id, jobs.user_id, jobs.attempts, \
-                 jobs.lock_token")
+             RETURNING jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.lock_token")
     }
 
     fn wake_workers(&self) -> Option<Statement> {

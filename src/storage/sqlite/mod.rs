@@ -183,17 +183,16 @@ impl Dialect for SqliteStore {
 
     fn claim(&self) -> Statement {
         // Every write goes through the one writer, so a plain UPDATE … RETURNING cannot race
-        // another claim. Only the oldest job of each chatroom is eligible.
+        // another claim. Only the oldest job of each lane is eligible.
         sql(
             "UPDATE jobs SET locked_until = $2, lock_token = randomblob(16), \
                  attempts = attempts + 1 \
              WHERE id IN ( \
                  SELECT j.id FROM jobs j \
                  WHERE j.run_at <= $1 AND (j.lock_token IS NULL OR j.locked_until < $1) \
-                 AND NOT EXISTS (SELECT 1 FROM jobs o \
-                     WHERE o.chatroom_id = j.chatroom_id AND o.id < j.id) \
+                 AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.lane = j.lane AND o.id < j.id) \
                  ORDER BY j.run_at, j.id LIMIT $3) \
-             RETURNING id, reply_id, chatroom_id, user_id, attempts, lock_token",
+             RETURNING id, kind, payload, attempts, lock_token",
         )
     }
 

@@ -154,7 +154,7 @@ impl TestApp {
     /// Runs queued jobs one at a time until none is due.
     pub async fn drain_jobs(&self) -> usize {
         let mut ran = 0;
-        while gemchat::jobs::worker::run_next(&self.app)
+        while gemchat::jobs::worker::run_next(&self.app, &gemchat::job_handlers())
             .await
             .expect("running a job")
         {
@@ -229,4 +229,9 @@ where
             "timed out waiting until {what}"
         );
     }
+}
+
+/// The reply a claimed reply job produces.
+pub fn reply_of(job: &gemchat::jobs::queue::ClaimedJob) -> gemchat::replies::model::ReplyJob {
+    job.payload().expect("a reply job")
 }

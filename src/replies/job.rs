@@ -1,0 +1,216 @@
+//! The reply job: sends the conversation to the AI provider, relays the reply's stream to the
+//! chatroom's listeners as it comes, and stores the outcome once: completed, retried later
+//! with backoff, or failed (the prompt given back to the day's quota).
+
+use futures::StreamExt;
+use tracing::Instrument;
+
+use super::model::{KIND, ReplyJob};
+use crate::ai::{AiError, Chunk, Conversation, Turn};
+use crate::app::App;
+use crate::jobs::queue::ClaimedJob;
+use crate::jobs::retry;
+use crate::jobs::worker::{JobHandler, count_outcome};
+use crate::messages::events::{self, RoomEvent};
+use crate::messages::model::{Message, MessageError};
+use crate::metrics::{AI_DURATION, AI_ERRORS};
+use crate::storage::error::StoreError;
+
+/// Runs reply jobs.
+pub struct ReplyHandler;
+
+#[async_trait::async_trait]
+impl JobHandler for ReplyHandler {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    async fn run(&self, app: &App, job: &ClaimedJob) -> Result<(), StoreError> {
+        let reply: ReplyJob = match job.payload() {
+            Ok(reply) => reply,
+            Err(err) => {
+                count_outcome("bad_payload");
+                tracing::error!(error = %err, "a reply job's payload is unreadable; dropping it");
+                app.store.jobs.finish(job).await?;
+                return Ok(());
+            }
+        };
+        let span = tracing::info_span!(
+            "reply",
+            message_id = %reply.reply_id,
+            chatroom_id = %reply.chatroom_id,
+        );
+        attempt(app, job, &reply).instrument(span).await
+    }
+
+    /// An interrupted reply is `pending` again until its next attempt.
+    async fn before_release(&self, app: &App, job: &ClaimedJob) -> Result<(), StoreError> {
+        if let Ok(reply) = job.payload::<ReplyJob>() {
+            let replies = &app.store.replies;
+            replies
+                .reset_to_pending(job, reply.reply_id, app.clock.now())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// One attempt: generate, then record the outcome.
+async fn attempt(app: &App, job: &ClaimedJob, reply: &ReplyJob) -> Result<(), StoreError> {
+    let outcome = generate(app, job, reply).await?;
+    app.progress.clear(reply.reply_id).await;
+    let now = app.clock.now();
+    match outcome {
+        Ok(Some(done)) => {
+            count_outcome("completed");
+            tracing::info!("reply completed");
+            // The reply is the room's newest activity: the owner's cached list is stale.
+            app.list_cache.invalidate(reply.user_id).await;
+            events::publish(app, reply.chatroom_id, &RoomEvent::completed(&done)).await;
+        }
+        Ok(None) => {
+            count_outcome("already_finished");
+            tracing::info!("reply was already finished by another run");
+        }
+        Err(AiError::Retryable {
+            kind,
+            message,
+            retry_after,
+        }) if job.attempts < app.config.job_max_attempts => {
+            count_outcome("retried");
+            let wait = retry::backoff(job.attempts, retry_after, rand::random::<f64>());
+            tracing::warn!(kind, error = %message, retry_in = ?wait, "AI call failed; retrying later");
+            let run_at = now + chrono::Duration::from_std(wait).unwrap_or_default();
+            let store = &app.store;
+            store
+                .replies
+                .reset_to_pending(job, reply.reply_id, now)
+                .await?;
+            let error = format!("{kind}: {message}");
+            store.jobs.retry_later(job, run_at, &error).await?;
+        }
+        Err(error) => {
+            count_outcome("failed");
+            tracing::warn!(error = %error, "reply failed");
+            let error = final_error(&error);
+            if let Some(failed) = app.store.replies.fail(job, reply, &error, now).await? {
+                app.list_cache.invalidate(reply.user_id).await;
+                events::publish(app, reply.chatroom_id, &RoomEvent::failed(&failed)).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a failed reply tells its user: our own words per code. The provider's text (which
+/// may name internals, or change wording at any time) stays in the log.
+fn final_error(error: &AiError) -> MessageError {
+    let code = match error {
+        AiError::Retryable { .. } => "ai_unavailable",
+        AiError::Permanent { code, .. } => code,
+    };
+    let message = match code {
+        "ai_unavailable" => {
+            "The AI service could not answer after several attempts; try again later."
+        }
+        "ai_quota_exhausted" => "The AI service has used up its quota for today; try again later.",
+        "ai_rejected" => "The AI service could not process this prompt.",
+        "blocked" => "The AI declined to answer this prompt (blocked by its safety filters).",
+        "empty_response" => "The AI finished without an answer; try again.",
+        _ => "The reply could not be produced.",
+    };
+    MessageError {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// Streams the reply from the provider to the chatroom's listeners and stores it when done.
+/// The outer error is storage; the inner one the provider's.
+async fn generate(
+    app: &App,
+    job: &ClaimedJob,
+    reply: &ReplyJob,
+) -> Result<Result<Option<Message>, AiError>, StoreError> {
+    let history = app
+        .store
+        .replies
+        .history(reply, app.config.ai_context_messages)
+        .await?;
+    let conversation = Conversation {
+        system: app.config.ai_system_prompt.clone(),
+        turns: history
+            .into_iter()
+            .filter(|m| !m.content.is_empty())
+            .map(|m| Turn {
+                role: m.role,
+                text: m.content,
+            })
+            .collect(),
+    };
+    let store = &app.store;
+    store
+        .replies
+        .mark_streaming(reply.reply_id, app.clock.now())
+        .await?;
+    let started = std::time::Instant::now();
+    let result = stream_reply(app, job, reply, conversation).await;
+    metrics::histogram!(AI_DURATION).record(started.elapsed().as_secs_f64());
+    if let Ok(Err(error)) = &result {
+        let kind = match error {
+            AiError::Retryable { kind, .. } => *kind,
+            AiError::Permanent { code, .. } => *code,
+        };
+        metrics::counter!(AI_ERRORS, "kind" => kind).increment(1);
+    }
+    result
+}
+
+/// Relays the provider's stream to the chatroom and stores the reply when it ends.
+async fn stream_reply(
+    app: &App,
+    job: &ClaimedJob,
+    reply: &ReplyJob,
+    conversation: Conversation,
+) -> Result<Result<Option<Message>, AiError>, StoreError> {
+    // A new attempt streams from the start.
+    app.progress.clear(reply.reply_id).await;
+    let mut stream = match app.ai.stream_reply(conversation).await {
+        Ok(stream) => stream,
+        Err(err) => return Ok(Err(err)),
+    };
+    let mut content = String::new();
+    let mut offset = 0;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(Chunk::Delta(delta)) => {
+                let event = RoomEvent::ReplyDelta {
+                    message_id: reply.reply_id.0,
+                    delta: delta.clone(),
+                    offset,
+                };
+                offset += delta.chars().count();
+                content.push_str(&delta);
+                // Recorded before it is published: a listener that reads the progress after
+                // subscribing misses nothing (see the events route).
+                app.progress.append(reply.reply_id, &delta).await;
+                events::publish(app, reply.chatroom_id, &event).await;
+            }
+            Ok(Chunk::Done(meta)) => {
+                let now = app.clock.now();
+                let store = &app.store;
+                let done = store
+                    .replies
+                    .complete(job, reply, &content, &meta, now)
+                    .await?;
+                return Ok(Ok(done));
+            }
+            Err(err) => return Ok(Err(err)),
+        }
+    }
+    Ok(Err(AiError::Retryable {
+        kind: "dropped_stream",
+        message: "the reply stream ended early".into(),
+        retry_after: None,
+    }))
+}

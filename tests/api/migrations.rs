@@ -1,0 +1,120 @@
+//! Schema changes keep what a running deployment holds: each migration that reshapes data is
+//! applied to a database the schema before it filled, on both databases.
+
+use std::str::FromStr;
+
+use gemchat::jobs::queue::{JobId, NewJob};
+use gemchat::replies::model::ReplyJob;
+use gemchat::storage::Store;
+use uuid::Uuid;
+
+use crate::backend_tests;
+use crate::harness::{Backend, TestDb, reply_of};
+
+backend_tests!(replies_queued_before_the_generic_job_queue_still_run_in_order);
+
+/// Applies the migrations up to `version` and runs `statements` on the result.
+async fn fill_schema_up_to(backend: Backend, url: &str, version: i64, statements: &[String]) {
+    match backend {
+        Backend::Sqlite => {
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                .expect("url")
+                .create_if_missing(true);
+            if let Some(dir) = options.get_filename().parent() {
+                std::fs::create_dir_all(dir).expect("the database folder");
+            }
+            let pool = sqlx::SqlitePool::connect_with(options).await.expect("open");
+            let migrator = sqlx::migrate!("./migrations/sqlite");
+            migrator.run_to(version, &pool).await.expect("migrate");
+            for statement in statements {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement.as_str()))
+                    .execute(&pool)
+                    .await
+                    .expect(statement);
+            }
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(url).await.expect("connect");
+            let migrator = sqlx::migrate!("./migrations/postgres");
+            migrator.run_to(version, &pool).await.expect("migrate");
+            for statement in statements {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement.as_str()))
+                    .execute(&pool)
+                    .await
+                    .expect(statement);
+            }
+            pool.close().await;
+        }
+    }
+}
+
+async fn replies_queued_before_the_generic_job_queue_still_run_in_order(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let (user, room, reply, job) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
+    let now = crate::storage::now();
+    // Literals as each database stores them.
+    let (id, at): (fn(Uuid) -> String, String) = match backend {
+        Backend::Sqlite => (
+            |id| format!("X'{}'", id.simple()),
+            now.timestamp_micros().to_string(),
+        ),
+        Backend::Postgres => (|id| format!("'{id}'"), format!("'{}'", now.to_rfc3339())),
+    };
+    let (user_id, room_id, reply_id) = (id(user), id(room), id(reply));
+    let before = [
+        format!(
+            "INSERT INTO users (id, mobile_number, created_at, updated_at) \
+             VALUES ({user_id}, '+919800000001', {at}, {at})"
+        ),
+        format!(
+            "INSERT INTO chatrooms (id, user_id, name, created_at, updated_at, activity_at) \
+             VALUES ({room_id}, {user_id}, 'old', {at}, {at}, {at})"
+        ),
+        format!(
+            "INSERT INTO messages (id, chatroom_id, user_id, role, content, status, created_at, \
+             updated_at) VALUES ({reply_id}, {room_id}, {user_id}, 'model', '', 'pending', {at}, {at})"
+        ),
+        format!(
+            "INSERT INTO jobs (id, reply_id, chatroom_id, user_id, attempts, run_at, created_at) \
+             VALUES ({}, {reply_id}, {room_id}, {user_id}, 0, {at}, {at})",
+            id(job)
+        ),
+    ];
+    fill_schema_up_to(backend, &db.url, 4, &before).await;
+
+    let store = Store::connect(&db.url, true)
+        .await
+        .expect("migrate the rest");
+    // A job queued now in the same chatroom's lane waits behind the migrated one.
+    let later = NewJob {
+        lane: Some(format!("chatroom:{room}")),
+        ..NewJob::new("probe", &(), now)
+    };
+    store.jobs.enqueue(&later).await.expect("enqueue");
+    let lease = std::time::Duration::from_secs(60);
+    let claimed = store.jobs.claim(now, lease, 10).await.expect("claim");
+    assert_eq!(claimed.len(), 1, "one job per lane: {claimed:?}");
+    assert_eq!(claimed[0].id, JobId(job));
+    assert_eq!(claimed[0].kind, "reply");
+    assert_eq!(
+        reply_of(&claimed[0]),
+        ReplyJob {
+            reply_id: gemchat::messages::model::MessageId(reply),
+            chatroom_id: gemchat::chatrooms::model::ChatroomId(room),
+            user_id: gemchat::users::model::UserId(user),
+        }
+    );
+    assert!(store.jobs.finish(&claimed[0]).await.expect("finish"));
+    let next = store.jobs.claim(now, lease, 10).await.expect("claim");
+    assert_eq!(
+        next.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [later.id],
+        "the lane's next job"
+    );
+}
