@@ -210,7 +210,7 @@ impl AppBuilder {
 
 impl App {
     /// The base of links back to this service (Checkout's return pages).
-    pub fn public_url(&self) -> String {
+    pub(crate) fn public_url(&self) -> String {
         match &self.config.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => format!("http://{}:{}", self.config.host, self.config.port),
@@ -223,7 +223,7 @@ impl App {
     }
 
     /// A receiver that turns true when shutdown begins.
-    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+    pub(crate) fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
         self.stopping.subscribe()
     }
 

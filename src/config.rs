@@ -15,11 +15,11 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Serve the HTTP API, and run the reply workers in the same process unless --no-workers.
     Serve(ServeArgs),
     /// Run the reply workers only (to scale out replies separately from the API).
@@ -29,24 +29,24 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Serve the API only; replies are produced by `gemchat worker` processes.
     #[arg(long)]
-    pub no_workers: bool,
+    pub(crate) no_workers: bool,
     #[command(flatten)]
-    pub config: Config,
+    pub(crate) config: Config,
 }
 
 #[derive(Debug, Args)]
-pub struct WorkerArgs {
+pub(crate) struct WorkerArgs {
     #[command(flatten)]
-    pub config: Config,
+    pub(crate) config: Config,
 }
 
 #[derive(Debug, Args)]
-pub struct MigrateArgs {
+pub(crate) struct MigrateArgs {
     #[command(flatten)]
-    pub config: Config,
+    pub(crate) config: Config,
 }
 
 /// Where one-time codes go (SMS is mocked).
@@ -65,7 +65,7 @@ pub enum AiProviderKind {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Pretty,
     Json,
 }
@@ -80,7 +80,7 @@ impl Secret {
     }
 
     /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -104,11 +104,11 @@ impl std::str::FromStr for Secret {
 pub struct Config {
     /// Address `serve` listens on.
     #[arg(long, env = "HOST", default_value = "127.0.0.1")]
-    pub host: String,
+    pub(crate) host: String,
 
     /// Port `serve` listens on (0 picks a free one).
     #[arg(long, env = "PORT", default_value_t = 8000)]
-    pub port: u16,
+    pub(crate) port: u16,
 
     /// `sqlite://path` (embedded, created on first run) or `postgres://…`.
     #[arg(
@@ -129,7 +129,7 @@ pub struct Config {
 
     /// Skip applying database migrations at start.
     #[arg(long, env = "SKIP_MIGRATIONS")]
-    pub skip_migrations: bool,
+    pub(crate) skip_migrations: bool,
 
     /// HS256 signing key for tokens; generated once into DATA_DIR when unset (development).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
@@ -145,7 +145,7 @@ pub struct Config {
 
     /// Region (ISO 3166 code) for mobile numbers written without `+`.
     #[arg(long, env = "DEFAULT_REGION", default_value = "IN")]
-    pub default_region: String,
+    pub(crate) default_region: String,
 
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
@@ -161,7 +161,7 @@ pub struct Config {
 
     /// Gemini model.
     #[arg(long, env = "GEMINI_MODEL", default_value = "gemini-2.5-flash")]
-    pub gemini_model: String,
+    pub(crate) gemini_model: String,
 
     /// Gemini API base URL (for proxies and tests).
     #[arg(
@@ -186,7 +186,7 @@ pub struct Config {
 
     /// Messages of history sent to the model with each prompt.
     #[arg(long, env = "AI_CONTEXT_MESSAGES", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub ai_context_messages: u32,
+    pub(crate) ai_context_messages: u32,
 
     /// AI calls in flight per process.
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -210,11 +210,11 @@ pub struct Config {
 
     /// Prompts per UTC day on the Pro plan (unset: unlimited).
     #[arg(long, env = "PRO_DAILY_LIMIT")]
-    pub pro_daily_limit: Option<u32>,
+    pub(crate) pro_daily_limit: Option<u32>,
 
     /// Seconds the chatroom list stays cached.
     #[arg(long, env = "CHATROOM_CACHE_TTL", default_value_t = 300)]
-    pub chatroom_cache_ttl: u64,
+    pub(crate) chatroom_cache_ttl: u64,
 
     /// Stripe secret key; billing is off until it is set.
     #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
@@ -260,24 +260,24 @@ pub struct Config {
     /// Seconds a client has to send a request's headers, counted from when the connection is
     /// ready for a request (so it also closes idle HTTP/1.1 keep-alive connections).
     #[arg(long, env = "HTTP_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub http_header_timeout: u64,
+    pub(crate) http_header_timeout: u64,
 
     /// Seconds a client has to send a request's body once its headers arrived (else 408).
     #[arg(long, env = "HTTP_BODY_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub http_body_timeout: u64,
+    pub(crate) http_body_timeout: u64,
 
     /// Seconds a connection may stay open with no byte moving either way (above the longest
     /// `?wait=true` and the 15 s keep-alive of event streams).
     #[arg(long, env = "HTTP_IDLE_TIMEOUT", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub http_idle_timeout: u64,
+    pub(crate) http_idle_timeout: u64,
 
     /// Seconds a stopping server lets open requests finish before closing their connections.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 15, value_parser = clap::value_parser!(u64).range(0..=3600))]
-    pub shutdown_timeout: u64,
+    pub(crate) shutdown_timeout: u64,
 
     /// Log format: `pretty` on a terminal, else `json`. RUST_LOG filters as usual.
     #[arg(long, env = "LOG_FORMAT", value_enum)]
-    pub log_format: Option<LogFormat>,
+    pub(crate) log_format: Option<LogFormat>,
 }
 
 impl Config {
@@ -295,7 +295,7 @@ impl Config {
         }
     }
 
-    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+    pub(crate) fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
         let host = self.host.trim_start_matches('[').trim_end_matches(']');
         let ip = host
             .parse()

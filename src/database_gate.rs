@@ -26,7 +26,7 @@ pub struct DatabaseGate {
 }
 
 impl DatabaseGate {
-    pub fn new(health: Arc<dyn HealthCheck>) -> Arc<Self> {
+    pub(crate) fn new(health: Arc<dyn HealthCheck>) -> Arc<Self> {
         metrics::gauge!(crate::metrics::DATABASE_UP).set(1.0);
         Arc::new(Self {
             health,
@@ -41,7 +41,7 @@ impl DatabaseGate {
     }
 
     /// A request met an unreachable database: check, unless a check is already running.
-    pub fn suspect(self: &Arc<Self>) {
+    pub(crate) fn suspect(self: &Arc<Self>) {
         if self.checking.swap(true, Ordering::AcqRel) {
             return;
         }

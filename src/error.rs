@@ -8,18 +8,18 @@ use utoipa::ToSchema;
 use crate::storage::error::StoreError;
 
 /// Result of a service call.
-pub type Result<T, E = AppError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = AppError> = std::result::Result<T, E>;
 
 /// One field that failed validation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct FieldError {
+pub(crate) struct FieldError {
     /// The request field, as named in the JSON body or query.
-    pub field: String,
-    pub message: String,
+    pub(crate) field: String,
+    pub(crate) message: String,
 }
 
 impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             message: message.into(),
@@ -29,7 +29,7 @@ impl FieldError {
 
 /// Every way a request can fail, by meaning. Internal causes are logged, never sent.
 #[derive(Debug, thiserror::Error)]
-pub enum AppError {
+pub(crate) enum AppError {
     #[error("malformed request: {0}")]
     MalformedRequest(String),
     #[error("validation failed")]
@@ -93,7 +93,7 @@ pub enum AppError {
 
 impl AppError {
     /// A single-field validation failure.
-    pub fn invalid(field: &str, message: &str) -> Self {
+    pub(crate) fn invalid(field: &str, message: &str) -> Self {
         Self::Validation(vec![FieldError::new(field, message)])
     }
 
@@ -123,7 +123,7 @@ impl AppError {
     }
 
     /// The stable, machine-readable code clients branch on.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::MalformedRequest(_) => "malformed_request",
             Self::Validation(_) => "validation_failed",

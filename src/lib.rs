@@ -30,8 +30,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-pub use error::{AppError, Result};
-
 use crate::clock::SystemClock;
 use crate::config::{Cli, Command};
 

@@ -10,20 +10,20 @@ use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-pub const HTTP_REQUESTS: &str = "http_requests_total";
-pub const HTTP_DURATION: &str = "http_request_duration_seconds";
-pub const JOBS: &str = "gemchat_jobs";
-pub const JOB_OUTCOMES: &str = "gemchat_job_outcomes_total";
-pub const AI_DURATION: &str = "gemchat_ai_request_duration_seconds";
-pub const AI_ERRORS: &str = "gemchat_ai_errors_total";
-pub const CACHE_REQUESTS: &str = "gemchat_cache_requests_total";
-pub const SSE_CONNECTIONS: &str = "gemchat_sse_connections";
-pub const QUOTA_REJECTIONS: &str = "gemchat_quota_rejections_total";
-pub const REDIS_UP: &str = "gemchat_redis_up";
-pub const DATABASE_UP: &str = "gemchat_database_up";
+pub(crate) const HTTP_REQUESTS: &str = "http_requests_total";
+pub(crate) const HTTP_DURATION: &str = "http_request_duration_seconds";
+pub(crate) const JOBS: &str = "gemchat_jobs";
+pub(crate) const JOB_OUTCOMES: &str = "gemchat_job_outcomes_total";
+pub(crate) const AI_DURATION: &str = "gemchat_ai_request_duration_seconds";
+pub(crate) const AI_ERRORS: &str = "gemchat_ai_errors_total";
+pub(crate) const CACHE_REQUESTS: &str = "gemchat_cache_requests_total";
+pub(crate) const SSE_CONNECTIONS: &str = "gemchat_sse_connections";
+pub(crate) const QUOTA_REJECTIONS: &str = "gemchat_quota_rejections_total";
+pub(crate) const REDIS_UP: &str = "gemchat_redis_up";
+pub(crate) const DATABASE_UP: &str = "gemchat_database_up";
 
 /// The process's metrics recorder, installed on first use.
-pub fn handle() -> PrometheusHandle {
+pub(crate) fn handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
@@ -92,7 +92,7 @@ fn describe() {
 
 /// Counts and times every request by method, route template (never the concrete path) and
 /// status.
-pub async fn track_http(request: Request, next: Next) -> Response {
+pub(crate) async fn track_http(request: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = request
         .extensions()
@@ -127,10 +127,10 @@ pub(crate) fn method_label(method: &axum::http::Method) -> &'static str {
 }
 
 /// Counts an open SSE connection for as long as it lives.
-pub struct SseConnection;
+pub(crate) struct SseConnection;
 
 impl SseConnection {
-    pub fn open() -> Self {
+    pub(crate) fn open() -> Self {
         metrics::gauge!(SSE_CONNECTIONS).increment(1.0);
         Self
     }

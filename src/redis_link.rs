@@ -35,7 +35,7 @@ struct Inner {
 }
 
 impl RedisLink {
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub(crate) fn new(conn: ConnectionManager) -> Self {
         metrics::gauge!(crate::metrics::REDIS_UP).set(1.0);
         Self {
             inner: Arc::new(Inner {
@@ -47,7 +47,7 @@ impl RedisLink {
     }
 
     /// Registers a command to run whenever Redis comes back after an outage.
-    pub fn on_recovery(&self, cmd: redis::Cmd) {
+    pub(crate) fn on_recovery(&self, cmd: redis::Cmd) {
         self.lock_recovery().push(cmd);
     }
 
@@ -58,7 +58,7 @@ impl RedisLink {
 
     /// Runs one Redis operation, unless the breaker is open. `None` when it was skipped or
     /// failed (the failure is logged here, with `what` names the operation).
-    pub async fn call<T, F, Fut>(&self, what: &'static str, op: F) -> Option<T>
+    pub(crate) async fn call<T, F, Fut>(&self, what: &'static str, op: F) -> Option<T>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,

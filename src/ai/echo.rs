@@ -11,12 +11,12 @@ use super::{AiError, AiProvider, Chunk, Conversation, ReplyStream};
 use crate::messages::model::{ReplyMeta, Role};
 
 /// The offline provider; `pace` is the pause before each chunk after the first.
-pub struct EchoProvider {
-    pub pace: Duration,
+pub(crate) struct EchoProvider {
+    pub(crate) pace: Duration,
 }
 
 /// The reply `echo` gives to a conversation.
-pub fn reply_text(conversation: &Conversation) -> String {
+pub(crate) fn reply_text(conversation: &Conversation) -> String {
     let prompt = conversation
         .turns
         .iter()

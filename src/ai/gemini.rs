@@ -23,7 +23,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest silence between two chunks of a stream (and before the first one).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub struct GeminiProvider {
+pub(crate) struct GeminiProvider {
     http: reqwest::Client,
     url: String,
     api_key: Secret,
@@ -31,11 +31,11 @@ pub struct GeminiProvider {
 }
 
 impl GeminiProvider {
-    pub fn new(base_url: &str, model: &str, api_key: Secret) -> anyhow::Result<Self> {
+    pub(crate) fn new(base_url: &str, model: &str, api_key: Secret) -> anyhow::Result<Self> {
         Self::with_idle_timeout(base_url, model, api_key, IDLE_TIMEOUT)
     }
 
-    pub fn with_idle_timeout(
+    pub(crate) fn with_idle_timeout(
         base_url: &str,
         model: &str,
         api_key: Secret,
@@ -59,7 +59,7 @@ impl GeminiProvider {
 
 /// The request body for a conversation. Consecutive turns of one role are merged, since the
 /// history can hold two prompts in a row when a reply between them failed.
-pub fn request_body(conversation: &Conversation) -> serde_json::Value {
+pub(crate) fn request_body(conversation: &Conversation) -> serde_json::Value {
     let mut contents: Vec<(Role, Vec<serde_json::Value>)> = Vec::new();
     for turn in &conversation.turns {
         let part = json!({"text": turn.text});
@@ -199,7 +199,7 @@ fn parse_delay(value: &str) -> Option<Duration> {
 }
 
 /// Classifies an error answer (HTTP status and body) as retryable or permanent.
-pub fn classify(status: u16, body: &[u8]) -> AiError {
+pub(crate) fn classify(status: u16, body: &[u8]) -> AiError {
     let error = serde_json::from_slice::<ErrorEnvelope>(body)
         .ok()
         .and_then(|e| e.error)

@@ -1,8 +1,8 @@
 //! The AI provider port: a conversation in, a stream of text deltas out. Adapters: `gemini`
 //! (Google's REST API) and `echo` (offline, for development).
 
-pub mod echo;
-pub mod gemini;
+pub(crate) mod echo;
+pub(crate) mod gemini;
 
 use std::time::Duration;
 
@@ -13,17 +13,17 @@ use crate::messages::model::{ReplyMeta, Role};
 
 /// One turn of the conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Turn {
-    pub role: Role,
-    pub text: String,
+pub(crate) struct Turn {
+    pub(crate) role: Role,
+    pub(crate) text: String,
 }
 
 /// What the model is asked: a system instruction and the conversation, ending with the
 /// prompt to answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conversation {
-    pub system: String,
-    pub turns: Vec<Turn>,
+    pub(crate) system: String,
+    pub(crate) turns: Vec<Turn>,
 }
 
 /// A piece of a streamed reply.

@@ -14,23 +14,23 @@ use super::model::SessionId;
 use crate::users::model::UserId;
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Claims {
-    pub sub: Uuid,
-    pub iat: i64,
-    pub exp: i64,
-    pub jti: Uuid,
+pub(crate) struct Claims {
+    pub(crate) sub: Uuid,
+    pub(crate) iat: i64,
+    pub(crate) exp: i64,
+    pub(crate) jti: Uuid,
 }
 
 /// Signs and checks tokens.
-pub struct JwtKeys {
+pub(crate) struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
-    pub ttl: Duration,
+    pub(crate) ttl: Duration,
 }
 
 impl JwtKeys {
-    pub fn new(secret: &[u8], ttl: Duration) -> Self {
+    pub(crate) fn new(secret: &[u8], ttl: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
         // Our own processes issue and check these tokens; no clock skew to absorb.
@@ -44,7 +44,7 @@ impl JwtKeys {
     }
 
     /// A token for `session`, valid from `now` for the configured lifetime.
-    pub fn issue(
+    pub(crate) fn issue(
         &self,
         user: UserId,
         session: SessionId,
@@ -61,7 +61,7 @@ impl JwtKeys {
     }
 
     /// The claims of a well-signed, unexpired HS256 token; `None` for anything else.
-    pub fn verify(&self, token: &str) -> Option<Claims> {
+    pub(crate) fn verify(&self, token: &str) -> Option<Claims> {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .ok()
             .map(|data| data.claims)
@@ -72,7 +72,7 @@ impl JwtKeys {
 const SECRET_FILE: &str = "jwt_secret";
 
 /// The configured secret, or the one kept in `data_dir` (created on first run, mode 0600).
-pub fn load_or_generate_secret(
+pub(crate) fn load_or_generate_secret(
     configured: Option<&str>,
     data_dir: &Path,
 ) -> anyhow::Result<Vec<u8>> {

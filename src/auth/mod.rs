@@ -1,11 +1,11 @@
 //! Identity: sign-up, one-time codes, passwords, tokens and sessions.
 
-pub mod jwt;
+pub(crate) mod jwt;
 pub mod model;
 pub mod otp;
-pub mod password;
+pub(crate) mod password;
 pub mod repo;
-pub mod routes;
-pub mod service;
-pub mod sms;
-pub mod tokens;
+pub(crate) mod routes;
+pub(crate) mod service;
+pub(crate) mod sms;
+pub(crate) mod tokens;

@@ -35,7 +35,7 @@ pub enum SessionMethod {
 }
 
 impl SessionMethod {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Otp => "otp",
             Self::Password => "password",

@@ -9,9 +9,9 @@ use subtle::ConstantTimeEq;
 use crate::users::model::UserId;
 
 /// How long a code stays valid.
-pub const CODE_TTL: Duration = Duration::minutes(5);
+pub(crate) const CODE_TTL: Duration = Duration::minutes(5);
 /// Attempts a code survives; the one that makes this many wrong guesses kills it.
-pub const MAX_ATTEMPTS: u32 = 5;
+pub(crate) const MAX_ATTEMPTS: u32 = 5;
 
 /// What a code may be used for; a code of one purpose never serves the other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub enum OtpPurpose {
 }
 
 impl OtpPurpose {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Login => "login",
             Self::Reset => "reset",
@@ -30,18 +30,18 @@ impl OtpPurpose {
 }
 
 /// A freshly generated code: six digits from the thread-local CSPRNG (ChaCha, OS-seeded).
-pub fn generate_code() -> String {
+pub(crate) fn generate_code() -> String {
     format!("{:06}", rand::random_range(0..1_000_000u32))
 }
 
 /// The key codes are hashed with at rest, so a database leak does not reveal live codes
 /// (a plain hash of six digits is reversed by trying all million).
 #[derive(Clone)]
-pub struct OtpKey([u8; 32]);
+pub(crate) struct OtpKey([u8; 32]);
 
 impl OtpKey {
     /// Derives the OTP key from the server secret, so there is one secret to manage.
-    pub fn derive(server_secret: &[u8]) -> Self {
+    pub(crate) fn derive(server_secret: &[u8]) -> Self {
         let mut mac = Hmac::<Sha256>::new_from_slice(server_secret)
             .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
         mac.update(b"gemchat/otp-key/v1");
@@ -49,7 +49,7 @@ impl OtpKey {
     }
 
     /// Hash of `code` bound to its user and purpose.
-    pub fn hash(&self, user: UserId, purpose: OtpPurpose, code: &str) -> Vec<u8> {
+    pub(crate) fn hash(&self, user: UserId, purpose: OtpPurpose, code: &str) -> Vec<u8> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
         mac.update(user.0.as_bytes());
@@ -78,8 +78,8 @@ pub enum OtpRefusal {
 /// How often codes may be sent to one number (all purposes together).
 #[derive(Debug, Clone, Copy)]
 pub struct IssuePolicy {
-    pub cooldown: Duration,
-    pub per_hour: usize,
+    pub(crate) cooldown: Duration,
+    pub(crate) per_hour: usize,
 }
 
 impl Default for IssuePolicy {
@@ -93,10 +93,14 @@ impl Default for IssuePolicy {
 
 impl IssuePolicy {
     /// The window the hourly cap counts over.
-    pub const WINDOW: Duration = Duration::hours(1);
+    pub(crate) const WINDOW: Duration = Duration::hours(1);
 
     /// Decides whether a code may be sent at `now`, given when earlier ones were sent.
-    pub fn check(&self, sent: &[DateTime<Utc>], now: DateTime<Utc>) -> Result<(), OtpRefusal> {
+    pub(crate) fn check(
+        &self,
+        sent: &[DateTime<Utc>],
+        now: DateTime<Utc>,
+    ) -> Result<(), OtpRefusal> {
         let window_start = now - Self::WINDOW;
         let mut recent: Vec<DateTime<Utc>> =
             sent.iter().copied().filter(|t| *t > window_start).collect();
@@ -131,7 +135,7 @@ pub struct OtpAttempt {
 
 /// The verdict on one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptOutcome {
+pub(crate) enum AttemptOutcome {
     Accepted,
     Invalid,
     /// Too many wrong codes: this one is dead, a new one must be requested.
@@ -139,7 +143,11 @@ pub enum AttemptOutcome {
 }
 
 /// Judges an attempt whose count has already been recorded.
-pub fn judge(attempt: &OtpAttempt, presented_hash: &[u8], now: DateTime<Utc>) -> AttemptOutcome {
+pub(crate) fn judge(
+    attempt: &OtpAttempt,
+    presented_hash: &[u8],
+    now: DateTime<Utc>,
+) -> AttemptOutcome {
     if attempt.attempts > MAX_ATTEMPTS {
         return AttemptOutcome::Exhausted;
     }
@@ -156,7 +164,7 @@ pub fn judge(attempt: &OtpAttempt, presented_hash: &[u8], now: DateTime<Utc>) ->
 }
 
 /// Whole seconds to wait, rounded up and at least one (for `Retry-After`).
-pub fn retry_after_secs(wait: Duration) -> u64 {
+pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
     let millis = wait.num_milliseconds().max(1);
     u64::try_from(millis.div_euclid(1000) + i64::from(millis % 1000 != 0)).unwrap_or(1)
 }

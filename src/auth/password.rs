@@ -11,13 +11,13 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use crate::error::{AppError, Result};
 
 /// A password that meets the rules (8 to 128 characters). Never logged: `Debug` hides it.
-pub struct Password(String);
+pub(crate) struct Password(String);
 
 impl Password {
-    pub const MIN_CHARS: usize = 8;
-    pub const MAX_CHARS: usize = 128;
+    pub(crate) const MIN_CHARS: usize = 8;
+    pub(crate) const MAX_CHARS: usize = 128;
 
-    pub fn parse(field: &str, input: String) -> Result<Self> {
+    pub(crate) fn parse(field: &str, input: String) -> Result<Self> {
         let chars = input.chars().count();
         if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&chars) {
             return Err(AppError::invalid(
@@ -40,7 +40,7 @@ impl std::fmt::Debug for Password {
 }
 
 /// Hashes with Argon2id (default parameters: 19 MiB, 2 passes, the OWASP recommendation).
-pub async fn hash(password: Password) -> Result<String> {
+pub(crate) async fn hash(password: Password) -> Result<String> {
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.0.as_bytes())
@@ -54,7 +54,7 @@ pub async fn hash(password: Password) -> Result<String> {
 
 /// Checks `password` against `stored`. With no stored hash it still spends the time of one
 /// check, so response times do not tell which accounts have a password.
-pub async fn verify(password: String, stored: Option<String>) -> Result<bool> {
+pub(crate) async fn verify(password: String, stored: Option<String>) -> Result<bool> {
     tokio::task::spawn_blocking(move || {
         let has_hash = stored.is_some();
         let stored = stored.unwrap_or_else(|| dummy_hash().to_owned());

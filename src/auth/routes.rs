@@ -20,7 +20,7 @@ use crate::http::problem::Problem;
 use crate::http::state::AppState;
 use crate::users::routes::UserResponse;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(signup))
         .routes(routes!(send_otp))
@@ -35,46 +35,46 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct SignupRequest {
+pub(crate) struct SignupRequest {
     /// E.164, or national format read in `DEFAULT_REGION`.
     #[schema(example = "+919876543210", min_length = 1, max_length = 32)]
-    pub mobile_number: String,
+    pub(crate) mobile_number: String,
     /// 1 to 100 characters after trimming.
     #[schema(min_length = 1, max_length = 100)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// 8 to 128 characters; optional (OTP-only accounts).
     #[schema(min_length = 8, max_length = 128)]
-    pub password: Option<String>,
+    pub(crate) password: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SignupResponse {
-    pub user: UserResponse,
+pub(crate) struct SignupResponse {
+    pub(crate) user: UserResponse,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct SendOtpRequest {
+pub(crate) struct SendOtpRequest {
     #[schema(example = "+919876543210", min_length = 1, max_length = 32)]
-    pub mobile_number: String,
+    pub(crate) mobile_number: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Delivery {
+pub(crate) enum Delivery {
     Response,
     Log,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct OtpIssuedResponse {
+pub(crate) struct OtpIssuedResponse {
     /// The code itself, only with `OTP_DELIVERY=response` (SMS is mocked).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "483920")]
-    pub otp: Option<String>,
+    pub(crate) otp: Option<String>,
     /// Seconds the code stays valid.
     #[schema(example = 300)]
-    pub expires_in: i64,
-    pub delivery: Delivery,
+    pub(crate) expires_in: i64,
+    pub(crate) delivery: Delivery,
 }
 
 impl From<OtpIssued> for OtpIssuedResponse {
@@ -91,52 +91,52 @@ impl From<OtpIssued> for OtpIssuedResponse {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct VerifyOtpRequest {
+pub(crate) struct VerifyOtpRequest {
     #[schema(example = "+919876543210", min_length = 1, max_length = 32)]
-    pub mobile_number: String,
+    pub(crate) mobile_number: String,
     #[schema(example = "483920", pattern = "^[0-9]{6}$")]
-    pub otp: String,
+    pub(crate) otp: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct LoginRequest {
+pub(crate) struct LoginRequest {
     #[schema(example = "+919876543210", min_length = 1, max_length = 32)]
-    pub mobile_number: String,
-    pub password: String,
+    pub(crate) mobile_number: String,
+    pub(crate) password: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct ResetPasswordRequest {
+pub(crate) struct ResetPasswordRequest {
     #[schema(example = "+919876543210", min_length = 1, max_length = 32)]
-    pub mobile_number: String,
+    pub(crate) mobile_number: String,
     /// A code from `/auth/forgot-password` (login codes are not accepted).
     #[schema(pattern = "^[0-9]{6}$")]
-    pub otp: String,
+    pub(crate) otp: String,
     #[schema(min_length = 8, max_length = 128)]
-    pub new_password: String,
+    pub(crate) new_password: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct ChangePasswordRequest {
+pub(crate) struct ChangePasswordRequest {
     /// Required when the account has a password.
-    pub current_password: Option<String>,
+    pub(crate) current_password: Option<String>,
     #[schema(min_length = 8, max_length = 128)]
-    pub new_password: String,
+    pub(crate) new_password: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub enum TokenType {
+pub(crate) enum TokenType {
     Bearer,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SessionResponse {
-    pub token: String,
-    pub token_type: TokenType,
+pub(crate) struct SessionResponse {
+    pub(crate) token: String,
+    pub(crate) token_type: TokenType,
     /// Seconds until the token expires.
     #[schema(example = 86400)]
-    pub expires_in: i64,
-    pub user: UserResponse,
+    pub(crate) expires_in: i64,
+    pub(crate) user: UserResponse,
 }
 
 impl From<SessionIssued> for SessionResponse {
@@ -151,17 +151,17 @@ impl From<SessionIssued> for SessionResponse {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SessionInfo {
-    pub id: Uuid,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
+pub(crate) struct SessionInfo {
+    pub(crate) id: Uuid,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) expires_at: DateTime<Utc>,
     /// Kept to within a minute.
-    pub last_used_at: DateTime<Utc>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub method: SessionMethod,
+    pub(crate) last_used_at: DateTime<Utc>,
+    pub(crate) ip: Option<String>,
+    pub(crate) user_agent: Option<String>,
+    pub(crate) method: SessionMethod,
     /// Whether this is the session of the token making the request.
-    pub current: bool,
+    pub(crate) current: bool,
 }
 
 impl SessionInfo {
@@ -180,8 +180,8 @@ impl SessionInfo {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SessionsResponse {
-    pub sessions: Vec<SessionInfo>,
+pub(crate) struct SessionsResponse {
+    pub(crate) sessions: Vec<SessionInfo>,
 }
 
 /// Creates an account. It does not sign in: ask for a code next.

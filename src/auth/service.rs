@@ -15,31 +15,31 @@ use crate::storage::error::StoreError;
 use crate::users::model::{MobileNumber, Tier, User, UserId, UserName};
 
 /// A sign-up as received, before validation.
-pub struct SignupInput {
-    pub mobile_number: String,
-    pub name: Option<String>,
-    pub password: Option<String>,
+pub(crate) struct SignupInput {
+    pub(crate) mobile_number: String,
+    pub(crate) name: Option<String>,
+    pub(crate) password: Option<String>,
 }
 
 /// A code was issued; `code` is present only when delivery is by response (mocked SMS).
-pub struct OtpIssued {
-    pub code: Option<String>,
-    pub expires_in: i64,
-    pub delivery: OtpDelivery,
+pub(crate) struct OtpIssued {
+    pub(crate) code: Option<String>,
+    pub(crate) expires_in: i64,
+    pub(crate) delivery: OtpDelivery,
 }
 
 /// A freshly started session with its token.
-pub struct SessionIssued {
-    pub token: String,
-    pub expires_in: i64,
-    pub user: User,
+pub(crate) struct SessionIssued {
+    pub(crate) token: String,
+    pub(crate) expires_in: i64,
+    pub(crate) user: User,
 }
 
-pub fn parse_mobile(app: &App, input: &str) -> Result<MobileNumber> {
+pub(crate) fn parse_mobile(app: &App, input: &str) -> Result<MobileNumber> {
     MobileNumber::parse(input, app.region).map_err(AppError::InvalidMobileNumber)
 }
 
-pub async fn signup(app: &App, input: SignupInput) -> Result<User> {
+pub(crate) async fn signup(app: &App, input: SignupInput) -> Result<User> {
     let mobile = parse_mobile(app, &input.mobile_number)?;
     let name = input
         .name
@@ -87,7 +87,11 @@ async fn existing_user(app: &App, mobile: &MobileNumber) -> Result<User> {
 }
 
 /// Issues a code for `purpose` to an existing account, within the send limits.
-pub async fn send_otp(app: &App, mobile_input: &str, purpose: OtpPurpose) -> Result<OtpIssued> {
+pub(crate) async fn send_otp(
+    app: &App,
+    mobile_input: &str,
+    purpose: OtpPurpose,
+) -> Result<OtpIssued> {
     let mobile = parse_mobile(app, mobile_input)?;
     let user = existing_user(app, &mobile).await?;
     let code = otp::generate_code();
@@ -217,7 +221,7 @@ async fn start_session(
     token_for(app, &session, user)
 }
 
-pub async fn verify_otp(
+pub(crate) async fn verify_otp(
     app: &App,
     mobile_input: &str,
     code: &str,
@@ -228,7 +232,7 @@ pub async fn verify_otp(
     start_session(app, user, SessionMethod::Otp, client).await
 }
 
-pub async fn login(
+pub(crate) async fn login(
     app: &App,
     mobile_input: &str,
     password: String,
@@ -283,7 +287,7 @@ async fn replace_password(
     token_for(app, &session, user)
 }
 
-pub async fn reset_password(
+pub(crate) async fn reset_password(
     app: &App,
     mobile_input: &str,
     code: &str,
@@ -296,7 +300,7 @@ pub async fn reset_password(
     replace_password(app, user, new_password, SessionMethod::Reset, client).await
 }
 
-pub async fn change_password(
+pub(crate) async fn change_password(
     app: &App,
     who: Authenticated,
     current: Option<String>,
@@ -331,11 +335,11 @@ pub async fn change_password(
     .await
 }
 
-pub async fn logout(app: &App, who: Authenticated) -> Result<()> {
+pub(crate) async fn logout(app: &App, who: Authenticated) -> Result<()> {
     revoke_session(app, who, who.session_id).await
 }
 
-pub async fn list_sessions(app: &App, who: Authenticated) -> Result<Vec<Session>> {
+pub(crate) async fn list_sessions(app: &App, who: Authenticated) -> Result<Vec<Session>> {
     Ok(app
         .store
         .sessions
@@ -343,7 +347,7 @@ pub async fn list_sessions(app: &App, who: Authenticated) -> Result<Vec<Session>
         .await?)
 }
 
-pub async fn revoke_session(app: &App, who: Authenticated, id: SessionId) -> Result<()> {
+pub(crate) async fn revoke_session(app: &App, who: Authenticated, id: SessionId) -> Result<()> {
     let revoked = app
         .store
         .sessions

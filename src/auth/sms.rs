@@ -7,12 +7,12 @@ use async_trait::async_trait;
 use crate::users::model::MobileNumber;
 
 #[async_trait]
-pub trait SmsSender: Send + Sync {
+pub(crate) trait SmsSender: Send + Sync {
     async fn send_code(&self, to: &MobileNumber, code: &str) -> anyhow::Result<()>;
 }
 
 /// Delivers codes to the log, as a stand-in for an SMS gateway.
-pub struct LogSmsSender;
+pub(crate) struct LogSmsSender;
 
 #[async_trait]
 impl SmsSender for LogSmsSender {

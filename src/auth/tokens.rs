@@ -24,7 +24,7 @@ use crate::storage::error::StoreError;
 use crate::users::model::UserId;
 
 /// The longest a session's state is trusted before it is checked (and touched) again.
-pub const RECHECK_AFTER: Duration = Duration::from_secs(60);
+pub(crate) const RECHECK_AFTER: Duration = Duration::from_secs(60);
 
 /// Past this age, a request still uses the cached state but starts a background recheck.
 const REFRESH_AFTER: chrono::Duration = chrono::Duration::seconds(30);
@@ -34,9 +34,9 @@ const CAPACITY: u64 = 100_000;
 
 /// The identity a valid token proves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Authenticated {
-    pub user_id: UserId,
-    pub session_id: SessionId,
+pub(crate) struct Authenticated {
+    pub(crate) user_id: UserId,
+    pub(crate) session_id: SessionId,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -164,7 +164,7 @@ impl Sessions {
     }
 }
 
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     keys: JwtKeys,
     sessions: Arc<Sessions>,
     events: Arc<EventBus>,
@@ -173,7 +173,7 @@ pub struct Authenticator {
 impl Authenticator {
     /// Builds the authenticator and starts the task that applies revocations published by
     /// any process (it ends when the event bus is dropped).
-    pub fn new(
+    pub(crate) fn new(
         keys: JwtKeys,
         repo: Arc<dyn SessionRepo>,
         clock: Arc<dyn Clock>,
@@ -200,13 +200,13 @@ impl Authenticator {
         }
     }
 
-    pub fn keys(&self) -> &JwtKeys {
+    pub(crate) fn keys(&self) -> &JwtKeys {
         &self.keys
     }
 
     /// The identity behind a bearer token, or `Unauthorized` for any token that is malformed,
     /// badly signed, expired, revoked or not ours.
-    pub async fn authenticate(&self, token: &str) -> Result<Authenticated> {
+    pub(crate) async fn authenticate(&self, token: &str) -> Result<Authenticated> {
         let claims = self.keys.verify(token).ok_or(AppError::Unauthorized)?;
         let session_id = SessionId(claims.jti);
         let cached = self
@@ -237,13 +237,13 @@ impl Authenticator {
     }
 
     /// Makes every process forget one session, after it was revoked in the database.
-    pub async fn forget(&self, session_id: SessionId) {
+    pub(crate) async fn forget(&self, session_id: SessionId) {
         self.sessions.forget(session_id).await;
         self.announce(Revocation::Session(session_id.0)).await;
     }
 
     /// Makes every process forget all sessions of a user (after a password change or reset).
-    pub async fn forget_user(&self, user_id: UserId) {
+    pub(crate) async fn forget_user(&self, user_id: UserId) {
         self.sessions.forget_user(user_id);
         self.announce(Revocation::User(user_id.0)).await;
     }

@@ -7,35 +7,35 @@ use super::model::SubscriptionUpdate;
 /// Stripe failed, refused, or could not be reached. The text is for the log only.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
-pub struct GatewayError(pub String);
+pub(crate) struct GatewayError(pub String);
 
 /// A Checkout Session to create.
 #[derive(Debug, Clone)]
-pub struct CheckoutRequest {
-    pub customer: String,
-    pub price: String,
-    pub user_id: String,
-    pub success_url: String,
-    pub cancel_url: String,
+pub(crate) struct CheckoutRequest {
+    pub(crate) customer: String,
+    pub(crate) price: String,
+    pub(crate) user_id: String,
+    pub(crate) success_url: String,
+    pub(crate) cancel_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckoutSession {
-    pub id: String,
-    pub url: String,
+pub(crate) struct CheckoutSession {
+    pub(crate) id: String,
+    pub(crate) url: String,
 }
 
 /// A recurring price, as Stripe describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Price {
+pub(crate) struct Price {
     /// In the currency's smallest unit (cents).
-    pub amount: i64,
-    pub currency: String,
-    pub interval: String,
+    pub(crate) amount: i64,
+    pub(crate) currency: String,
+    pub(crate) interval: String,
 }
 
 #[async_trait]
-pub trait PaymentGateway: Send + Sync {
+pub(crate) trait PaymentGateway: Send + Sync {
     /// Creates a customer for `user_id`; the same `idempotency_key` never creates two.
     async fn create_customer(
         &self,

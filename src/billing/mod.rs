@@ -1,9 +1,9 @@
 //! Billing: Pro subscriptions through Stripe.
 
-pub mod gateway;
-pub mod model;
-pub mod repo;
-pub mod routes;
-pub mod service;
+pub(crate) mod gateway;
+pub(crate) mod model;
+pub(crate) mod repo;
+pub(crate) mod routes;
+pub(crate) mod service;
 pub mod signature;
 pub mod stripe;

@@ -8,7 +8,7 @@ use crate::users::model::UserId;
 
 /// A Stripe subscription status; unknown values are kept, never rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SubscriptionStatus {
+pub(crate) enum SubscriptionStatus {
     Incomplete,
     IncompleteExpired,
     Trialing,
@@ -21,7 +21,7 @@ pub enum SubscriptionStatus {
 }
 
 impl SubscriptionStatus {
-    pub fn parse(value: &str) -> Self {
+    pub(crate) fn parse(value: &str) -> Self {
         match value {
             "incomplete" => Self::Incomplete,
             "incomplete_expired" => Self::IncompleteExpired,
@@ -35,7 +35,7 @@ impl SubscriptionStatus {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Self::Incomplete => "incomplete",
             Self::IncompleteExpired => "incomplete_expired",
@@ -50,19 +50,19 @@ impl SubscriptionStatus {
     }
 
     /// A subscription in this status never comes back: later events cannot revive it.
-    pub fn is_terminal(&self) -> bool {
+    pub(crate) fn is_terminal(&self) -> bool {
         matches!(self, Self::Canceled | Self::IncompleteExpired)
     }
 
     /// The user already pays (or owes) for Pro: a second checkout would double-charge.
-    pub fn blocks_checkout(&self) -> bool {
+    pub(crate) fn blocks_checkout(&self) -> bool {
         matches!(self, Self::Active | Self::Trialing | Self::PastDue)
     }
 }
 
 /// The entitlement of an open-ended subscription (active, trialing): until Stripe says
 /// otherwise.
-pub fn forever() -> DateTime<Utc> {
+pub(crate) fn forever() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0)
         .single()
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
@@ -70,7 +70,7 @@ pub fn forever() -> DateTime<Utc> {
 
 /// Until when a subscription grants Pro: active and trialing without end, past_due until its
 /// period ends, anything else not at all.
-pub fn entitlement(
+pub(crate) fn entitlement(
     status: &SubscriptionStatus,
     current_period_end: Option<DateTime<Utc>>,
 ) -> Option<DateTime<Utc>> {
@@ -83,46 +83,46 @@ pub fn entitlement(
 
 /// A subscription as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subscription {
-    pub id: String,
-    pub user_id: Option<UserId>,
-    pub customer_id: String,
-    pub status: SubscriptionStatus,
-    pub price_id: Option<String>,
-    pub current_period_end: Option<DateTime<Utc>>,
-    pub cancel_at_period_end: bool,
-    pub pro_until: Option<DateTime<Utc>>,
+pub(crate) struct Subscription {
+    pub(crate) id: String,
+    pub(crate) user_id: Option<UserId>,
+    pub(crate) customer_id: String,
+    pub(crate) status: SubscriptionStatus,
+    pub(crate) price_id: Option<String>,
+    pub(crate) current_period_end: Option<DateTime<Utc>>,
+    pub(crate) cancel_at_period_end: bool,
+    pub(crate) pro_until: Option<DateTime<Utc>>,
     /// `created` of the newest event applied (Unix seconds).
-    pub event_created: i64,
+    pub(crate) event_created: i64,
 }
 
 /// What an event (or an API response) says about one subscription.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SubscriptionUpdate {
-    pub id: String,
-    pub customer: Option<String>,
-    pub status: Option<SubscriptionStatus>,
-    pub price_id: Option<String>,
-    pub current_period_end: Option<DateTime<Utc>>,
-    pub cancel_at_period_end: Option<bool>,
+pub(crate) struct SubscriptionUpdate {
+    pub(crate) id: String,
+    pub(crate) customer: Option<String>,
+    pub(crate) status: Option<SubscriptionStatus>,
+    pub(crate) price_id: Option<String>,
+    pub(crate) current_period_end: Option<DateTime<Utc>>,
+    pub(crate) cancel_at_period_end: Option<bool>,
     /// The user the event names (client reference or metadata), not yet checked to exist.
-    pub user: Option<UserId>,
+    pub(crate) user: Option<UserId>,
     /// When Stripe produced this state (Unix seconds).
-    pub created: i64,
+    pub(crate) created: i64,
     /// A hint rather than the subscription's state (a completed checkout): it may create the
     /// row and fill in links, but never overrides a status Stripe reported.
-    pub weak: bool,
+    pub(crate) weak: bool,
 }
 
 /// A Stripe event, reduced to what billing acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StripeEvent {
-    pub id: String,
-    pub kind: String,
-    pub created: i64,
+pub(crate) struct StripeEvent {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    pub(crate) created: i64,
     /// A customer to link to `user` (from a completed checkout).
-    pub customer_link: Option<(UserId, String)>,
-    pub update: Option<SubscriptionUpdate>,
+    pub(crate) customer_link: Option<(UserId, String)>,
+    pub(crate) update: Option<SubscriptionUpdate>,
 }
 
 fn user_id(value: Option<&Value>) -> Option<UserId> {
@@ -150,7 +150,7 @@ fn timestamp(value: Option<&Value>) -> Option<DateTime<Utc>> {
 /// Reads a subscription object (from an event or an API answer) as an update made at
 /// `created`. `current_period_end` moved from the subscription to its items in API version
 /// 2025-03-31: read both.
-pub fn subscription_from_object(object: &Value, created: i64) -> Option<SubscriptionUpdate> {
+pub(crate) fn subscription_from_object(object: &Value, created: i64) -> Option<SubscriptionUpdate> {
     let items: Vec<&Value> = object["items"]["data"]
         .as_array()
         .into_iter()
@@ -179,7 +179,7 @@ pub fn subscription_from_object(object: &Value, created: i64) -> Option<Subscrip
 }
 
 /// Parses a verified webhook body. Unknown event types parse to an event with no update.
-pub fn parse_event(body: &[u8]) -> Result<StripeEvent, String> {
+pub(crate) fn parse_event(body: &[u8]) -> Result<StripeEvent, String> {
     let event: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
     let id = event["id"].as_str().ok_or("no event id")?.to_owned();
     let kind = event["type"].as_str().ok_or("no event type")?.to_owned();
@@ -251,7 +251,7 @@ pub fn parse_event(body: &[u8]) -> Result<StripeEvent, String> {
 /// Merges `update` into the stored subscription (if any), with `user` the owner resolved for
 /// it. `None` when there is nothing to store. Older events never overwrite newer state, and a
 /// terminal status is final; links (user, customer) only ever fill gaps.
-pub fn merge(
+pub(crate) fn merge(
     existing: Option<&Subscription>,
     update: &SubscriptionUpdate,
     user: Option<UserId>,

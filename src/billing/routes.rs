@@ -20,7 +20,7 @@ use crate::users::model::Tier;
 /// Stripe events can be larger than the API's usual body limit (invoices with many lines).
 const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<AppState> {
     let webhook = OpenApiRouter::new()
         .routes(routes!(stripe_webhook))
         .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
@@ -35,13 +35,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SubscriptionStatusResponse {
-    pub tier: Tier,
+pub(crate) struct SubscriptionStatusResponse {
+    pub(crate) tier: Tier,
     /// The Stripe subscription status (`active`, `past_due`, `canceled`, …), or `null`.
-    pub status: Option<String>,
-    pub current_period_end: Option<DateTime<Utc>>,
-    pub cancel_at_period_end: bool,
-    pub usage: Usage,
+    pub(crate) status: Option<String>,
+    pub(crate) current_period_end: Option<DateTime<Utc>>,
+    pub(crate) cancel_at_period_end: bool,
+    pub(crate) usage: Usage,
 }
 
 impl From<service::Status> for SubscriptionStatusResponse {
@@ -58,52 +58,52 @@ impl From<service::Status> for SubscriptionStatusResponse {
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
-pub struct SubscribeRequest {
+pub(crate) struct SubscribeRequest {
     /// Where Stripe sends the user after paying (absolute http(s) URL); default
     /// `PUBLIC_URL/?checkout=success&session_id={CHECKOUT_SESSION_ID}`.
-    pub success_url: Option<String>,
+    pub(crate) success_url: Option<String>,
     /// Where Stripe sends the user on cancel; default `PUBLIC_URL/?checkout=cancel`.
-    pub cancel_url: Option<String>,
+    pub(crate) cancel_url: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CheckoutResponse {
+pub(crate) struct CheckoutResponse {
     /// Send the user here to pay.
-    pub checkout_url: String,
-    pub session_id: String,
+    pub(crate) checkout_url: String,
+    pub(crate) session_id: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct PriceView {
+pub(crate) struct PriceView {
     /// In the currency's smallest unit.
     #[schema(example = 999)]
-    pub amount: i64,
+    pub(crate) amount: i64,
     #[schema(example = "usd")]
-    pub currency: String,
+    pub(crate) currency: String,
     #[schema(example = "month")]
-    pub interval: String,
+    pub(crate) interval: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Plan)]
-pub struct PlanView {
-    pub id: Tier,
-    pub name: String,
+pub(crate) struct PlanView {
+    pub(crate) id: Tier,
+    pub(crate) name: String,
     /// Prompts per UTC day; `null` is unlimited.
-    pub daily_limit: Option<u32>,
+    pub(crate) daily_limit: Option<u32>,
     /// `null` for the free plan, and for Pro when billing is off.
-    pub price: Option<PriceView>,
+    pub(crate) price: Option<PriceView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct PlansResponse {
-    pub plans: Vec<PlanView>,
+pub(crate) struct PlansResponse {
+    pub(crate) plans: Vec<PlanView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct PortalResponse {
+pub(crate) struct PortalResponse {
     /// The Stripe Billing Portal session.
-    pub url: String,
+    pub(crate) url: String,
 }
 
 /// Starts a Stripe Checkout for Pro; send the user to `checkout_url`. The Pro tier starts when
@@ -210,8 +210,8 @@ async fn billing_portal(
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct WebhookReceived {
-    pub received: bool,
+pub(crate) struct WebhookReceived {
+    pub(crate) received: bool,
 }
 
 /// The caller's plan and subscription.

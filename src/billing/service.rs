@@ -30,7 +30,11 @@ fn webhook_secrets(app: &App) -> Vec<&str> {
 }
 
 /// Verifies a webhook delivery against the raw body and applies its event once.
-pub async fn receive_webhook(app: &App, signature_header: Option<&str>, body: &[u8]) -> Result<()> {
+pub(crate) async fn receive_webhook(
+    app: &App,
+    signature_header: Option<&str>,
+    body: &[u8],
+) -> Result<()> {
     let secrets = webhook_secrets(app);
     if secrets.is_empty() {
         return Err(AppError::BillingNotConfigured);
@@ -62,13 +66,13 @@ pub async fn receive_webhook(app: &App, signature_header: Option<&str>, body: &[
 }
 
 /// A user's plan and subscription.
-pub struct Status {
-    pub tier: Tier,
-    pub subscription: Option<Subscription>,
-    pub usage: Usage,
+pub(crate) struct Status {
+    pub(crate) tier: Tier,
+    pub(crate) subscription: Option<Subscription>,
+    pub(crate) usage: Usage,
 }
 
-pub async fn status(app: &App, user: UserId) -> Result<Status> {
+pub(crate) async fn status(app: &App, user: UserId) -> Result<Status> {
     let account = app
         .store
         .users
@@ -139,7 +143,7 @@ async fn customer_for(
 }
 
 /// Starts a Stripe Checkout for Pro.
-pub async fn subscribe_pro(
+pub(crate) async fn subscribe_pro(
     app: &App,
     user: UserId,
     success_url: Option<String>,
@@ -232,14 +236,14 @@ async fn set_cancel(
 }
 
 /// Schedules the subscription to end with its current period.
-pub async fn cancel(app: &App, user: UserId) -> Result<Status> {
+pub(crate) async fn cancel(app: &App, user: UserId) -> Result<Status> {
     gateway(app)?;
     let subscription = live_subscription(app, user).await?;
     set_cancel(app, user, &subscription, true).await
 }
 
 /// Undoes a scheduled cancellation.
-pub async fn reactivate(app: &App, user: UserId) -> Result<Status> {
+pub(crate) async fn reactivate(app: &App, user: UserId) -> Result<Status> {
     gateway(app)?;
     let subscription = live_subscription(app, user).await?;
     if !subscription.cancel_at_period_end {
@@ -252,7 +256,7 @@ pub async fn reactivate(app: &App, user: UserId) -> Result<Status> {
 }
 
 /// A Stripe Billing Portal link for the user.
-pub async fn portal(app: &App, user: UserId) -> Result<String> {
+pub(crate) async fn portal(app: &App, user: UserId) -> Result<String> {
     let gateway = gateway(app)?;
     let customer = app
         .store
@@ -270,7 +274,7 @@ pub async fn portal(app: &App, user: UserId) -> Result<String> {
 }
 
 /// Pro's price, read from Stripe once; `None` when billing is off or Stripe cannot say.
-pub async fn pro_price(app: &App) -> Option<Price> {
+pub(crate) async fn pro_price(app: &App) -> Option<Price> {
     let gateway = app.payments.as_ref()?;
     let price_id = app.config.stripe_price_id.as_deref()?;
     let price = app

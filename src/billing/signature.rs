@@ -7,10 +7,10 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// Stripe's recommended tolerance between the signature's timestamp and now.
-pub const TOLERANCE_SECS: i64 = 300;
+pub(crate) const TOLERANCE_SECS: i64 = 300;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SignatureError {
+pub(crate) enum SignatureError {
     #[error("the Stripe-Signature header is missing or malformed")]
     Malformed,
     #[error("no v1 signature in the header")]
@@ -23,7 +23,7 @@ pub enum SignatureError {
 
 /// Checks `header` against the raw `body` for any of `secrets`, at Unix time `now`.
 /// Returns the signature's timestamp.
-pub fn verify(
+pub(crate) fn verify(
     header: &str,
     body: &[u8],
     secrets: &[&str],

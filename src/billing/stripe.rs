@@ -15,14 +15,14 @@ use crate::config::Secret;
 pub const API_VERSION: &str = "2025-03-31.basil";
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-pub struct StripeGateway {
+pub(crate) struct StripeGateway {
     http: reqwest::Client,
     base: String,
     key: Secret,
 }
 
 impl StripeGateway {
-    pub fn new(base: &str, key: Secret) -> anyhow::Result<Self> {
+    pub(crate) fn new(base: &str, key: Secret) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(TIMEOUT)

@@ -19,12 +19,12 @@ struct Entry {
     list: Option<Bytes>,
 }
 
-pub struct MemoryListCache {
+pub(crate) struct MemoryListCache {
     entries: moka::future::Cache<UserId, Entry>,
 }
 
 impl MemoryListCache {
-    pub fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         Self {
             entries: moka::future::Cache::builder()
                 .max_capacity(CAPACITY)

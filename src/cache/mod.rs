@@ -11,16 +11,16 @@ mod redis;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use memory::MemoryListCache;
-pub use redis::RedisListCache;
+pub(crate) use memory::MemoryListCache;
+pub(crate) use redis::RedisListCache;
 
 use crate::users::model::UserId;
 
 /// The version a missed entry must be stored under.
-pub type Version = u64;
+pub(crate) type Version = u64;
 
 #[async_trait]
-pub trait ListCache: Send + Sync {
+pub(crate) trait ListCache: Send + Sync {
     /// The cached list of `user`, or the version to store one under.
     async fn get(&self, user: UserId) -> Result<Bytes, Version>;
 

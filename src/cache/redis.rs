@@ -21,7 +21,7 @@ local version = redis.call('GET', KEYS[2]) or '0'
 return {epoch, version, redis.call('GET', KEYS[2] .. ':' .. epoch .. '.' .. version)}
 ";
 
-pub struct RedisListCache {
+pub(crate) struct RedisListCache {
     link: RedisLink,
     ttl: Duration,
     get: redis::Script,
@@ -29,7 +29,7 @@ pub struct RedisListCache {
 
 impl RedisListCache {
     /// A cache on `link`; registers the epoch bump that runs when Redis comes back.
-    pub fn new(link: RedisLink, ttl: Duration) -> Self {
+    pub(crate) fn new(link: RedisLink, ttl: Duration) -> Self {
         link.on_recovery(redis::Cmd::incr(EPOCH_KEY, 1));
         Self {
             link,

@@ -1,6 +1,6 @@
 //! Chatrooms: a user's conversations, their names, and the cached list.
 
 pub mod model;
-pub mod repo;
-pub mod routes;
-pub mod service;
+pub(crate) mod repo;
+pub(crate) mod routes;
+pub(crate) mod service;

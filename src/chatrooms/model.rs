@@ -15,7 +15,7 @@ use crate::users::model::UserId;
 pub struct ChatroomId(pub Uuid);
 
 impl ChatroomId {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self(Uuid::now_v7())
     }
 }
@@ -34,16 +34,16 @@ impl fmt::Display for ChatroomId {
 
 /// A chatroom name: 1 to 100 characters after trimming, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatroomName(String);
+pub(crate) struct ChatroomName(String);
 
 impl ChatroomName {
-    pub const MAX_CHARS: usize = 100;
+    pub(crate) const MAX_CHARS: usize = 100;
 
-    pub fn parse(input: &str) -> Result<Self, String> {
+    pub(crate) fn parse(input: &str) -> Result<Self, String> {
         crate::users::model::parse_display_name(input, Self::MAX_CHARS).map(Self)
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -61,13 +61,13 @@ pub struct Chatroom {
 /// A chatroom as clients see it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = Chatroom)]
-pub struct ChatroomView {
-    pub id: Uuid,
-    pub name: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+pub(crate) struct ChatroomView {
+    pub(crate) id: Uuid,
+    pub(crate) name: String,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
     /// `null` until the first message.
-    pub last_message_at: Option<DateTime<Utc>>,
+    pub(crate) last_message_at: Option<DateTime<Utc>>,
 }
 
 impl From<&Chatroom> for ChatroomView {

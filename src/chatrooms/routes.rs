@@ -18,31 +18,31 @@ use crate::http::problem::Problem;
 use crate::http::state::AppState;
 use crate::messages::model::MessageView;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_chatroom, list_chatrooms))
         .routes(routes!(get_chatroom, rename_chatroom, delete_chatroom))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct ChatroomRequest {
+pub(crate) struct ChatroomRequest {
     /// 1 to 100 characters after trimming.
     #[schema(example = "Trip to Goa", min_length = 1, max_length = 100)]
-    pub name: String,
+    pub(crate) name: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ChatroomListResponse {
+pub(crate) struct ChatroomListResponse {
     /// Newest activity first.
-    pub chatrooms: Vec<ChatroomView>,
+    pub(crate) chatrooms: Vec<ChatroomView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ChatroomWithMessages {
+pub(crate) struct ChatroomWithMessages {
     #[serde(flatten)]
-    pub chatroom: ChatroomView,
+    pub(crate) chatroom: ChatroomView,
     /// The latest 50, oldest first.
-    pub messages: Vec<MessageView>,
+    pub(crate) messages: Vec<MessageView>,
 }
 
 /// Creates a chatroom (at most 1,000 per user).

@@ -11,16 +11,16 @@ use crate::messages::model::Message;
 use crate::users::model::UserId;
 
 /// The most chatrooms one user may own.
-pub const MAX_PER_USER: u32 = 1_000;
+pub(crate) const MAX_PER_USER: u32 = 1_000;
 
 /// Messages shown with a chatroom.
-pub const RECENT_MESSAGES: u32 = 50;
+pub(crate) const RECENT_MESSAGES: u32 = 50;
 
 fn parse_name(name: &str) -> Result<ChatroomName> {
     ChatroomName::parse(name).map_err(|why| AppError::invalid("name", &why))
 }
 
-pub async fn create(app: &App, user: UserId, name: &str) -> Result<Chatroom> {
+pub(crate) async fn create(app: &App, user: UserId, name: &str) -> Result<Chatroom> {
     let name = parse_name(name)?;
     let now = app.clock.now();
     let room = Chatroom {
@@ -47,7 +47,7 @@ struct ListBody {
 }
 
 /// The user's chatrooms as the JSON body of `GET /chatroom`, from the cache when it has them.
-pub async fn list_json(app: &App, user: UserId) -> Result<Bytes> {
+pub(crate) async fn list_json(app: &App, user: UserId) -> Result<Bytes> {
     let version = match app.list_cache.get(user).await {
         Ok(cached) => {
             metrics::counter!(crate::metrics::CACHE_REQUESTS, "cache" => "chatrooms", "result" => "hit")
@@ -68,7 +68,7 @@ pub async fn list_json(app: &App, user: UserId) -> Result<Bytes> {
 }
 
 /// The chatroom, or 404 whether it does not exist or is someone else's.
-pub async fn find(app: &App, user: UserId, id: ChatroomId) -> Result<Chatroom> {
+pub(crate) async fn find(app: &App, user: UserId, id: ChatroomId) -> Result<Chatroom> {
     app.store
         .chatrooms
         .find(user, id)
@@ -77,7 +77,7 @@ pub async fn find(app: &App, user: UserId, id: ChatroomId) -> Result<Chatroom> {
 }
 
 /// The chatroom with its latest messages, oldest first.
-pub async fn get_with_messages(
+pub(crate) async fn get_with_messages(
     app: &App,
     user: UserId,
     id: ChatroomId,
@@ -88,7 +88,12 @@ pub async fn get_with_messages(
     Ok((room, messages))
 }
 
-pub async fn rename(app: &App, user: UserId, id: ChatroomId, name: &str) -> Result<Chatroom> {
+pub(crate) async fn rename(
+    app: &App,
+    user: UserId,
+    id: ChatroomId,
+    name: &str,
+) -> Result<Chatroom> {
     let name = parse_name(name)?;
     let room = app
         .store
@@ -100,7 +105,7 @@ pub async fn rename(app: &App, user: UserId, id: ChatroomId, name: &str) -> Resu
     Ok(room)
 }
 
-pub async fn delete(app: &App, user: UserId, id: ChatroomId) -> Result<()> {
+pub(crate) async fn delete(app: &App, user: UserId, id: ChatroomId) -> Result<()> {
     if !app.store.chatrooms.delete(user, id).await? {
         return Err(AppError::NotFound);
     }

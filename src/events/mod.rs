@@ -16,18 +16,18 @@ const CHANNEL_PREFIX: &str = "gemchat:";
 
 /// What a subscription yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
+pub(crate) enum Delivery {
     Message(Arc<str>),
     /// Messages may have been lost here; derived state should be rebuilt from the source.
     Gap,
 }
 
 /// A stream of deliveries on one topic.
-pub struct Subscription(tokio::sync::broadcast::Receiver<Delivery>);
+pub(crate) struct Subscription(tokio::sync::broadcast::Receiver<Delivery>);
 
 impl Subscription {
     /// The next delivery; `None` once the bus is gone.
-    pub async fn recv(&mut self) -> Option<Delivery> {
+    pub(crate) async fn recv(&mut self) -> Option<Delivery> {
         use tokio::sync::broadcast::error::RecvError;
         match self.0.recv().await {
             Ok(delivery) => Some(delivery),
@@ -44,14 +44,14 @@ enum Transport {
     Redis(redis::RedisTransport),
 }
 
-pub struct EventBus {
+pub(crate) struct EventBus {
     hub: Arc<Hub>,
     transport: Transport,
 }
 
 impl EventBus {
     /// A bus for one process.
-    pub fn in_process() -> Self {
+    pub(crate) fn in_process() -> Self {
         Self {
             hub: Arc::new(Hub::default()),
             transport: Transport::Memory,
@@ -60,7 +60,7 @@ impl EventBus {
 
     /// A bus shared by every process connected to the same Redis. Starts the task that relays
     /// Redis messages to local subscribers (it reconnects by itself).
-    pub async fn redis(
+    pub(crate) async fn redis(
         client: ::redis::Client,
         publisher: crate::redis_link::RedisLink,
     ) -> anyhow::Result<Self> {
@@ -74,7 +74,7 @@ impl EventBus {
 
     /// Publishes `payload` on `topic` to every subscriber of every process (best-effort: while
     /// Redis is unreachable, to this process's subscribers only).
-    pub async fn publish(&self, topic: &str, payload: &str) {
+    pub(crate) async fn publish(&self, topic: &str, payload: &str) {
         match &self.transport {
             Transport::Memory => self
                 .hub
@@ -83,7 +83,7 @@ impl EventBus {
         }
     }
 
-    pub fn subscribe(&self, topic: &str) -> Subscription {
+    pub(crate) fn subscribe(&self, topic: &str) -> Subscription {
         Subscription(self.hub.subscribe(topic))
     }
 }

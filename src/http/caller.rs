@@ -16,7 +16,7 @@ use crate::ratelimit::Scope;
 
 /// The caller, proven by `Authorization: Bearer <jwt>`; rejects with 401 `unauthorized`.
 #[derive(Debug, Clone, Copy)]
-pub struct AuthUser(pub Authenticated);
+pub(crate) struct AuthUser(pub Authenticated);
 
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
@@ -50,7 +50,7 @@ pub(crate) fn bearer_token_of(headers: &axum::http::HeaderMap) -> Option<&str> {
 /// unauthenticated: every public `/auth/*` handler takes it first. An unauthenticated
 /// operation tagged `auth` is documented with its 429 for this reason.
 #[derive(Debug, Clone, Copy)]
-pub struct PerIpLimit;
+pub(crate) struct PerIpLimit;
 
 impl FromRequestParts<AppState> for PerIpLimit {
     type Rejection = AppError;
@@ -82,11 +82,11 @@ const MAX_USER_AGENT: usize = 512;
 
 /// Where a request came from, for the session history.
 #[derive(Debug, Clone, Default)]
-pub struct Client(pub ClientInfo);
+pub(crate) struct Client(pub ClientInfo);
 
 /// The client's IP: the peer address, or with `trust_proxy` the last `X-Forwarded-For` entry
 /// (the address our proxy saw; entries before it are whatever the client claimed).
-pub fn client_ip(
+pub(crate) fn client_ip(
     headers: &axum::http::HeaderMap,
     extensions: &axum::http::Extensions,
     trust_proxy: bool,

@@ -15,7 +15,7 @@ use crate::error::{AppError, FieldError};
 
 /// JSON body extractor whose rejections are problem+json.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct AppJson<T>(pub T);
+pub(crate) struct AppJson<T>(pub T);
 
 impl<T, S> FromRequest<S> for AppJson<T>
 where
@@ -38,7 +38,7 @@ where
 /// A JSON body that may be absent: an empty (or all-whitespace) body is `None`; anything else
 /// must be `application/json` and parse like [`AppJson`].
 #[derive(Debug, Clone, Default)]
-pub struct OptionalJson<T>(pub Option<T>);
+pub(crate) struct OptionalJson<T>(pub Option<T>);
 
 impl<T, S> FromRequest<S> for OptionalJson<T>
 where
@@ -168,7 +168,7 @@ impl<T: Serialize> IntoResponse for AppJson<T> {
 
 /// Raw body extractor (for signed payloads) whose rejections are problem+json.
 #[derive(Debug)]
-pub struct AppBytes(pub bytes::Bytes);
+pub(crate) struct AppBytes(pub bytes::Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for AppBytes {
     type Rejection = AppError;
@@ -189,7 +189,7 @@ impl<S: Send + Sync> FromRequest<S> for AppBytes {
 
 /// Path extractor whose rejections are problem+json.
 #[derive(Debug)]
-pub struct AppPath<T>(pub T);
+pub(crate) struct AppPath<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for AppPath<T>
 where
@@ -214,7 +214,7 @@ where
 
 /// Query extractor whose rejections are problem+json (422: the query is well-formed but wrong).
 #[derive(Debug)]
-pub struct AppQuery<T>(pub T);
+pub(crate) struct AppQuery<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for AppQuery<T>
 where

@@ -175,11 +175,11 @@ pub(crate) fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
 /// The error a request body yields once its time is up.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive in time")]
-pub struct BodyTimedOut;
+pub(crate) struct BodyTimedOut;
 
 /// Middleware: the request's body must arrive within `limit` of its headers; reading past
 /// that fails with [`BodyTimedOut`] (which the extractors answer with 408).
-pub async fn limit_body_time(
+pub(crate) async fn limit_body_time(
     axum::extract::State(limit): axum::extract::State<Duration>,
     request: Request<Body>,
     next: axum::middleware::Next,
@@ -230,7 +230,7 @@ impl http_body::Body for DeadlineBody {
 }
 
 /// Whether `error` (or anything that caused it) is a [`BodyTimedOut`].
-pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(error) = cause {
         if error.is::<BodyTimedOut>() {

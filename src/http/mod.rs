@@ -3,11 +3,11 @@
 //! errors as problem+json ([`problem`]), the OpenAPI document ([`openapi`]) and the server
 //! with its time limits ([`server`]). Domains never import it, except their `routes.rs`.
 
-pub mod caller;
-pub mod extract;
-pub mod middleware;
-pub mod openapi;
-pub mod problem;
+pub(crate) mod caller;
+pub(crate) mod extract;
+pub(crate) mod middleware;
+pub(crate) mod openapi;
+pub(crate) mod problem;
 pub mod router;
 pub mod server;
-pub mod state;
+pub(crate) mod state;

@@ -54,7 +54,7 @@ impl utoipa::Modify for BearerAuth {
 /// - 429 `rate_limited`: the abuse limits, per user on every authenticated operation and per
 ///   client IP on the public auth operations (the handlers that take `PerIpLimit`);
 /// - 503 `unavailable` on every operation behind the database gate (all but `operations`).
-pub fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
+pub(crate) fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
     use utoipa::openapi::path::ParameterIn;
     const MALFORMED: &str = "`malformed_request`: the body is not JSON of the documented shape \

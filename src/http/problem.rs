@@ -10,30 +10,30 @@ use crate::error::{AppError, FieldError};
 
 /// The problem+json body (RFC 9457) as documented in the OpenAPI spec.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Problem {
+pub(crate) struct Problem {
     #[schema(example = "about:blank")]
     pub r#type: &'static str,
     #[schema(example = "Unprocessable Entity")]
-    pub title: String,
+    pub(crate) title: String,
     #[schema(example = 422)]
-    pub status: u16,
-    pub detail: String,
+    pub(crate) status: u16,
+    pub(crate) detail: String,
     /// Stable machine-readable error code.
     #[schema(example = "validation_failed")]
-    pub code: &'static str,
+    pub(crate) code: &'static str,
     /// Present on `validation_failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub errors: Option<Vec<FieldError>>,
+    pub(crate) errors: Option<Vec<FieldError>>,
 }
 
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Seconds a client is told to wait after a 503 for the database.
-pub const DATABASE_RETRY_AFTER: u64 = 2;
+pub(crate) const DATABASE_RETRY_AFTER: u64 = 2;
 
 /// Response extension: this response is a 503 because the database could not be reached.
 #[derive(Debug, Clone, Copy)]
-pub struct DatabaseFailed;
+pub(crate) struct DatabaseFailed;
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {

@@ -43,11 +43,6 @@ fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
     (with_database, operations, doc)
 }
 
-/// The OpenAPI document served at `/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().2
-}
-
 /// The complete HTTP service: routes, docs, error fallbacks and middleware.
 pub fn router(app: Arc<App>) -> Router {
     let (with_database, operations, openapi) = api();

@@ -6,8 +6,8 @@
 //! - request headers must arrive within `header_read` of the connection being ready for a
 //!   request (hyper's timer starts as soon as it waits for the next request, so this also
 //!   closes idle HTTP/1.1 keep-alive connections);
-//! - a request body must arrive within `body_read` of its headers
-//!   (`http::middleware::limit_body_time`, 408);
+//! - a request body must arrive within `HTTP_BODY_TIMEOUT` of its headers (enforced by the
+//!   router's `http::middleware::limit_body_time`, 408);
 //! - a connection where no byte moves either way for `idle` is closed (a stalled reader, an
 //!   idle HTTP/2 connection);
 //! - at shutdown, connections get `shutdown` to finish what they are doing, then are cut.
@@ -34,17 +34,15 @@ use tokio::task::JoinSet;
 /// How long a client may take, and how long shutdown may wait.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    pub header_read: Duration,
-    pub body_read: Duration,
-    pub idle: Duration,
-    pub shutdown: Duration,
+    pub(crate) header_read: Duration,
+    pub(crate) idle: Duration,
+    pub(crate) shutdown: Duration,
 }
 
 impl Limits {
     pub fn from_config(config: &crate::config::Config) -> Self {
         Self {
             header_read: Duration::from_secs(config.http_header_timeout),
-            body_read: Duration::from_secs(config.http_body_timeout),
             idle: Duration::from_secs(config.http_idle_timeout),
             shutdown: Duration::from_secs(config.shutdown_timeout),
         }
@@ -249,7 +247,7 @@ impl AsyncWrite for Watched {
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = async {
         if let Err(err) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %err, "cannot listen for Ctrl-C");

@@ -7,7 +7,7 @@ use crate::app::App;
 
 /// What handlers receive: a cheap handle on the one [`App`].
 #[derive(Clone)]
-pub struct AppState(pub Arc<App>);
+pub(crate) struct AppState(pub Arc<App>);
 
 impl Deref for AppState {
     type Target = App;

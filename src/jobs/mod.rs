@@ -4,5 +4,5 @@
 //! kind plugs in a [`worker::JobHandler`]: the reply job (`replies/`) is the first.
 
 pub mod queue;
-pub mod retry;
+pub(crate) mod retry;
 pub mod worker;

@@ -68,7 +68,7 @@ impl NewJob {
 pub struct ClaimedJob {
     pub id: JobId,
     pub kind: String,
-    pub payload: String,
+    pub(crate) payload: String,
     /// Attempts including this one.
     pub attempts: u32,
     pub lock_token: Uuid,

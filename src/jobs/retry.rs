@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 /// The first retry waits about this long; each further one twice as long.
-pub const BASE_DELAY: Duration = Duration::from_secs(2);
+pub(crate) const BASE_DELAY: Duration = Duration::from_secs(2);
 /// No single wait is longer than this.
-pub const MAX_DELAY: Duration = Duration::from_secs(120);
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(120);
 
 /// The wait before attempt `attempt + 1`, given `attempt` attempts so far (1-based), the
 /// provider's requested delay, and a jitter fraction in `[0, 1)`.
-pub fn backoff(attempt: u32, requested: Option<Duration>, jitter: f64) -> Duration {
+pub(crate) fn backoff(attempt: u32, requested: Option<Duration>, jitter: f64) -> Duration {
     let jitter = Duration::from_secs_f64(jitter.clamp(0.0, 1.0));
     if let Some(requested) = requested {
         return (requested + jitter / 4).min(MAX_DELAY);

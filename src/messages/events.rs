@@ -9,7 +9,7 @@ use crate::chatrooms::model::ChatroomId;
 use crate::events::{Delivery, Subscription};
 
 /// The bus topic of one chatroom.
-pub fn topic(room: ChatroomId) -> String {
+pub(crate) fn topic(room: ChatroomId) -> String {
     format!("chatroom.{room}")
 }
 
@@ -17,7 +17,7 @@ pub fn topic(room: ChatroomId) -> String {
 /// (in characters), so a listener that resumed from a snapshot can drop what it already has.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", content = "data")]
-pub enum RoomEvent {
+pub(crate) enum RoomEvent {
     #[serde(rename = "message.created")]
     MessageCreated(MessageView),
     #[serde(rename = "reply.delta")]
@@ -36,20 +36,20 @@ pub enum RoomEvent {
 }
 
 impl RoomEvent {
-    pub fn created(message: &Message) -> Self {
+    pub(crate) fn created(message: &Message) -> Self {
         Self::MessageCreated(message.into())
     }
 
-    pub fn completed(message: &Message) -> Self {
+    pub(crate) fn completed(message: &Message) -> Self {
         Self::ReplyCompleted(message.into())
     }
 
-    pub fn failed(message: &Message) -> Self {
+    pub(crate) fn failed(message: &Message) -> Self {
         Self::ReplyFailed(message.into())
     }
 
     /// Its name on the wire (the SSE event name).
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Self::MessageCreated(_) => "message.created",
             Self::ReplyDelta { .. } => "reply.delta",
@@ -60,7 +60,7 @@ impl RoomEvent {
     }
 
     /// Its data as clients receive it (JSON).
-    pub fn data(&self) -> String {
+    pub(crate) fn data(&self) -> String {
         let data = match self {
             Self::MessageCreated(view) | Self::ReplyCompleted(view) | Self::ReplyFailed(view) => {
                 serde_json::to_string(view)
@@ -79,7 +79,7 @@ impl RoomEvent {
     }
 
     /// The id of the message the event is about.
-    pub fn message_id(&self) -> Option<Uuid> {
+    pub(crate) fn message_id(&self) -> Option<Uuid> {
         match self {
             Self::ReplyDelta { message_id, .. } => Some(*message_id),
             Self::MessageCreated(view) | Self::ReplyCompleted(view) | Self::ReplyFailed(view) => {
@@ -90,14 +90,14 @@ impl RoomEvent {
     }
 
     /// Whether this event ends a reply.
-    pub fn is_final(&self) -> bool {
+    pub(crate) fn is_final(&self) -> bool {
         matches!(self, Self::ReplyCompleted(_) | Self::ReplyFailed(_))
     }
 }
 
 /// Publishes `event` to the chatroom's listeners on every process. Best-effort: a listener
 /// that misses events rebuilds from the database.
-pub async fn publish(app: &App, room: ChatroomId, event: &RoomEvent) {
+pub(crate) async fn publish(app: &App, room: ChatroomId, event: &RoomEvent) {
     let payload = match serde_json::to_string(event) {
         Ok(payload) => payload,
         Err(err) => {
@@ -110,23 +110,23 @@ pub async fn publish(app: &App, room: ChatroomId, event: &RoomEvent) {
 
 /// What a chatroom's subscription hears.
 #[derive(Debug)]
-pub enum Heard {
+pub(crate) enum Heard {
     Event(RoomEvent),
     /// Events may have been lost here: rebuild from the database.
     Gap,
 }
 
 /// The events of one chatroom, from every process.
-pub struct RoomSubscription(Subscription);
+pub(crate) struct RoomSubscription(Subscription);
 
 /// Subscribes to the chatroom's events.
-pub fn subscribe(app: &App, room: ChatroomId) -> RoomSubscription {
+pub(crate) fn subscribe(app: &App, room: ChatroomId) -> RoomSubscription {
     RoomSubscription(app.events.subscribe(&topic(room)))
 }
 
 impl RoomSubscription {
     /// The next event; `None` once the bus is gone.
-    pub async fn recv(&mut self) -> Option<Heard> {
+    pub(crate) async fn recv(&mut self) -> Option<Heard> {
         loop {
             match self.0.recv().await? {
                 Delivery::Gap => return Some(Heard::Gap),

@@ -1,9 +1,9 @@
 //! Messages: prompts and AI replies in a chatroom, their history and the send use case.
 
-pub mod events;
+pub(crate) mod events;
 pub mod model;
 pub mod repo;
-pub mod routes;
-pub mod search;
-pub mod service;
-pub mod stream;
+pub(crate) mod routes;
+pub(crate) mod search;
+pub(crate) mod service;
+pub(crate) mod stream;

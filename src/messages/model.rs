@@ -41,7 +41,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::User => "user",
             Self::Model => "model",
@@ -68,7 +68,7 @@ pub enum MessageStatus {
 }
 
 impl MessageStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Streaming => "streaming",
@@ -87,7 +87,7 @@ impl MessageStatus {
     }
 
     /// Completed or failed: nothing more will happen to it.
-    pub fn is_final(self) -> bool {
+    pub(crate) fn is_final(self) -> bool {
         matches!(self, Self::Completed | Self::Failed)
     }
 }
@@ -102,12 +102,12 @@ pub struct MessageError {
 
 /// Prompt content: 1 to 8,000 characters after trimming.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageContent(String);
+pub(crate) struct MessageContent(String);
 
 impl MessageContent {
-    pub const MAX_CHARS: usize = 8_000;
+    pub(crate) const MAX_CHARS: usize = 8_000;
 
-    pub fn parse(input: &str) -> Result<Self, String> {
+    pub(crate) fn parse(input: &str) -> Result<Self, String> {
         let trimmed = crate::users::model::trim_invisible(input);
         match trimmed.chars().count() {
             0 => Err("must not be empty".into()),
@@ -118,7 +118,7 @@ impl MessageContent {
         }
     }
 
-    pub fn into_inner(self) -> String {
+    pub(crate) fn into_inner(self) -> String {
         self.0
     }
 }
@@ -152,16 +152,16 @@ pub struct Message {
 /// A message as clients see it (also the data of message events).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[schema(as = Message)]
-pub struct MessageView {
-    pub id: Uuid,
-    pub chatroom_id: Uuid,
-    pub role: Role,
-    pub content: String,
-    pub status: MessageStatus,
-    pub created_at: DateTime<Utc>,
+pub(crate) struct MessageView {
+    pub(crate) id: Uuid,
+    pub(crate) chatroom_id: Uuid,
+    pub(crate) role: Role,
+    pub(crate) content: String,
+    pub(crate) status: MessageStatus,
+    pub(crate) created_at: DateTime<Utc>,
     /// Present on failed replies.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<MessageError>,
+    pub(crate) error: Option<MessageError>,
 }
 
 impl From<&Message> for MessageView {

@@ -35,10 +35,10 @@ pub enum PromptOutcome {
 /// One search result.
 #[derive(Debug, Clone)]
 pub struct SearchHit {
-    pub message: Message,
-    pub chatroom_name: String,
+    pub(crate) message: Message,
+    pub(crate) chatroom_name: String,
     /// The match in context, matched words wrapped in `**`.
-    pub snippet: String,
+    pub(crate) snippet: String,
 }
 
 #[async_trait]

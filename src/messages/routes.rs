@@ -22,7 +22,7 @@ use crate::http::problem::Problem;
 use crate::http::state::AppState;
 use crate::quota::model::Usage;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_messages))
         .routes(routes!(send_message))
@@ -33,35 +33,35 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct SearchQuery {
+pub(crate) struct SearchQuery {
     /// Words to find, 1 to 200 characters: every word must occur; `"quoted words"` must occur
     /// together and in that order; `-word` (or `-"a phrase"`) must not occur. A query with no
     /// word to find (only exclusions, or only punctuation) finds nothing.
     #[param(min_length = 1, max_length = 200)]
-    pub q: String,
+    pub(crate) q: String,
     /// 1 to 50; default 20.
     #[param(minimum = 1, maximum = 50)]
-    pub limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ChatroomRef {
-    pub id: Uuid,
-    pub name: String,
+pub(crate) struct ChatroomRef {
+    pub(crate) id: Uuid,
+    pub(crate) name: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SearchResult {
-    pub message: MessageView,
-    pub chatroom: ChatroomRef,
+pub(crate) struct SearchResult {
+    pub(crate) message: MessageView,
+    pub(crate) chatroom: ChatroomRef,
     /// The match in context; matched words are wrapped in `**`.
-    pub snippet: String,
+    pub(crate) snippet: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SearchResponse {
+pub(crate) struct SearchResponse {
     /// Best matches first.
-    pub results: Vec<SearchResult>,
+    pub(crate) results: Vec<SearchResult>,
 }
 
 /// Full-text search over the caller's own messages (both roles).
@@ -94,24 +94,24 @@ async fn search_messages(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct HistoryQuery {
+pub(crate) struct HistoryQuery {
     /// Only messages older than this one (the `next_before` of the previous page).
-    pub before: Option<Uuid>,
+    pub(crate) before: Option<Uuid>,
     /// 1 to 100; default 50.
     #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct HistoryResponse {
+pub(crate) struct HistoryResponse {
     /// Oldest first.
-    pub messages: Vec<MessageView>,
+    pub(crate) messages: Vec<MessageView>,
     /// The cursor of the next older page, or `null` at the beginning.
-    pub next_before: Option<Uuid>,
+    pub(crate) next_before: Option<Uuid>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct SendMessageRequest {
+pub(crate) struct SendMessageRequest {
     /// 1 to 8,000 characters after trimming. `message` is accepted as an alias.
     #[serde(alias = "message")]
     #[schema(
@@ -119,26 +119,26 @@ pub struct SendMessageRequest {
         min_length = 1,
         max_length = 8000
     )]
-    pub content: String,
+    pub(crate) content: String,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct SendQuery {
+pub(crate) struct SendQuery {
     /// Hold the response until the reply is completed or failed.
-    pub wait: Option<bool>,
+    pub(crate) wait: Option<bool>,
     /// Seconds to wait, 1 to 60 (default 30); only with `wait=true`.
     #[param(minimum = 1, maximum = 60)]
-    pub timeout: Option<u64>,
+    pub(crate) timeout: Option<u64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct MessageAccepted {
+pub(crate) struct MessageAccepted {
     /// The user's message.
-    pub message: MessageView,
+    pub(crate) message: MessageView,
     /// The model's reply: `pending`, or final when the request waited for it.
-    pub reply: MessageView,
-    pub usage: Usage,
+    pub(crate) reply: MessageView,
+    pub(crate) usage: Usage,
 }
 
 /// A page of a chatroom's history.
@@ -280,7 +280,7 @@ fn accepted_response(accepted: Accepted, now: chrono::DateTime<chrono::Utc>) -> 
 
 /// What the `RateLimit-*` headers report as an unlimited plan's limit: more prompts than a
 /// day can hold, so a client that shows "remaining" never warns.
-pub const UNLIMITED: u32 = i32::MAX as u32;
+pub(crate) const UNLIMITED: u32 = i32::MAX as u32;
 
 /// `RateLimit-*` headers for the caller's plan; an unlimited plan reports [`UNLIMITED`].
 fn rate_limit_headers(usage: &Usage, now: chrono::DateTime<chrono::Utc>) -> HeaderMap {

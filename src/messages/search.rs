@@ -9,19 +9,19 @@ const MAX_TERMS: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Term {
     /// Lower-case words of letters and digits, in order (one for a plain word).
-    pub words: Vec<String>,
+    pub(crate) words: Vec<String>,
 }
 
 /// A parsed search: at least one term to find, any number to exclude.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchQuery {
-    pub required: Vec<Term>,
-    pub excluded: Vec<Term>,
+    pub(crate) required: Vec<Term>,
+    pub(crate) excluded: Vec<Term>,
 }
 
 impl SearchQuery {
     /// Parses what a user typed; `None` when it holds no word to find (nothing can match).
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         let mut query = Self {
             required: Vec::new(),
             excluded: Vec::new(),

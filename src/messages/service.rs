@@ -17,16 +17,16 @@ use crate::quota::model::{Usage, day_of, next_reset};
 use crate::users::model::{Tier, UserId};
 
 /// A prompt accepted for a reply.
-pub struct Accepted {
-    pub prompt: Message,
+pub(crate) struct Accepted {
+    pub(crate) prompt: Message,
     /// The reply: pending, or final when the caller waited and it finished in time.
-    pub reply: Message,
-    pub usage: Usage,
+    pub(crate) reply: Message,
+    pub(crate) usage: Usage,
 }
 
 /// Sends `content` to the chatroom. With `wait`, holds until the reply is final or the wait
 /// is over.
-pub async fn send(
+pub(crate) async fn send(
     app: &App,
     user: UserId,
     room: ChatroomId,
@@ -152,12 +152,12 @@ async fn current(app: &App, reply: &Message) -> Result<Option<Message>> {
 }
 
 /// A page of history, oldest first, and the cursor of the next older page.
-pub struct Page {
-    pub messages: Vec<Message>,
-    pub next_before: Option<MessageId>,
+pub(crate) struct Page {
+    pub(crate) messages: Vec<Message>,
+    pub(crate) next_before: Option<MessageId>,
 }
 
-pub async fn page(
+pub(crate) async fn page(
     app: &App,
     user: UserId,
     room: ChatroomId,
@@ -181,7 +181,7 @@ pub async fn page(
 }
 
 /// Queues a failed reply again. It does not take a prompt from the daily limit.
-pub async fn retry(
+pub(crate) async fn retry(
     app: &App,
     user: UserId,
     room: ChatroomId,
@@ -237,7 +237,12 @@ async fn usage_now(app: &App, user: UserId) -> Result<Usage> {
 }
 
 /// The user's messages matching `query`, best first.
-pub async fn search(app: &App, user: UserId, query: &str, limit: u32) -> Result<Vec<SearchHit>> {
+pub(crate) async fn search(
+    app: &App,
+    user: UserId,
+    query: &str,
+    limit: u32,
+) -> Result<Vec<SearchHit>> {
     let query = query.trim();
     match query.chars().count() {
         0 => return Err(AppError::invalid("q", "must not be empty")),

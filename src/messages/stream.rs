@@ -35,14 +35,14 @@ const ACCESS_RECHECK: Duration = Duration::from_secs(2);
 
 /// The last event a resuming client saw, from a `Last-Event-ID` this server issued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LastEvent {
-    pub message: MessageId,
-    pub seen: Seen,
+pub(crate) struct LastEvent {
+    pub(crate) message: MessageId,
+    pub(crate) seen: Seen,
 }
 
 /// How much of that message the client saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Seen {
+pub(crate) enum Seen {
     /// Its creation.
     Created,
     /// A reply's content up to this many characters.
@@ -51,7 +51,7 @@ pub enum Seen {
     End,
 }
 
-pub fn parse_last_event_id(value: &str) -> Option<LastEvent> {
+pub(crate) fn parse_last_event_id(value: &str) -> Option<LastEvent> {
     let (id, mark) = match value.trim().split_once(':') {
         Some((id, mark)) => (id, Some(mark)),
         None => (value.trim(), None),
@@ -67,9 +67,9 @@ pub fn parse_last_event_id(value: &str) -> Option<LastEvent> {
 
 /// Who holds the stream open: checked again every [`ACCESS_RECHECK`], so a revoked or expired
 /// token (logout, password change, a revoked session, a disabled account) ends it.
-pub struct Listener {
-    pub user: UserId,
-    pub token: String,
+pub(crate) struct Listener {
+    pub(crate) user: UserId,
+    pub(crate) token: String,
 }
 
 /// The SSE form of a chatroom event.
@@ -111,7 +111,7 @@ fn terminal(message: &Message) -> Option<RoomEvent> {
 }
 
 /// Opens the stream of `room` for its owner, resuming after `last` when given.
-pub async fn open(
+pub(crate) async fn open(
     app: &Arc<App>,
     listener: Listener,
     room: ChatroomId,

@@ -1,4 +1,4 @@
 //! Operations endpoints: liveness, readiness, and the API's own documentation.
 
-pub mod routes;
-pub mod service;
+pub(crate) mod routes;
+pub(crate) mod service;

@@ -11,7 +11,7 @@ use crate::http::extract::AppJson;
 use crate::http::problem::Problem;
 use crate::http::state::AppState;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health))
         .routes(routes!(ready))
@@ -42,27 +42,27 @@ async fn metrics(State(state): State<AppState>) -> axum::response::Response {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum HealthState {
+pub(crate) enum HealthState {
     Ok,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct HealthResponse {
-    pub status: HealthState,
+pub(crate) struct HealthResponse {
+    pub(crate) status: HealthState,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum ReadyState {
+pub(crate) enum ReadyState {
     Ready,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ReadyResponse {
-    pub status: ReadyState,
+pub(crate) struct ReadyResponse {
+    pub(crate) status: ReadyState,
     /// The dependencies that were checked.
     #[schema(example = json!(["database", "redis"]))]
-    pub checked: Vec<&'static str>,
+    pub(crate) checked: Vec<&'static str>,
 }
 
 /// Liveness: the process is up.

@@ -9,7 +9,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Whether the database answers. While the gate is closed it is known to be down (no probe to
 /// wait for); a failed check makes the gate look.
-pub async fn database_answers(app: &App) -> bool {
+pub(crate) async fn database_answers(app: &App) -> bool {
     let up = !app.database_gate.is_closed()
         && match tokio::time::timeout(PROBE_TIMEOUT, app.store.health.ping()).await {
             Ok(Ok(())) => true,
@@ -27,7 +27,7 @@ pub async fn database_answers(app: &App) -> bool {
 
 /// Whether Redis answers, when it is configured. While the link's breaker is open this
 /// answers at once, without a round trip.
-pub async fn redis_answers(app: &App) -> Option<bool> {
+pub(crate) async fn redis_answers(app: &App) -> Option<bool> {
     let redis = app.redis.as_ref()?;
     let ping = redis.call("check readiness", |mut conn| async move {
         redis::cmd("PING").query_async::<()>(&mut conn).await

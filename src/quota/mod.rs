@@ -2,4 +2,4 @@
 //! for `/user/me`; taking a prompt happens atomically with the message write (chat issue).
 
 pub mod model;
-pub mod repo;
+pub(crate) mod repo;

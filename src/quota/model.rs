@@ -14,7 +14,7 @@ pub struct QuotaPolicy {
 }
 
 impl QuotaPolicy {
-    pub fn limit_for(&self, tier: Tier) -> Option<u32> {
+    pub(crate) fn limit_for(&self, tier: Tier) -> Option<u32> {
         match tier {
             Tier::Basic => self.basic,
             Tier::Pro => self.pro,
@@ -24,7 +24,7 @@ impl QuotaPolicy {
 
 /// What taking one prompt came to, judged from the day's count after the atomic take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Take {
+pub(crate) enum Take {
     /// Taken: the day's count now.
     Taken(u32),
     /// Refused: the limit was reached.
@@ -36,7 +36,7 @@ pub enum Take {
 /// Judges the atomic take (`INSERT … ON CONFLICT DO UPDATE … WHERE used < limit RETURNING
 /// used`): `taken` is the count it returned, `None` when the `WHERE` refused the update. The
 /// first take of a day inserts without a check, so a zero limit is refused here.
-pub fn judge_take(taken: Option<u32>, limit: Option<u32>) -> Take {
+pub(crate) fn judge_take(taken: Option<u32>, limit: Option<u32>) -> Take {
     match (taken, limit) {
         (Some(used), Some(limit)) if used > limit => Take::Refused,
         (Some(used), _) => Take::Taken(used),
@@ -46,12 +46,12 @@ pub fn judge_take(taken: Option<u32>, limit: Option<u32>) -> Take {
 }
 
 /// The UTC day `at` falls in.
-pub fn day_of(at: DateTime<Utc>) -> NaiveDate {
+pub(crate) fn day_of(at: DateTime<Utc>) -> NaiveDate {
     at.date_naive()
 }
 
 /// The start of the UTC day after `at`, when the quota resets.
-pub fn next_reset(at: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn next_reset(at: DateTime<Utc>) -> DateTime<Utc> {
     let tomorrow = day_of(at)
         .checked_add_days(Days::new(1))
         .unwrap_or(NaiveDate::MAX);
@@ -60,21 +60,21 @@ pub fn next_reset(at: DateTime<Utc>) -> DateTime<Utc> {
 
 /// A user's prompt usage today.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct Usage {
+pub(crate) struct Usage {
     #[schema(example = 3)]
-    pub used_today: u32,
+    pub(crate) used_today: u32,
     /// `null` on an unlimited plan.
     #[schema(example = 5)]
-    pub daily_limit: Option<u32>,
+    pub(crate) daily_limit: Option<u32>,
     /// `null` on an unlimited plan.
     #[schema(example = 2)]
-    pub remaining: Option<u32>,
+    pub(crate) remaining: Option<u32>,
     /// Next UTC midnight.
-    pub resets_at: DateTime<Utc>,
+    pub(crate) resets_at: DateTime<Utc>,
 }
 
 impl Usage {
-    pub fn new(used_today: u32, daily_limit: Option<u32>, now: DateTime<Utc>) -> Self {
+    pub(crate) fn new(used_today: u32, daily_limit: Option<u32>, now: DateTime<Utc>) -> Self {
         Self {
             used_today,
             daily_limit,

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::{RateLimiter, Scope, WINDOW_SECS, window};
 
-pub struct MemoryLimiter {
+pub(crate) struct MemoryLimiter {
     counts: moka::future::Cache<(Scope, String, i64), Arc<AtomicU32>>,
 }
 

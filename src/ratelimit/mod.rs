@@ -8,15 +8,15 @@ mod redis;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-pub use memory::MemoryLimiter;
-pub use redis::RedisLimiter;
+pub(crate) use memory::MemoryLimiter;
+pub(crate) use redis::RedisLimiter;
 
 /// The window every limit counts over.
-pub const WINDOW_SECS: i64 = 60;
+pub(crate) const WINDOW_SECS: i64 = 60;
 
 /// Which limit a key counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scope {
+pub(crate) enum Scope {
     /// Unauthenticated auth routes, per client IP.
     Auth,
     /// Authenticated requests, per user.
@@ -24,7 +24,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Auth => "auth",
             Self::User => "user",
@@ -33,7 +33,7 @@ impl Scope {
 }
 
 /// The window `now` falls in, and the seconds until it ends.
-pub fn window(now: DateTime<Utc>) -> (i64, u64) {
+pub(crate) fn window(now: DateTime<Utc>) -> (i64, u64) {
     let secs = now.timestamp();
     let index = secs.div_euclid(WINDOW_SECS);
     let left = WINDOW_SECS - secs.rem_euclid(WINDOW_SECS);
@@ -41,7 +41,7 @@ pub fn window(now: DateTime<Utc>) -> (i64, u64) {
 }
 
 /// The refusal of a request over its limit.
-pub fn refused(scope: Scope, retry_after: u64) -> crate::error::AppError {
+pub(crate) fn refused(scope: Scope, retry_after: u64) -> crate::error::AppError {
     metrics::counter!("gemchat_rate_limited_total", "scope" => scope.as_str()).increment(1);
     crate::error::AppError::RateLimited {
         code: "rate_limited",
@@ -51,7 +51,7 @@ pub fn refused(scope: Scope, retry_after: u64) -> crate::error::AppError {
 }
 
 #[async_trait]
-pub trait RateLimiter: Send + Sync {
+pub(crate) trait RateLimiter: Send + Sync {
     /// Counts one request of `key` against `limit` per minute; `Err(retry_after_secs)` past it.
     async fn hit(&self, scope: Scope, key: &str, limit: u32, now: DateTime<Utc>)
     -> Result<(), u64>;

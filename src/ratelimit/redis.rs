@@ -8,13 +8,13 @@ use chrono::{DateTime, Utc};
 use super::{MemoryLimiter, RateLimiter, Scope, WINDOW_SECS, window};
 use crate::redis_link::RedisLink;
 
-pub struct RedisLimiter {
+pub(crate) struct RedisLimiter {
     link: RedisLink,
     fallback: MemoryLimiter,
 }
 
 impl RedisLimiter {
-    pub fn new(link: RedisLink) -> Self {
+    pub(crate) fn new(link: RedisLink) -> Self {
         Self {
             link,
             fallback: MemoryLimiter::default(),

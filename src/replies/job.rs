@@ -17,7 +17,7 @@ use crate::metrics::{AI_DURATION, AI_ERRORS};
 use crate::storage::error::StoreError;
 
 /// Runs reply jobs.
-pub struct ReplyHandler;
+pub(crate) struct ReplyHandler;
 
 #[async_trait::async_trait]
 impl JobHandler for ReplyHandler {

@@ -4,7 +4,7 @@
 //! and the content streamed so far ([`progress`]). The queue and worker loop it plugs into are
 //! job-agnostic (`jobs/`).
 
-pub mod job;
+pub(crate) mod job;
 pub mod model;
-pub mod progress;
-pub mod repo;
+pub(crate) mod progress;
+pub(crate) mod repo;

@@ -9,7 +9,7 @@ use crate::messages::model::{Message, MessageId};
 use crate::users::model::UserId;
 
 /// The `kind` of reply jobs.
-pub const KIND: &str = "reply";
+pub(crate) const KIND: &str = "reply";
 
 /// The payload of a reply job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,7 +20,7 @@ pub struct ReplyJob {
 }
 
 impl ReplyJob {
-    pub fn of(reply: &Message) -> Self {
+    pub(crate) fn of(reply: &Message) -> Self {
         Self {
             reply_id: reply.id,
             chatroom_id: reply.chatroom_id,
@@ -30,7 +30,7 @@ impl ReplyJob {
 
     /// The job to queue: in its chatroom's lane (a room's replies are produced in order),
     /// belonging to the room and its owner.
-    pub fn queued(&self, id: JobId, now: DateTime<Utc>) -> NewJob {
+    pub(crate) fn queued(&self, id: JobId, now: DateTime<Utc>) -> NewJob {
         NewJob {
             id,
             lane: Some(format!("chatroom:{}", self.chatroom_id)),

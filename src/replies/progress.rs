@@ -21,7 +21,7 @@ pub trait ReplyProgress: Send + Sync {
     async fn clear(&self, reply: MessageId);
 }
 
-pub struct MemoryProgress {
+pub(crate) struct MemoryProgress {
     buffers: moka::future::Cache<MessageId, String>,
 }
 
@@ -58,12 +58,12 @@ impl ReplyProgress for MemoryProgress {
     }
 }
 
-pub struct RedisProgress {
+pub(crate) struct RedisProgress {
     link: RedisLink,
 }
 
 impl RedisProgress {
-    pub fn new(link: RedisLink) -> Self {
+    pub(crate) fn new(link: RedisLink) -> Self {
         Self { link }
     }
 }

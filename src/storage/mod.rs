@@ -86,17 +86,9 @@ impl HealthCheck for SqlStore {
     }
 }
 
-/// Which database a [`Store`] talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
 /// The repositories, each behind its port.
 #[derive(Clone)]
 pub struct Store {
-    pub backend: Backend,
     pub users: Arc<dyn UserRepo>,
     pub otps: Arc<dyn OtpRepo>,
     pub sessions: Arc<dyn SessionRepo>,
@@ -105,7 +97,7 @@ pub struct Store {
     pub messages: Arc<dyn MessageRepo>,
     pub jobs: Arc<dyn JobQueue>,
     pub replies: Arc<dyn ReplyRepo>,
-    pub billing: Arc<dyn BillingRepo>,
+    pub(crate) billing: Arc<dyn BillingRepo>,
     pub health: Arc<dyn HealthCheck>,
 }
 
@@ -113,19 +105,19 @@ impl Store {
     /// Connects to the database named by `url` and, if `migrate`, brings its schema up to date
     /// (safe when several processes start at once).
     pub async fn connect(url: &str, migrate: bool) -> anyhow::Result<Self> {
-        let (backend, db): (Backend, Arc<dyn sql::Dialect>) =
+        let db: Arc<dyn sql::Dialect> =
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 let store = Arc::new(postgres::PgStore::connect(url).await?);
                 if migrate {
                     store.migrate().await?;
                 }
-                (Backend::Postgres, store)
+                store
             } else if url.starts_with("sqlite:") {
                 let store = Arc::new(sqlite::SqliteStore::connect(url).await?);
                 if migrate {
                     store.migrate().await?;
                 }
-                (Backend::Sqlite, store)
+                store
             } else {
                 anyhow::bail!(
                     "DATABASE_URL must start with sqlite:, postgres:// or postgresql:// (got {})",
@@ -137,7 +129,6 @@ impl Store {
             local_jobs: tokio::sync::Notify::new(),
         });
         Ok(Self {
-            backend,
             users: shared.clone(),
             otps: shared.clone(),
             sessions: shared.clone(),
@@ -153,7 +144,7 @@ impl Store {
 }
 
 /// The URL with any password replaced, for messages and logs.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
             let _ = parsed.set_password(Some("***"));

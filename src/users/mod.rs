@@ -1,6 +1,6 @@
 //! Users: the account, its profile and its plan.
 
 pub mod model;
-pub mod repo;
-pub mod routes;
-pub mod service;
+pub(crate) mod repo;
+pub(crate) mod routes;
+pub(crate) mod service;

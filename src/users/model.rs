@@ -61,7 +61,7 @@ impl MobileNumber {
         Self(e164)
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -107,7 +107,7 @@ pub(crate) fn trim_invisible(input: &str) -> &str {
 
 /// The rule for names people give things (users, chatrooms): trimmed of invisible characters,
 /// 1 to `max_chars` characters, no control characters.
-pub fn parse_display_name(input: &str, max_chars: usize) -> Result<String, String> {
+pub(crate) fn parse_display_name(input: &str, max_chars: usize) -> Result<String, String> {
     let trimmed = trim_invisible(input);
     match trimmed.chars().count() {
         0 => Err("must not be empty".into()),
@@ -121,16 +121,16 @@ pub fn parse_display_name(input: &str, max_chars: usize) -> Result<String, Strin
 
 /// A display name: 1 to 100 characters after trimming.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserName(String);
+pub(crate) struct UserName(String);
 
 impl UserName {
-    pub const MAX_CHARS: usize = 100;
+    pub(crate) const MAX_CHARS: usize = 100;
 
-    pub fn parse(input: &str) -> Result<Self, String> {
+    pub(crate) fn parse(input: &str) -> Result<Self, String> {
         parse_display_name(input, Self::MAX_CHARS).map(Self)
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -144,7 +144,7 @@ pub enum Tier {
 }
 
 impl Tier {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Basic => "basic",
             Self::Pro => "pro",
@@ -166,7 +166,7 @@ pub struct User {
 }
 
 impl User {
-    pub fn has_password(&self) -> bool {
+    pub(crate) fn has_password(&self) -> bool {
         self.password_hash.is_some()
     }
 }

@@ -17,21 +17,21 @@ use crate::http::problem::Problem;
 use crate::http::state::AppState;
 use crate::quota::model::Usage;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get_me, update_me))
 }
 
 /// A user as clients see it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = User)]
-pub struct UserResponse {
-    pub id: Uuid,
+pub(crate) struct UserResponse {
+    pub(crate) id: Uuid,
     #[schema(example = "+919876543210")]
-    pub mobile_number: String,
-    pub name: Option<String>,
-    pub tier: Tier,
-    pub has_password: bool,
-    pub created_at: DateTime<Utc>,
+    pub(crate) mobile_number: String,
+    pub(crate) name: Option<String>,
+    pub(crate) tier: Tier,
+    pub(crate) has_password: bool,
+    pub(crate) created_at: DateTime<Utc>,
 }
 
 impl From<User> for UserResponse {
@@ -48,17 +48,17 @@ impl From<User> for UserResponse {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct MeResponse {
+pub(crate) struct MeResponse {
     #[serde(flatten)]
-    pub user: UserResponse,
-    pub usage: Usage,
+    pub(crate) user: UserResponse,
+    pub(crate) usage: Usage,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct UpdateMeRequest {
+pub(crate) struct UpdateMeRequest {
     /// 1 to 100 characters after trimming.
     #[schema(min_length = 1, max_length = 100)]
-    pub name: String,
+    pub(crate) name: String,
 }
 
 /// The caller's account and today's prompt usage.

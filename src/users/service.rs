@@ -6,7 +6,7 @@ use crate::error::{AppError, Result};
 use crate::quota::model::{Usage, day_of};
 
 /// The user and today's prompt usage.
-pub async fn me(app: &App, id: UserId) -> Result<(User, Usage)> {
+pub(crate) async fn me(app: &App, id: UserId) -> Result<(User, Usage)> {
     let now = app.clock.now();
     let (user, used) = app
         .store
@@ -19,13 +19,13 @@ pub async fn me(app: &App, id: UserId) -> Result<(User, Usage)> {
 }
 
 /// Today's usage of `user`, read from the counter the quota check takes from.
-pub async fn usage_of(app: &App, user: &User) -> Result<Usage> {
+pub(crate) async fn usage_of(app: &App, user: &User) -> Result<Usage> {
     let now = app.clock.now();
     let used = app.store.usage.used_on(user.id, day_of(now)).await?;
     Ok(Usage::new(used, app.quota.limit_for(user.tier), now))
 }
 
-pub async fn rename(app: &App, id: UserId, name: &str) -> Result<User> {
+pub(crate) async fn rename(app: &App, id: UserId, name: &str) -> Result<User> {
     let name = UserName::parse(name).map_err(|why| AppError::invalid("name", &why))?;
     Ok(app
         .store
