@@ -1,8 +1,8 @@
 //! Billing: Pro subscriptions through Stripe.
 
 pub(crate) mod gateway;
-pub(crate) mod model;
-pub(crate) mod repo;
+pub mod model;
+pub mod repo;
 pub(crate) mod routes;
 pub(crate) mod service;
 pub mod signature;

@@ -8,7 +8,7 @@ use crate::users::model::UserId;
 
 /// A Stripe subscription status; unknown values are kept, never rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum SubscriptionStatus {
+pub enum SubscriptionStatus {
     Incomplete,
     IncompleteExpired,
     Trialing,
@@ -83,46 +83,46 @@ pub(crate) fn entitlement(
 
 /// A subscription as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Subscription {
-    pub(crate) id: String,
+pub struct Subscription {
+    pub id: String,
     pub(crate) user_id: Option<UserId>,
-    pub(crate) customer_id: String,
-    pub(crate) status: SubscriptionStatus,
+    pub customer_id: String,
+    pub status: SubscriptionStatus,
     pub(crate) price_id: Option<String>,
     pub(crate) current_period_end: Option<DateTime<Utc>>,
     pub(crate) cancel_at_period_end: bool,
-    pub(crate) pro_until: Option<DateTime<Utc>>,
+    pub pro_until: Option<DateTime<Utc>>,
     /// `created` of the newest event applied (Unix seconds).
-    pub(crate) event_created: i64,
+    pub event_created: i64,
 }
 
 /// What an event (or an API response) says about one subscription.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct SubscriptionUpdate {
-    pub(crate) id: String,
-    pub(crate) customer: Option<String>,
-    pub(crate) status: Option<SubscriptionStatus>,
-    pub(crate) price_id: Option<String>,
-    pub(crate) current_period_end: Option<DateTime<Utc>>,
-    pub(crate) cancel_at_period_end: Option<bool>,
+pub struct SubscriptionUpdate {
+    pub id: String,
+    pub customer: Option<String>,
+    pub status: Option<SubscriptionStatus>,
+    pub price_id: Option<String>,
+    pub current_period_end: Option<DateTime<Utc>>,
+    pub cancel_at_period_end: Option<bool>,
     /// The user the event names (client reference or metadata), not yet checked to exist.
-    pub(crate) user: Option<UserId>,
+    pub user: Option<UserId>,
     /// When Stripe produced this state (Unix seconds).
-    pub(crate) created: i64,
+    pub created: i64,
     /// A hint rather than the subscription's state (a completed checkout): it may create the
     /// row and fill in links, but never overrides a status Stripe reported.
-    pub(crate) weak: bool,
+    pub weak: bool,
 }
 
 /// A Stripe event, reduced to what billing acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct StripeEvent {
-    pub(crate) id: String,
-    pub(crate) kind: String,
-    pub(crate) created: i64,
+pub struct StripeEvent {
+    pub id: String,
+    pub kind: String,
+    pub created: i64,
     /// A customer to link to `user` (from a completed checkout).
-    pub(crate) customer_link: Option<(UserId, String)>,
-    pub(crate) update: Option<SubscriptionUpdate>,
+    pub customer_link: Option<(UserId, String)>,
+    pub update: Option<SubscriptionUpdate>,
 }
 
 fn user_id(value: Option<&Value>) -> Option<UserId> {

@@ -9,7 +9,7 @@ use crate::users::model::UserId;
 
 /// What became of a webhook event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Applied {
+pub enum Applied {
     /// Applied now; `user` is the account it concerned, if one could be found.
     Applied { user: Option<UserId> },
     /// Seen before: nothing changed.
@@ -17,7 +17,7 @@ pub(crate) enum Applied {
 }
 
 #[async_trait]
-pub(crate) trait BillingRepo: Send + Sync {
+pub trait BillingRepo: Send + Sync {
     /// In one transaction: records the event id (once) and applies its change, linking the
     /// subscription to a user by the event's user id, the customer, or what is stored.
     async fn apply_event(

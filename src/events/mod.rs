@@ -23,7 +23,7 @@ pub(crate) enum Delivery {
 }
 
 /// A stream of deliveries on one topic.
-pub(crate) struct Subscription(tokio::sync::broadcast::Receiver<Delivery>);
+pub struct Subscription(tokio::sync::broadcast::Receiver<Delivery>);
 
 impl Subscription {
     /// The next delivery; `None` once the bus is gone.

@@ -97,7 +97,7 @@ pub struct Store {
     pub messages: Arc<dyn MessageRepo>,
     pub jobs: Arc<dyn JobQueue>,
     pub replies: Arc<dyn ReplyRepo>,
-    pub(crate) billing: Arc<dyn BillingRepo>,
+    pub billing: Arc<dyn BillingRepo>,
     pub health: Arc<dyn HealthCheck>,
 }
 

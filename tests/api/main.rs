@@ -20,6 +20,7 @@ mod serve;
 mod sessions;
 mod slow_clients;
 mod storage;
+mod storage_billing;
 mod storage_chat;
 mod subscriptions;
 mod users;
