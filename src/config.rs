@@ -188,6 +188,11 @@ pub struct Config {
     #[arg(long, env = "AI_CONTEXT_MESSAGES", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub(crate) ai_context_messages: u32,
 
+    /// Tokens of history sent with each prompt (the prompt included): stored counts, estimated
+    /// for text without one.
+    #[arg(long, env = "AI_CONTEXT_TOKENS", default_value_t = 32_000, value_parser = clap::value_parser!(u32).range(100..=2_000_000))]
+    pub ai_context_tokens: u32,
+
     /// AI calls in flight per process.
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub worker_concurrency: u32,

@@ -24,8 +24,11 @@ INSERT INTO messages (id, chatroom_id, user_id, role, content, status, error_cod
   VALUES (bench_uuid7(), :room, :owner, 'model', '', 'pending', NULL, NULL, current_date, NULL,
   NULL, NULL, NULL, NULL, now(), now())
   RETURNING id AS reply \gset
-INSERT INTO jobs (id, reply_id, chatroom_id, user_id, attempts, run_at, created_at)
-  VALUES (bench_uuid7(), :reply, :room, :owner, 0, now(), now());
 UPDATE chatrooms SET last_message_at = now(), activity_at = now() WHERE id = :room;
+INSERT INTO jobs (id, kind, payload, lane, user_id, chatroom_id, attempts, run_at, created_at)
+  VALUES (bench_uuid7(), 'reply',
+  json_build_object('reply_id', CAST(:reply AS uuid), 'chatroom_id', CAST(:room AS uuid),
+                    'user_id', CAST(:owner AS uuid))::text,
+  'chatroom:' || CAST(:room AS text), :owner, :room, 0, now(), now());
 SELECT pg_notify('gemchat_jobs', '');
 COMMIT;

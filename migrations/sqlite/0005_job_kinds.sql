@@ -1,13 +1,16 @@
 -- The job queue serves every kind of background work, not only replies. `kind` names the
 -- handler that runs a job and `payload` (JSON text) its arguments. Jobs that share a `lane`
 -- run one at a time, oldest first (a chatroom's replies: `chatroom:<id>`); jobs without a lane
--- run as soon as they are due. A job goes with the user and the chatroom it belongs to.
+-- run as soon as they are due. A job's `key`, when it has one, names what it is about
+-- (`reply:<id>`): at most one queued job per key, and the handle to remove it by. A job goes with
+-- the user and the chatroom it belongs to.
 -- SQLite cannot drop a referencing column in place: the table is rebuilt.
 CREATE TABLE jobs_next (
     id           BLOB PRIMARY KEY,
     kind         TEXT NOT NULL,
     payload      TEXT NOT NULL,
     lane         TEXT,
+    key          TEXT UNIQUE,
     chatroom_id  BLOB REFERENCES chatrooms (id) ON DELETE CASCADE,
     user_id      BLOB REFERENCES users (id) ON DELETE CASCADE,
     attempts     INTEGER NOT NULL DEFAULT 0,
@@ -32,11 +35,11 @@ WITH hexed AS (
            substr(uh, 17, 4) || '-' || substr(uh, 21) AS u
     FROM hexed
 )
-INSERT INTO jobs_next (id, kind, payload, lane, chatroom_id, user_id, attempts, run_at,
+INSERT INTO jobs_next (id, kind, payload, lane, key, chatroom_id, user_id, attempts, run_at,
                        locked_until, lock_token, last_error, created_at)
 SELECT id, 'reply', json_object('reply_id', r, 'chatroom_id', c, 'user_id', u),
-       'chatroom:' || c, chatroom_id, user_id, attempts, run_at, locked_until, lock_token,
-       last_error, created_at
+       'chatroom:' || c, 'reply:' || r, chatroom_id, user_id, attempts, run_at, locked_until,
+       lock_token, last_error, created_at
 FROM ids;
 DROP TABLE jobs;
 ALTER TABLE jobs_next RENAME TO jobs;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 
+use super::estimate_tokens;
 use super::{AiError, AiProvider, Chunk, Conversation, ReplyStream};
 use crate::messages::model::{ReplyMeta, Role};
 
@@ -54,7 +55,12 @@ fn chunks(text: &str) -> Vec<String> {
 impl AiProvider for EchoProvider {
     async fn stream_reply(&self, conversation: Conversation) -> Result<ReplyStream, AiError> {
         let text = reply_text(&conversation);
-        let output_tokens = u32::try_from(text.chars().count().div_ceil(4)).unwrap_or(u32::MAX);
+        let output_tokens = estimate_tokens(&text);
+        let prompt_tokens = conversation
+            .turns
+            .iter()
+            .map(|turn| estimate_tokens(&turn.text))
+            .fold(estimate_tokens(&conversation.system), u32::saturating_add);
         let mut pieces: Vec<Result<Chunk, AiError>> = chunks(&text)
             .into_iter()
             .map(|c| Ok(Chunk::Delta(c)))
@@ -62,9 +68,12 @@ impl AiProvider for EchoProvider {
         pieces.push(Ok(Chunk::Done(ReplyMeta {
             finish_reason: Some("STOP".into()),
             model_version: Some("echo".into()),
-            prompt_tokens: None,
+            // Estimates: echo calls no model, but shows the usage a reply would carry.
+            prompt_tokens: Some(prompt_tokens),
             output_tokens: Some(output_tokens),
-            total_tokens: None,
+            total_tokens: Some(prompt_tokens.saturating_add(output_tokens)),
+            thinking_tokens: Some(0),
+            cached_tokens: Some(0),
         })));
         let pace = self.pace;
         if pace.is_zero() {

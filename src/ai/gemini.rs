@@ -168,9 +168,15 @@ struct PromptFeedback {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct UsageMetadata {
+    /// Input, cached tokens included.
     prompt_token_count: Option<u32>,
     candidates_token_count: Option<u32>,
+    /// Input, output, tool prompts and thinking.
     total_token_count: Option<u32>,
+    /// Thinking, billed as output.
+    thoughts_token_count: Option<u32>,
+    /// The part of the input served from cache (inside `prompt_token_count`: never add it).
+    cached_content_token_count: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -397,6 +403,10 @@ fn handle_event(state: &mut SseState, data: &str) {
         state.meta.prompt_tokens = usage.prompt_token_count.or(state.meta.prompt_tokens);
         state.meta.output_tokens = usage.candidates_token_count.or(state.meta.output_tokens);
         state.meta.total_tokens = usage.total_token_count.or(state.meta.total_tokens);
+        state.meta.thinking_tokens = usage.thoughts_token_count.or(state.meta.thinking_tokens);
+        state.meta.cached_tokens = usage
+            .cached_content_token_count
+            .or(state.meta.cached_tokens);
     }
     if event.model_version.is_some() {
         state.meta.model_version = event.model_version;
@@ -445,7 +455,8 @@ mod tests {
         let chunks = collect(&[
             "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Dune \"}],\"role\":\"model\"}}],\"modelVersion\":\"gemini-2.5-flash\"}\r\n\r\n",
             "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"follows\"}]},\"finishReason\":\"STOP\"}],",
-            "\"usageMetadata\":{\"promptTokenCount\":42,\"candidatesTokenCount\":57,\"totalTokenCount\":99}}\r\n\r\n",
+            "\"usageMetadata\":{\"promptTokenCount\":42,\"candidatesTokenCount\":57,\"totalTokenCount\":129,",
+            "\"thoughtsTokenCount\":30,\"cachedContentTokenCount\":12}}\r\n\r\n",
         ]).await;
         assert_eq!(chunks[0], Ok(Chunk::Delta("Dune ".into())));
         assert_eq!(chunks[1], Ok(Chunk::Delta("follows".into())));
@@ -456,7 +467,11 @@ mod tests {
         assert_eq!(meta.model_version.as_deref(), Some("gemini-2.5-flash"));
         assert_eq!(
             (meta.prompt_tokens, meta.output_tokens, meta.total_tokens),
-            (Some(42), Some(57), Some(99))
+            (Some(42), Some(57), Some(129))
+        );
+        assert_eq!(
+            (meta.thinking_tokens, meta.cached_tokens),
+            (Some(30), Some(12))
         );
         assert_eq!(chunks.len(), 3);
     }

@@ -11,6 +11,13 @@ use futures::stream::BoxStream;
 
 use crate::messages::model::{ReplyMeta, Role};
 
+/// Tokens of text without a count from the model: about four characters a token (Gemini's
+/// rule of thumb), at least one.
+pub(crate) fn estimate_tokens(text: &str) -> u32 {
+    let chars = u32::try_from(text.chars().count()).unwrap_or(u32::MAX);
+    chars.div_ceil(4).max(1)
+}
+
 /// One turn of the conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Turn {

@@ -35,6 +35,7 @@ fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::users::routes::router())
         .merge(crate::chatrooms::routes::router())
         .merge(crate::messages::routes::router())
+        .merge(crate::replies::routes::router())
         .merge(crate::billing::routes::router())
         .split_for_parts();
     let (operations, operations_doc) = crate::ops::routes::router().split_for_parts();

@@ -40,6 +40,9 @@ pub struct NewJob {
     pub payload: String,
     /// Jobs of one lane run one at a time, oldest first; `None`: as soon as it is due.
     pub lane: Option<String>,
+    /// What the job is about (`reply:<id>`), if it has a name: at most one queued job per key,
+    /// and the handle to remove it by.
+    pub key: Option<String>,
     /// The user and chatroom it belongs to: it is removed with them.
     pub user_id: Option<UserId>,
     pub chatroom_id: Option<ChatroomId>,
@@ -55,6 +58,7 @@ impl NewJob {
             // A payload is plain data: serialising it cannot fail.
             payload: serde_json::to_string(payload).unwrap_or_default(),
             lane: None,
+            key: None,
             user_id: None,
             chatroom_id: None,
             run_at,

@@ -30,6 +30,8 @@ pub(crate) enum RoomEvent {
     ReplyCompleted(MessageView),
     #[serde(rename = "reply.failed")]
     ReplyFailed(MessageView),
+    #[serde(rename = "reply.cancelled")]
+    ReplyCancelled(MessageView),
     /// The chatroom was deleted: its listeners' streams end (never sent to clients).
     #[serde(rename = "chatroom.deleted")]
     ChatroomDeleted,
@@ -48,6 +50,10 @@ impl RoomEvent {
         Self::ReplyFailed(message.into())
     }
 
+    pub(crate) fn cancelled(message: &Message) -> Self {
+        Self::ReplyCancelled(message.into())
+    }
+
     /// Its name on the wire (the SSE event name).
     pub(crate) fn name(&self) -> &'static str {
         match self {
@@ -55,6 +61,7 @@ impl RoomEvent {
             Self::ReplyDelta { .. } => "reply.delta",
             Self::ReplyCompleted(_) => "reply.completed",
             Self::ReplyFailed(_) => "reply.failed",
+            Self::ReplyCancelled(_) => "reply.cancelled",
             Self::ChatroomDeleted => "chatroom.deleted",
         }
     }
@@ -62,9 +69,10 @@ impl RoomEvent {
     /// Its data as clients receive it (JSON).
     pub(crate) fn data(&self) -> String {
         let data = match self {
-            Self::MessageCreated(view) | Self::ReplyCompleted(view) | Self::ReplyFailed(view) => {
-                serde_json::to_string(view)
-            }
+            Self::MessageCreated(view)
+            | Self::ReplyCompleted(view)
+            | Self::ReplyFailed(view)
+            | Self::ReplyCancelled(view) => serde_json::to_string(view),
             Self::ReplyDelta {
                 message_id,
                 delta,
@@ -82,16 +90,20 @@ impl RoomEvent {
     pub(crate) fn message_id(&self) -> Option<Uuid> {
         match self {
             Self::ReplyDelta { message_id, .. } => Some(*message_id),
-            Self::MessageCreated(view) | Self::ReplyCompleted(view) | Self::ReplyFailed(view) => {
-                Some(view.id)
-            }
+            Self::MessageCreated(view)
+            | Self::ReplyCompleted(view)
+            | Self::ReplyFailed(view)
+            | Self::ReplyCancelled(view) => Some(view.id),
             Self::ChatroomDeleted => None,
         }
     }
 
     /// Whether this event ends a reply.
     pub(crate) fn is_final(&self) -> bool {
-        matches!(self, Self::ReplyCompleted(_) | Self::ReplyFailed(_))
+        matches!(
+            self,
+            Self::ReplyCompleted(_) | Self::ReplyFailed(_) | Self::ReplyCancelled(_)
+        )
     }
 }
 
@@ -110,6 +122,10 @@ pub(crate) async fn publish(app: &App, room: ChatroomId, event: &RoomEvent) {
 
 /// What a chatroom's subscription hears.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "each event moves once, from the bus to its one reader; a box would allocate per event"
+)]
 pub(crate) enum Heard {
     Event(RoomEvent),
     /// Events may have been lost here: rebuild from the database.

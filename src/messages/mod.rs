@@ -4,6 +4,6 @@ pub(crate) mod events;
 pub mod model;
 pub mod repo;
 pub(crate) mod routes;
-pub(crate) mod search;
+pub mod search;
 pub(crate) mod service;
 pub(crate) mod stream;

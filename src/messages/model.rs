@@ -65,15 +65,18 @@ pub enum MessageStatus {
     Streaming,
     Completed,
     Failed,
+    /// Stopped by its user; keeps the text streamed until then.
+    Cancelled,
 }
 
 impl MessageStatus {
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Streaming => "streaming",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -82,13 +85,14 @@ impl MessageStatus {
             "pending" => Self::Pending,
             "streaming" => Self::Streaming,
             "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
             _ => Self::Completed,
         }
     }
 
-    /// Completed or failed: nothing more will happen to it.
+    /// Completed, failed or cancelled: nothing more will happen to it.
     pub(crate) fn is_final(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed)
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
     }
 }
 
@@ -123,14 +127,21 @@ impl MessageContent {
     }
 }
 
-/// Generation details kept on a completed reply.
+/// Generation details kept on a reply, from Gemini's last `usageMetadata`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplyMeta {
     pub finish_reason: Option<String>,
     pub model_version: Option<String>,
+    /// Input, cached tokens included (`promptTokenCount`).
     pub prompt_tokens: Option<u32>,
+    /// The answer's tokens (`candidatesTokenCount`).
     pub output_tokens: Option<u32>,
+    /// Everything billed (`totalTokenCount`: input, output, thinking, tool prompts).
     pub total_tokens: Option<u32>,
+    /// Thinking, billed as output (`thoughtsTokenCount`).
+    pub thinking_tokens: Option<u32>,
+    /// The part of the input served from cache (`cachedContentTokenCount`), billed cheaper.
+    pub cached_tokens: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +149,11 @@ pub struct Message {
     pub id: MessageId,
     pub chatroom_id: ChatroomId,
     pub user_id: UserId,
+    /// The message this one follows: `None` for a room's first prompt.
+    pub parent_id: Option<MessageId>,
+    /// The messages with the same parent and role, oldest first, this one among them; empty
+    /// when it has no other version.
+    pub versions: Vec<MessageId>,
     pub role: Role,
     pub content: String,
     pub status: MessageStatus,
@@ -155,25 +171,81 @@ pub struct Message {
 pub(crate) struct MessageView {
     pub(crate) id: Uuid,
     pub(crate) chatroom_id: Uuid,
+    /// The message this one follows; null for a room's first prompt.
+    pub(crate) parent_id: Option<Uuid>,
     pub(crate) role: Role,
     pub(crate) content: String,
     pub(crate) status: MessageStatus,
     pub(crate) created_at: DateTime<Utc>,
     /// Present on failed replies.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<MessageError>,
+    pub(crate) versions: Versions,
+    /// Files sent with a prompt (none on replies).
+    pub(crate) attachments: Vec<AttachmentView>,
+    /// Tokens of a reply that reached the AI provider; null otherwise.
+    pub(crate) usage: Option<TokenUsage>,
+    /// The model that wrote a reply; null for prompts.
+    pub(crate) model: Option<String>,
+}
+
+/// The versions of a message: the messages with the same parent and role, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct Versions {
+    pub(crate) ids: Vec<Uuid>,
+    /// This message's place among them.
+    pub(crate) index: usize,
+}
+
+/// A file sent with a prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = Attachment)]
+pub(crate) struct AttachmentView {
+    pub(crate) id: Uuid,
+    pub(crate) name: String,
+    pub(crate) mime_type: String,
+    pub(crate) size: u64,
+    pub(crate) created_at: DateTime<Utc>,
+}
+
+/// What a reply cost, from Gemini's `usageMetadata`. `input_tokens` includes `cached_tokens`;
+/// `thinking_tokens` are billed as output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct TokenUsage {
+    pub(crate) input_tokens: u32,
+    pub(crate) output_tokens: u32,
+    pub(crate) thinking_tokens: u32,
+    pub(crate) cached_tokens: u32,
 }
 
 impl From<&Message> for MessageView {
     fn from(message: &Message) -> Self {
+        let ids: Vec<Uuid> = match message.versions.as_slice() {
+            [] => vec![message.id.0],
+            versions => versions.iter().map(|v| v.0).collect(),
+        };
+        let meta = &message.meta;
         Self {
             id: message.id.0,
             chatroom_id: message.chatroom_id.0,
+            parent_id: message.parent_id.map(|p| p.0),
             role: message.role,
             content: message.content.clone(),
             status: message.status,
             created_at: message.created_at,
             error: message.error.clone(),
+            versions: Versions {
+                index: ids.iter().position(|id| *id == message.id.0).unwrap_or(0),
+                ids,
+            },
+            attachments: Vec::new(),
+            usage: meta.prompt_tokens.map(|input| TokenUsage {
+                input_tokens: input,
+                output_tokens: meta.output_tokens.unwrap_or(0),
+                thinking_tokens: meta.thinking_tokens.unwrap_or(0),
+                cached_tokens: meta.cached_tokens.unwrap_or(0),
+            }),
+            model: meta.model_version.clone(),
         }
     }
 }

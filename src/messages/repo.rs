@@ -24,8 +24,13 @@ pub struct NewPrompt {
 /// What became of a prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PromptOutcome {
-    /// Stored and queued; `used` prompts of `limit` are taken today.
-    Accepted { used: u32, limit: Option<u32> },
+    /// Stored and queued; `used` prompts of `limit` are taken today. The prompt follows
+    /// `parent`, the end of the room's active path (`None` in an empty room).
+    Accepted {
+        used: u32,
+        limit: Option<u32>,
+        parent: Option<MessageId>,
+    },
     /// Nothing stored: the daily limit of the user's tier is reached.
     LimitReached { limit: u32, tier: Tier },
     /// Nothing stored: no such chatroom of this user.
@@ -35,7 +40,7 @@ pub enum PromptOutcome {
 /// One search result.
 #[derive(Debug, Clone)]
 pub struct SearchHit {
-    pub(crate) message: Message,
+    pub message: Message,
     pub(crate) chatroom_name: String,
     /// The match in context, matched words wrapped in `**`.
     pub(crate) snippet: String,

@@ -21,7 +21,7 @@ pub struct SearchQuery {
 
 impl SearchQuery {
     /// Parses what a user typed; `None` when it holds no word to find (nothing can match).
-    pub(crate) fn parse(text: &str) -> Option<Self> {
+    pub fn parse(text: &str) -> Option<Self> {
         let mut query = Self {
             required: Vec::new(),
             excluded: Vec::new(),

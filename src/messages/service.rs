@@ -41,6 +41,8 @@ pub(crate) async fn send(
         id: MessageId::new(),
         chatroom_id: room,
         user_id: user,
+        parent_id: None,
+        versions: Vec::new(),
         role: Role::User,
         content: content.into_inner(),
         status: MessageStatus::Completed,
@@ -52,6 +54,7 @@ pub(crate) async fn send(
     };
     let reply = Message {
         id: MessageId::new(),
+        parent_id: Some(prompt.id),
         role: Role::Model,
         content: String::new(),
         status: MessageStatus::Pending,
@@ -60,7 +63,7 @@ pub(crate) async fn send(
     };
     // Listen before writing, so a reply that finishes at once is not missed.
     let subscription = wait.map(|_| events::subscribe(app, room));
-    let new = NewPrompt {
+    let mut new = NewPrompt {
         prompt,
         reply,
         job_id: JobId::new(),
@@ -73,7 +76,14 @@ pub(crate) async fn send(
         .insert_prompt_with_reply_job(&new, &app.quota)
         .await?
     {
-        PromptOutcome::Accepted { used, limit } => (used, limit),
+        PromptOutcome::Accepted {
+            used,
+            limit,
+            parent,
+        } => {
+            new.prompt.parent_id = parent;
+            (used, limit)
+        }
         PromptOutcome::ChatroomNotFound => return Err(AppError::NotFound),
         PromptOutcome::LimitReached { limit, tier } => {
             metrics::counter!(crate::metrics::QUOTA_REJECTIONS, "tier" => tier.as_str())

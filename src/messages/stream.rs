@@ -91,7 +91,10 @@ fn event_id(event: &RoomEvent, end: Option<usize>) -> String {
         .unwrap_or_default();
     match (event, end) {
         (_, Some(end)) => format!("{message}:{end}"),
-        (RoomEvent::ReplyCompleted(_) | RoomEvent::ReplyFailed(_), None) => {
+        (
+            RoomEvent::ReplyCompleted(_) | RoomEvent::ReplyFailed(_) | RoomEvent::ReplyCancelled(_),
+            None,
+        ) => {
             format!("{message}:end")
         }
         _ => message,
@@ -106,6 +109,7 @@ fn terminal(message: &Message) -> Option<RoomEvent> {
     match message.status {
         MessageStatus::Completed => Some(RoomEvent::completed(message)),
         MessageStatus::Failed => Some(RoomEvent::failed(message)),
+        MessageStatus::Cancelled => Some(RoomEvent::cancelled(message)),
         _ => None,
     }
 }

@@ -5,14 +5,15 @@
 use futures::StreamExt;
 use tracing::Instrument;
 
+use super::context::{self, Budget};
 use super::model::{KIND, ReplyJob};
-use crate::ai::{AiError, Chunk, Conversation, Turn};
+use crate::ai::{AiError, Chunk, Conversation};
 use crate::app::App;
 use crate::jobs::queue::ClaimedJob;
 use crate::jobs::retry;
 use crate::jobs::worker::{JobHandler, count_outcome};
-use crate::messages::events::{self, RoomEvent};
-use crate::messages::model::{Message, MessageError};
+use crate::messages::events::{self, Heard, RoomEvent, RoomSubscription};
+use crate::messages::model::{Message, MessageError, MessageStatus};
 use crate::metrics::{AI_DURATION, AI_ERRORS};
 use crate::storage::error::StoreError;
 
@@ -61,16 +62,20 @@ async fn attempt(app: &App, job: &ClaimedJob, reply: &ReplyJob) -> Result<(), St
     app.progress.clear(reply.reply_id).await;
     let now = app.clock.now();
     match outcome {
-        Ok(Some(done)) => {
+        Ok(Produced::Completed(done)) => {
             count_outcome("completed");
             tracing::info!("reply completed");
             // The reply is the room's newest activity: the owner's cached list is stale.
             app.list_cache.invalidate(reply.user_id).await;
             events::publish(app, reply.chatroom_id, &RoomEvent::completed(&done)).await;
         }
-        Ok(None) => {
+        Ok(Produced::Ended) => {
             count_outcome("already_finished");
-            tracing::info!("reply was already finished by another run");
+            tracing::info!("reply had already ended (another run, or its user cancelled it)");
+        }
+        Ok(Produced::Cancelled) => {
+            count_outcome("cancelled");
+            tracing::info!("reply cancelled by its user; the AI stream is closed");
         }
         Err(AiError::Retryable {
             kind,
@@ -125,36 +130,91 @@ fn final_error(error: &AiError) -> MessageError {
     }
 }
 
+/// What an attempt that got an answer (or was stopped) produced.
+enum Produced {
+    Completed(Box<Message>),
+    /// The reply had ended before this run could store it (another run finished it, or it
+    /// was cancelled before streaming).
+    Ended,
+    /// Cancelled while this run streamed it: the stream was closed, nothing more is stored.
+    Cancelled,
+}
+
+/// Tells when a reply is cancelled, whichever process cancels it: from the chatroom's
+/// events, and from the database when events may have been lost.
+struct CancelWatch<'a> {
+    app: &'a App,
+    reply: &'a ReplyJob,
+    events: RoomSubscription,
+}
+
+impl<'a> CancelWatch<'a> {
+    fn new(app: &'a App, reply: &'a ReplyJob) -> Self {
+        Self {
+            app,
+            reply,
+            events: events::subscribe(app, reply.chatroom_id),
+        }
+    }
+
+    /// Returns once the reply is cancelled; never otherwise. Cancel-safe.
+    async fn cancelled(&mut self) {
+        loop {
+            match self.events.recv().await {
+                Some(Heard::Event(RoomEvent::ReplyCancelled(view)))
+                    if view.id == self.reply.reply_id.0 =>
+                {
+                    return;
+                }
+                Some(Heard::Gap) if self.cancelled_in_store().await => return,
+                Some(_) => {}
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    async fn cancelled_in_store(&self) -> bool {
+        let messages = &self.app.store.messages;
+        let (user, room, id) = (
+            self.reply.user_id,
+            self.reply.chatroom_id,
+            self.reply.reply_id,
+        );
+        matches!(
+            messages.find(user, room, id).await,
+            Ok(Some(message)) if message.status == MessageStatus::Cancelled
+        )
+    }
+}
+
 /// Streams the reply from the provider to the chatroom's listeners and stores it when done.
 /// The outer error is storage; the inner one the provider's.
 async fn generate(
     app: &App,
     job: &ClaimedJob,
     reply: &ReplyJob,
-) -> Result<Result<Option<Message>, AiError>, StoreError> {
-    let history = app
-        .store
-        .replies
-        .history(reply, app.config.ai_context_messages)
-        .await?;
+) -> Result<Result<Produced, AiError>, StoreError> {
+    let budget = Budget {
+        messages: app.config.ai_context_messages,
+        tokens: app.config.ai_context_tokens,
+    };
+    let replies = &app.store.replies;
+    let path = replies.path_above(reply, budget.path_to_read()).await?;
     let conversation = Conversation {
         system: app.config.ai_system_prompt.clone(),
-        turns: history
-            .into_iter()
-            .filter(|m| !m.content.is_empty())
-            .map(|m| Turn {
-                role: m.role,
-                text: m.content,
-            })
-            .collect(),
+        turns: context::select(&path, budget),
     };
-    let store = &app.store;
-    store
-        .replies
+    // Listening before the reply is marked streaming: a cancel from then on is heard.
+    let mut watch = CancelWatch::new(app, reply);
+    let replies = &app.store.replies;
+    if !replies
         .mark_streaming(reply.reply_id, app.clock.now())
-        .await?;
+        .await?
+    {
+        return Ok(Ok(Produced::Ended));
+    }
     let started = std::time::Instant::now();
-    let result = stream_reply(app, job, reply, conversation).await;
+    let result = stream_reply(app, job, reply, conversation, &mut watch).await;
     metrics::histogram!(AI_DURATION).record(started.elapsed().as_secs_f64());
     if let Ok(Err(error)) = &result {
         let kind = match error {
@@ -172,16 +232,28 @@ async fn stream_reply(
     job: &ClaimedJob,
     reply: &ReplyJob,
     conversation: Conversation,
-) -> Result<Result<Option<Message>, AiError>, StoreError> {
+    watch: &mut CancelWatch<'_>,
+) -> Result<Result<Produced, AiError>, StoreError> {
     // A new attempt streams from the start.
     app.progress.clear(reply.reply_id).await;
-    let mut stream = match app.ai.stream_reply(conversation).await {
-        Ok(stream) => stream,
-        Err(err) => return Ok(Err(err)),
+    // Dropping the stream (on a cancel) closes the HTTP response: the provider stops.
+    let mut stream = tokio::select! {
+        opened = app.ai.stream_reply(conversation) => match opened {
+            Ok(stream) => stream,
+            Err(err) => return Ok(Err(err)),
+        },
+        () = watch.cancelled() => return Ok(Ok(Produced::Cancelled)),
     };
     let mut content = String::new();
     let mut offset = 0;
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let chunk = tokio::select! {
+            chunk = stream.next() => chunk,
+            () = watch.cancelled() => return Ok(Ok(Produced::Cancelled)),
+        };
+        let Some(chunk) = chunk else {
+            break;
+        };
         match chunk {
             Ok(Chunk::Delta(delta)) => {
                 let event = RoomEvent::ReplyDelta {
@@ -203,7 +275,9 @@ async fn stream_reply(
                     .replies
                     .complete(job, reply, &content, &meta, now)
                     .await?;
-                return Ok(Ok(done));
+                return Ok(Ok(done.map_or(Produced::Ended, |done| {
+                    Produced::Completed(Box::new(done))
+                })));
             }
             Err(err) => return Ok(Err(err)),
         }

@@ -28,12 +28,18 @@ impl ReplyJob {
         }
     }
 
+    /// The name of its job.
+    pub fn key(&self) -> String {
+        format!("reply:{}", self.reply_id)
+    }
+
     /// The job to queue: in its chatroom's lane (a room's replies are produced in order),
     /// belonging to the room and its owner.
     pub(crate) fn queued(&self, id: JobId, now: DateTime<Utc>) -> NewJob {
         NewJob {
             id,
             lane: Some(format!("chatroom:{}", self.chatroom_id)),
+            key: Some(self.key()),
             user_id: Some(self.user_id),
             chatroom_id: Some(self.chatroom_id),
             ..NewJob::new(KIND, self, now)

@@ -54,18 +54,33 @@ impl SqlStore {
         job: &NewJob,
     ) -> Result<(), StoreError> {
         sql(
-            "INSERT INTO jobs (id, kind, payload, lane, user_id, chatroom_id, attempts, run_at, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)",
+            "INSERT INTO jobs (id, kind, payload, lane, key, user_id, chatroom_id, attempts, \
+             run_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8)",
         )
         .bind(job.id.0)
         .bind(job.kind)
         .bind(job.payload.as_str())
         .bind(job.lane.as_deref())
+        .bind(job.key.as_deref())
         .bind(job.user_id.map(|user| user.0))
         .bind(job.chatroom_id.map(|room| room.0))
         .bind(job.run_at)
         .execute(&mut *tx)
         .await?;
+        self.wake_workers(tx).await
+    }
+
+    /// Removes the queued job named `key`, if any, as part of the caller's transaction (waking
+    /// workers: the next job of its lane is first in line now).
+    pub(super) async fn remove_in(
+        &self,
+        tx: &mut dyn Connection,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        sql("DELETE FROM jobs WHERE key = $1")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
         self.wake_workers(tx).await
     }
 

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use super::SqlStore;
 use super::sql::{Connection, FromRecord, Lock, Record, Scalar, sql};
@@ -19,21 +20,40 @@ use crate::users::model::{Tier, UserId};
 /// The columns a `Message` reads.
 macro_rules! message_columns {
     () => {
-        "id, chatroom_id, user_id, role, content, status, error_code, error_message, quota_day, \
-         finish_reason, model_version, prompt_tokens, output_tokens, total_tokens, created_at, \
-         updated_at"
+        "id, chatroom_id, user_id, parent_id, has_versions, role, content, status, error_code, \
+         error_message, quota_day, finish_reason, model_version, prompt_tokens, output_tokens, \
+         total_tokens, thinking_tokens, cached_tokens, created_at, updated_at"
     };
 }
 pub(crate) use message_columns;
 
-/// The same columns of `messages m`, for statements that join (a dialect's search).
-pub(crate) const MESSAGE_COLUMNS_OF_M: &str = "m.id, m.chatroom_id, m.user_id, m.role, \
-     m.content, m.status, m.error_code, m.error_message, m.quota_day, m.finish_reason, \
-     m.model_version, m.prompt_tokens, m.output_tokens, m.total_tokens, m.created_at, \
-     m.updated_at";
+/// The same columns of the messages table under `alias`, for statements that join (a
+/// dialect's search).
+pub(crate) fn message_columns_of(alias: &str) -> String {
+    let columns: Vec<String> = message_columns!()
+        .split(", ")
+        .map(|column| format!("{alias}.{column}"))
+        .collect();
+    columns.join(", ")
+}
 
 fn tokens(value: Option<i64>) -> Option<u32> {
     value.and_then(|v| u32::try_from(v).ok())
+}
+
+/// A message as stored: `has_versions` says whether its siblings must be looked up.
+pub(crate) struct Stored {
+    pub(crate) message: Message,
+    pub(crate) has_versions: bool,
+}
+
+impl FromRecord for Stored {
+    fn from_record(row: &dyn Record) -> Result<Self, StoreError> {
+        Ok(Self {
+            message: Message::from_record(row)?,
+            has_versions: row.get("has_versions")?,
+        })
+    }
 }
 
 impl FromRecord for Message {
@@ -44,6 +64,8 @@ impl FromRecord for Message {
             id: MessageId(row.get("id")?),
             chatroom_id: ChatroomId(row.get("chatroom_id")?),
             user_id: UserId(row.get("user_id")?),
+            parent_id: row.get::<Option<Uuid>>("parent_id")?.map(MessageId),
+            versions: Vec::new(),
             role: Role::from_db(&row.get::<String>("role")?),
             content: row.get("content")?,
             status: MessageStatus::from_db(&row.get::<String>("status")?),
@@ -58,6 +80,8 @@ impl FromRecord for Message {
                 prompt_tokens: tokens(row.get("prompt_tokens")?),
                 output_tokens: tokens(row.get("output_tokens")?),
                 total_tokens: tokens(row.get("total_tokens")?),
+                thinking_tokens: tokens(row.get("thinking_tokens")?),
+                cached_tokens: tokens(row.get("cached_tokens")?),
             },
             created_at: row.get("created_at")?,
             updated_at: row.get("updated_at")?,
@@ -65,13 +89,100 @@ impl FromRecord for Message {
     }
 }
 
-impl FromRecord for SearchHit {
+/// A search hit as stored.
+struct StoredHit(Stored, String, String);
+
+impl FromRecord for StoredHit {
+    fn from_record(row: &dyn Record) -> Result<Self, StoreError> {
+        Ok(Self(
+            Stored::from_record(row)?,
+            row.get("chatroom_name")?,
+            row.get("snippet")?,
+        ))
+    }
+}
+
+/// One sibling of a message with versions.
+struct Sibling {
+    id: MessageId,
+    parent_id: Option<MessageId>,
+    role: String,
+}
+
+impl FromRecord for Sibling {
     fn from_record(row: &dyn Record) -> Result<Self, StoreError> {
         Ok(Self {
-            message: Message::from_record(row)?,
-            chatroom_name: row.get("chatroom_name")?,
-            snippet: row.get("snippet")?,
+            id: MessageId(row.get("id")?),
+            parent_id: row.get::<Option<Uuid>>("parent_id")?.map(MessageId),
+            role: row.get("role")?,
         })
+    }
+}
+
+impl SqlStore {
+    /// The messages with their versions filled in: one lookup of the siblings of those that
+    /// have any (none for a conversation that was never branched).
+    pub(crate) async fn with_versions(
+        &self,
+        on: &mut dyn Connection,
+        stored: Vec<Stored>,
+    ) -> Result<Vec<Message>, StoreError> {
+        let branched: Vec<&Message> = stored
+            .iter()
+            .filter(|s| s.has_versions)
+            .map(|s| &s.message)
+            .collect();
+        let Some(first) = branched.first() else {
+            return Ok(stored.into_iter().map(|s| s.message).collect());
+        };
+        let parents: Vec<MessageId> = branched.iter().filter_map(|m| m.parent_id).collect();
+        let placeholders: Vec<String> = (0..parents.len()).map(|i| format!("${}", i + 3)).collect();
+        let mut lookup = sql(format!(
+            "SELECT id, parent_id, role FROM messages WHERE chatroom_id = $1 \
+             AND (($2 AND parent_id IS NULL){}) ORDER BY id",
+            if parents.is_empty() {
+                String::new()
+            } else {
+                format!(" OR parent_id IN ({})", placeholders.join(", "))
+            }
+        ))
+        .bind(first.chatroom_id.0)
+        .bind(branched.iter().any(|m| m.parent_id.is_none()));
+        for parent in &parents {
+            lookup = lookup.bind(parent.0);
+        }
+        let siblings: Vec<Sibling> = lookup.fetch_all(on).await?;
+        Ok(stored
+            .into_iter()
+            .map(
+                |Stored {
+                     mut message,
+                     has_versions,
+                 }| {
+                    if has_versions {
+                        message.versions = siblings
+                            .iter()
+                            .filter(|s| s.parent_id == message.parent_id)
+                            .filter(|s| s.role == message.role.as_str())
+                            .map(|s| s.id)
+                            .collect();
+                    }
+                    message
+                },
+            )
+            .collect())
+    }
+
+    /// One message with its versions.
+    pub(crate) async fn one_with_versions(
+        &self,
+        on: &mut dyn Connection,
+        stored: Option<Stored>,
+    ) -> Result<Option<Message>, StoreError> {
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        Ok(self.with_versions(on, vec![stored]).await?.pop())
     }
 }
 
@@ -79,11 +190,14 @@ async fn insert_message(message: &Message, on: &mut dyn Connection) -> Result<()
     sql(concat!(
         "INSERT INTO messages (",
         message_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        ", on_path) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+         $16, $17, $18, $19, $20, TRUE)"
     ))
     .bind(message.id.0)
     .bind(message.chatroom_id.0)
     .bind(message.user_id.0)
+    .bind(message.parent_id.map(|p| p.0))
+    .bind(!message.versions.is_empty())
     .bind(message.role.as_str())
     .bind(message.content.as_str())
     .bind(message.status.as_str())
@@ -95,6 +209,8 @@ async fn insert_message(message: &Message, on: &mut dyn Connection) -> Result<()
     .bind(message.meta.prompt_tokens)
     .bind(message.meta.output_tokens)
     .bind(message.meta.total_tokens)
+    .bind(message.meta.thinking_tokens)
+    .bind(message.meta.cached_tokens)
     .bind(message.created_at)
     .bind(message.updated_at)
     .execute(on)
@@ -152,7 +268,19 @@ impl MessageRepo for SqlStore {
                 )));
             }
         };
-        insert_message(&new.prompt, &mut *tx).await?;
+        // The prompt follows the end of the room's active path (the room's row is locked:
+        // concurrent sends line up behind each other).
+        let leaf: Option<Scalar<Uuid>> = sql("SELECT id AS value FROM messages \
+             WHERE chatroom_id = $1 AND on_path ORDER BY id DESC LIMIT 1")
+        .bind(new.prompt.chatroom_id.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let parent = leaf.map(|Scalar(id)| MessageId(id));
+        let prompt = Message {
+            parent_id: parent,
+            ..new.prompt.clone()
+        };
+        insert_message(&prompt, &mut *tx).await?;
         insert_message(&new.reply, &mut *tx).await?;
         sql("UPDATE chatrooms SET last_message_at = $2, activity_at = $2 WHERE id = $1")
             .bind(new.prompt.chatroom_id.0)
@@ -163,7 +291,11 @@ impl MessageRepo for SqlStore {
         self.enqueue_in(&mut *tx, &job).await?;
         tx.commit().await?;
         self.local_jobs.notify_one();
-        Ok(PromptOutcome::Accepted { used, limit })
+        Ok(PromptOutcome::Accepted {
+            used,
+            limit,
+            parent,
+        })
     }
 
     async fn page(
@@ -172,17 +304,19 @@ impl MessageRepo for SqlStore {
         before: Option<MessageId>,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
-        sql(concat!(
+        let mut reads = self.db.reads();
+        let page: Vec<Stored> = sql(concat!(
             "SELECT ",
             message_columns!(),
-            " FROM messages WHERE chatroom_id = $1 AND ($2 IS NULL OR id < $2) \
+            " FROM messages WHERE chatroom_id = $1 AND on_path AND ($2 IS NULL OR id < $2) \
              ORDER BY id DESC LIMIT $3"
         ))
         .bind(chatroom.0)
         .bind(before.map(|b| b.0))
         .bind(limit)
-        .fetch_all(&mut *self.db.reads())
-        .await
+        .fetch_all(&mut *reads)
+        .await?;
+        self.with_versions(&mut *reads, page).await
     }
 
     async fn find(
@@ -191,7 +325,8 @@ impl MessageRepo for SqlStore {
         chatroom: ChatroomId,
         id: MessageId,
     ) -> Result<Option<Message>, StoreError> {
-        sql(concat!(
+        let mut reads = self.db.reads();
+        let found: Option<Stored> = sql(concat!(
             "SELECT ",
             message_columns!(),
             " FROM messages WHERE id = $1 AND chatroom_id = $2 AND user_id = $3"
@@ -199,8 +334,9 @@ impl MessageRepo for SqlStore {
         .bind(id.0)
         .bind(chatroom.0)
         .bind(user.0)
-        .fetch_optional(&mut *self.db.reads())
-        .await
+        .fetch_optional(&mut *reads)
+        .await?;
+        self.one_with_versions(&mut *reads, found).await
     }
 
     async fn search(
@@ -209,12 +345,27 @@ impl MessageRepo for SqlStore {
         query: &SearchQuery,
         limit: u32,
     ) -> Result<Vec<SearchHit>, StoreError> {
-        self.db
+        let mut reads = self.db.reads();
+        let hits: Vec<StoredHit> = self
+            .db
             .search(query)
             .bind(user.0)
             .bind(limit)
-            .fetch_all(&mut *self.db.reads())
-            .await
+            .fetch_all(&mut *reads)
+            .await?;
+        let mut found = Vec::with_capacity(hits.len());
+        for StoredHit(stored, chatroom_name, snippet) in hits {
+            // Hits are from many rooms: versions are looked up per hit that has any.
+            let message = self.one_with_versions(&mut *reads, Some(stored)).await?;
+            if let Some(message) = message {
+                found.push(SearchHit {
+                    message,
+                    chatroom_name,
+                    snippet,
+                });
+            }
+        }
+        Ok(found)
     }
 
     async fn requeue_failed(

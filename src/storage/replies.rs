@@ -5,13 +5,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::SqlStore;
-use super::messages::message_columns;
+use super::messages::{Stored, message_columns};
 use super::sql::{Connection, Lock, Scalar, sql};
+use crate::chatrooms::model::ChatroomId;
 use crate::jobs::queue::ClaimedJob;
-use crate::messages::model::{Message, MessageError, MessageId, ReplyMeta};
+use crate::messages::model::{Message, MessageError, MessageId, MessageStatus, ReplyMeta, Role};
 use crate::replies::model::ReplyJob;
-use crate::replies::repo::ReplyRepo;
+use crate::replies::repo::{Cancel, ReplyRepo};
 use crate::storage::error::StoreError;
+use crate::users::model::UserId;
 
 impl SqlStore {
     /// Removes the reply's job and, when the reply changed, bumps the chatroom's activity.
@@ -34,32 +36,56 @@ impl SqlStore {
     }
 }
 
+/// Gives a prompt back to the day it was taken from (the caller clears the reply's day, so it
+/// happens once).
+async fn give_back(
+    tx: &mut dyn Connection,
+    user: UserId,
+    day: NaiveDate,
+) -> Result<(), StoreError> {
+    sql("UPDATE daily_usage SET used = used - 1 WHERE user_id = $1 AND day = $2 AND used > 0")
+        .bind(user.0)
+        .bind(day)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl ReplyRepo for SqlStore {
-    async fn history(&self, reply: &ReplyJob, limit: u32) -> Result<Vec<Message>, StoreError> {
-        let mut newest_first: Vec<Message> = sql(concat!(
-            "SELECT ",
+    async fn path_above(&self, reply: &ReplyJob, limit: u32) -> Result<Vec<Message>, StoreError> {
+        // Up the parent links from the reply's prompt: the reply's own branch, whichever
+        // branch is active now.
+        sql(concat!(
+            "WITH RECURSIVE path (id, parent_id, depth) AS ( \
+                 SELECT p.id, p.parent_id, 1 FROM messages r JOIN messages p ON p.id = r.parent_id \
+                 WHERE r.id = $1 \
+                 UNION ALL \
+                 SELECT m.id, m.parent_id, path.depth + 1 FROM messages m \
+                 JOIN path ON m.id = path.parent_id WHERE path.depth < $2) \
+             SELECT ",
             message_columns!(),
-            " FROM messages WHERE chatroom_id = $1 AND id < $2 AND status = 'completed' \
-             ORDER BY id DESC LIMIT $3"
+            " FROM messages WHERE id IN (SELECT id FROM path) ORDER BY id"
         ))
-        .bind(reply.chatroom_id.0)
         .bind(reply.reply_id.0)
         .bind(limit)
         .fetch_all(&mut *self.db.reads())
-        .await?;
-        newest_first.reverse();
-        Ok(newest_first)
+        .await
     }
 
-    async fn mark_streaming(&self, reply: MessageId, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sql("UPDATE messages SET status = 'streaming', updated_at = $2 \
-             WHERE id = $1 AND status = 'pending'")
+    async fn mark_streaming(
+        &self,
+        reply: MessageId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // Streaming already is fine: a run whose lease lapsed may have marked it.
+        let marked = sql("UPDATE messages SET status = 'streaming', updated_at = $2 \
+             WHERE id = $1 AND status IN ('pending', 'streaming')")
         .bind(reply.0)
         .bind(now)
         .execute(&mut *self.db.writes())
         .await?;
-        Ok(())
+        Ok(marked == 1)
     }
 
     async fn reset_to_pending(
@@ -98,28 +124,33 @@ impl ReplyRepo for SqlStore {
                 .bind(meta.output_tokens)
                 .bind(meta.total_tokens)
                 .bind(now)
+                .bind(meta.thinking_tokens)
+                .bind(meta.cached_tokens)
         };
         // Where the database can, one statement does it all (one round trip, once per reply).
         if let Some(in_one) = self.db.complete_in_one_statement() {
-            let done: Option<Message> = finish(sql(in_one))
+            let mut writes = self.db.writes();
+            let done: Option<Stored> = finish(sql(in_one))
                 .bind(job.id.0)
                 .bind(reply.chatroom_id.0)
-                .fetch_optional(&mut *self.db.writes())
+                .fetch_optional(&mut *writes)
                 .await?;
             self.local_jobs.notify_one();
-            return Ok(done);
+            return self.one_with_versions(&mut *writes, done).await;
         }
         let mut tx = self.db.begin().await?;
-        let done: Option<Message> = finish(sql(concat!(
+        let done: Option<Stored> = finish(sql(concat!(
             "UPDATE messages SET status = 'completed', content = $2, finish_reason = $3, \
              model_version = $4, prompt_tokens = $5, output_tokens = $6, total_tokens = $7, \
-             updated_at = $8 WHERE id = $1 AND status IN ('pending', 'streaming') RETURNING ",
+             updated_at = $8, thinking_tokens = $9, cached_tokens = $10 \
+             WHERE id = $1 AND status IN ('pending', 'streaming') RETURNING ",
             message_columns!()
         )))
         .fetch_optional(&mut *tx)
         .await?;
         self.end_reply(&mut *tx, job, reply, done.is_some(), now)
             .await?;
+        let done = self.one_with_versions(&mut *tx, done).await?;
         tx.commit().await?;
         self.local_jobs.notify_one();
         Ok(done)
@@ -146,7 +177,7 @@ impl ReplyRepo for SqlStore {
             tx.commit().await?;
             return Ok(None);
         };
-        let failed: Message = sql(concat!(
+        let failed: Stored = sql(concat!(
             "UPDATE messages SET status = 'failed', content = '', error_code = $2, \
              error_message = $3, quota_day = NULL, updated_at = $4 WHERE id = $1 RETURNING ",
             message_columns!()
@@ -158,17 +189,74 @@ impl ReplyRepo for SqlStore {
         .fetch_one(&mut *tx)
         .await?;
         if let Some(day) = quota_day {
-            // The prompt goes back to the day it was taken from, once (the day is cleared).
-            sql("UPDATE daily_usage SET used = used - 1 \
-                 WHERE user_id = $1 AND day = $2 AND used > 0")
-            .bind(reply.user_id.0)
-            .bind(day)
-            .execute(&mut *tx)
-            .await?;
+            give_back(&mut *tx, reply.user_id, day).await?;
         }
         self.end_reply(&mut *tx, job, reply, true, now).await?;
+        let failed = self.one_with_versions(&mut *tx, Some(failed)).await?;
         tx.commit().await?;
         self.local_jobs.notify_one();
-        Ok(Some(failed))
+        Ok(failed)
+    }
+
+    async fn cancel(
+        &self,
+        user: UserId,
+        room: ChatroomId,
+        reply: MessageId,
+        streamed: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Cancel, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let found: Option<Stored> = sql(format!(
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE id = $1 AND chatroom_id = $2 AND user_id = $3{}"
+            ),
+            self.locked(Lock::Update)
+        ))
+        .bind(reply.0)
+        .bind(room.0)
+        .bind(user.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(found) = found else {
+            return Ok(Cancel::NotFound);
+        };
+        let current = &found.message;
+        let text = match (current.role, current.status) {
+            (Role::Model, MessageStatus::Pending) => "",
+            (Role::Model, MessageStatus::Streaming) => streamed,
+            (Role::Model, MessageStatus::Cancelled) => {
+                let found = self.one_with_versions(&mut *tx, Some(found)).await?;
+                return Ok(found.map_or(Cancel::NotFound, Cancel::AlreadyCancelled));
+            }
+            _ => return Ok(Cancel::NotCancellable),
+        };
+        // Not started: the prompt goes back (and the day is cleared, so only once).
+        let give_back_day = match current.status {
+            MessageStatus::Pending => current.quota_day,
+            _ => None,
+        };
+        let cancelled: Stored = sql(concat!(
+            "UPDATE messages SET status = 'cancelled', content = $2, updated_at = $3, \
+             quota_day = CASE WHEN $4 THEN NULL ELSE quota_day END WHERE id = $1 RETURNING ",
+            message_columns!()
+        ))
+        .bind(reply.0)
+        .bind(text)
+        .bind(now)
+        .bind(give_back_day.is_some())
+        .fetch_one(&mut *tx)
+        .await?;
+        if let Some(day) = give_back_day {
+            give_back(&mut *tx, user, day).await?;
+        }
+        let job = ReplyJob::of(&cancelled.message);
+        self.remove_in(&mut *tx, &job.key()).await?;
+        let cancelled = self.one_with_versions(&mut *tx, Some(cancelled)).await?;
+        tx.commit().await?;
+        self.local_jobs.notify_one();
+        Ok(cancelled.map_or(Cancel::NotFound, Cancel::Cancelled))
     }
 }

@@ -298,8 +298,8 @@ pub(crate) trait Dialect: Send + Sync {
     fn wake_workers(&self) -> Option<Statement>;
 
     /// Where the database has data-modifying CTEs: one statement that completes a reply (binds
-    /// as the shared `UPDATE messages` of `complete`, then the job `$9` and the chatroom
-    /// `$10`), deletes its job (waking workers) and bumps the room, returning the message.
+    /// as the shared `UPDATE messages` of `complete`, then the job `$11` and the chatroom
+    /// `$12`), deletes its job (waking workers) and bumps the room, returning the message.
     fn complete_in_one_statement(&self) -> Option<&'static str>;
 
     /// Whether the server answers at all, even while every pooled connection is busy (for

@@ -11,7 +11,10 @@ use uuid::Uuid;
 use crate::backend_tests;
 use crate::harness::{Backend, TestDb, reply_of};
 
-backend_tests!(replies_queued_before_the_generic_job_queue_still_run_in_order);
+backend_tests!(
+    replies_queued_before_the_generic_job_queue_still_run_in_order,
+    a_linear_conversation_becomes_a_path_and_reads_back_the_same,
+);
 
 /// Applies the migrations up to `version` and runs `statements` on the result.
 async fn fill_schema_up_to(backend: Backend, url: &str, version: i64, statements: &[String]) {
@@ -116,5 +119,75 @@ async fn replies_queued_before_the_generic_job_queue_still_run_in_order(backend:
         next.iter().map(|j| j.id).collect::<Vec<_>>(),
         [later.id],
         "the lane's next job"
+    );
+}
+
+async fn a_linear_conversation_becomes_a_path_and_reads_back_the_same(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let (user, room) = (Uuid::now_v7(), Uuid::now_v7());
+    let ids: Vec<Uuid> = (0..4).map(|_| Uuid::now_v7()).collect();
+    let now = crate::storage::now();
+    let (id, at): (fn(Uuid) -> String, String) = match backend {
+        Backend::Sqlite => (
+            |id| format!("X'{}'", id.simple()),
+            now.timestamp_micros().to_string(),
+        ),
+        Backend::Postgres => (|id| format!("'{id}'"), format!("'{}'", now.to_rfc3339())),
+    };
+    let (user_id, room_id) = (id(user), id(room));
+    let mut before = vec![
+        format!(
+            "INSERT INTO users (id, mobile_number, created_at, updated_at) \
+             VALUES ({user_id}, '+919800000002', {at}, {at})"
+        ),
+        format!(
+            "INSERT INTO chatrooms (id, user_id, name, created_at, updated_at, activity_at) \
+             VALUES ({room_id}, {user_id}, 'linear', {at}, {at}, {at})"
+        ),
+    ];
+    let rows = [
+        ("user", "What is a saguaro?", "completed"),
+        ("model", "A tall cactus of the Sonoran desert.", "completed"),
+        ("user", "Something refused", "completed"),
+        ("model", "", "failed"),
+    ];
+    for (message, (role, content, status)) in ids.iter().zip(rows) {
+        before.push(format!(
+            "INSERT INTO messages (id, chatroom_id, user_id, role, content, status, created_at, \
+             updated_at) VALUES ({}, {room_id}, {user_id}, '{role}', '{content}', '{status}', \
+             {at}, {at})",
+            id(*message)
+        ));
+    }
+    fill_schema_up_to(backend, &db.url, 5, &before).await;
+
+    let store = Store::connect(&db.url, true)
+        .await
+        .expect("migrate the rest");
+    let room = gemchat::chatrooms::model::ChatroomId(room);
+    let mut page = store.messages.page(room, None, 10).await.expect("page");
+    page.reverse();
+    let read: Vec<(Uuid, &str, &str)> = page
+        .iter()
+        .map(|m| (m.id.0, m.content.as_str(), m.status.as_str()))
+        .collect();
+    let expected: Vec<(Uuid, &str, &str)> = ids
+        .iter()
+        .zip(rows)
+        .map(|(id, (_, content, status))| (*id, content, status))
+        .collect();
+    assert_eq!(read, expected, "every message, in order, unchanged");
+    let parents: Vec<Option<Uuid>> = page.iter().map(|m| m.parent_id.map(|p| p.0)).collect();
+    assert_eq!(parents, [None, Some(ids[0]), Some(ids[1]), Some(ids[2])]);
+    // The full-text index still finds what was written before the migration.
+    let query = gemchat::messages::search::SearchQuery::parse("sonoran").expect("a query");
+    let hits = store
+        .messages
+        .search(gemchat::users::model::UserId(user), &query, 10)
+        .await
+        .expect("search");
+    assert_eq!(
+        hits.iter().map(|h| h.message.id.0).collect::<Vec<_>>(),
+        [ids[1]]
     );
 }

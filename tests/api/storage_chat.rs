@@ -51,6 +51,8 @@ fn prompt(user: UserId, room: ChatroomId, text: &str) -> NewPrompt {
         id: MessageId::new(),
         chatroom_id: room,
         user_id: user,
+        parent_id: None,
+        versions: Vec::new(),
         role: Role::User,
         content: text.into(),
         status: MessageStatus::Completed,
@@ -62,6 +64,7 @@ fn prompt(user: UserId, room: ChatroomId, text: &str) -> NewPrompt {
     };
     let reply = Message {
         id: MessageId::new(),
+        parent_id: Some(prompt.id),
         role: Role::Model,
         content: String::new(),
         status: MessageStatus::Pending,
@@ -147,7 +150,7 @@ async fn a_room_has_at_most_one_claimed_job_and_replies_come_oldest_first(backen
     let history = f
         .store
         .replies
-        .history(&reply_of(job), 20)
+        .path_above(&reply_of(job), 20)
         .await
         .expect("history");
     assert_eq!(history.len(), 1, "the prompt; not the pending reply");
@@ -157,6 +160,8 @@ async fn a_room_has_at_most_one_claimed_job_and_replies_come_oldest_first(backen
         prompt_tokens: Some(11),
         output_tokens: Some(7),
         total_tokens: Some(18),
+        thinking_tokens: Some(3),
+        cached_tokens: Some(5),
     };
     let done = f
         .store

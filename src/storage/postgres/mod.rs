@@ -9,7 +9,7 @@ use sqlx::Postgres;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgQueryResult};
 
 use super::driver::{Driver, InTransaction, OnPool};
-use super::messages::{MESSAGE_COLUMNS_OF_M, message_columns};
+use super::messages::{message_columns, message_columns_of};
 use super::sql::{Connection, Dialect, Lock, Statement, Transaction, sql};
 use crate::messages::search::{SearchQuery, Term};
 use crate::storage::error::StoreError;
@@ -93,13 +93,14 @@ impl Dialect for PgStore {
 
     fn search(&self, query: &SearchQuery) -> Statement {
         sql(format!(
-            "SELECT {MESSAGE_COLUMNS_OF_M}, c.name AS chatroom_name, \
+            "SELECT {}, c.name AS chatroom_name, \
              ts_headline('simple', m.content, q, 'StartSel=**, StopSel=**, MaxWords=24, \
                  MinWords=8, MaxFragments=1, FragmentDelimiter=\" … \"') AS snippet \
              FROM messages m JOIN chatrooms c ON c.id = m.chatroom_id, \
                   to_tsquery('simple', $1) q \
-             WHERE m.user_id = $2 AND m.search @@ q \
-             ORDER BY ts_rank(m.search, q) DESC, m.id DESC LIMIT $3"
+             WHERE m.user_id = $2 AND m.on_path AND m.search @@ q \
+             ORDER BY ts_rank(m.search, q) DESC, m.id DESC LIMIT $3",
+            message_columns_of("m")
         ))
         .bind(tsquery(query))
     }
@@ -130,11 +131,11 @@ impl Dialect for PgStore {
             "WITH done AS ( \
                  UPDATE messages SET status = 'completed', content = $2, finish_reason = $3, \
                  model_version = $4, prompt_tokens = $5, output_tokens = $6, total_tokens = $7, \
-                 updated_at = $8 WHERE id = $1 AND status IN ('pending', 'streaming') \
-                 RETURNING *), \
-             gone AS (DELETE FROM jobs WHERE id = $9 RETURNING pg_notify('gemchat_jobs', '')), \
+                 updated_at = $8, thinking_tokens = $9, cached_tokens = $10 \
+                 WHERE id = $1 AND status IN ('pending', 'streaming') RETURNING *), \
+             gone AS (DELETE FROM jobs WHERE id = $11 RETURNING pg_notify('gemchat_jobs', '')), \
              touched AS (UPDATE chatrooms SET last_message_at = $8, activity_at = $8 \
-                 WHERE id = $10 AND EXISTS (SELECT 1 FROM done)) \
+                 WHERE id = $12 AND EXISTS (SELECT 1 FROM done)) \
              SELECT ",
             message_columns!(),
             " FROM done"

@@ -15,7 +15,7 @@ use sqlx::sqlite::{
 };
 
 use super::driver::{Driver, InTransaction, OnPool};
-use super::messages::MESSAGE_COLUMNS_OF_M;
+use super::messages::message_columns_of;
 use super::sql::{Connection, Dialect, Kind, Lock, Statement, Transaction, Value, sql};
 use crate::messages::search::{SearchQuery, Term};
 use crate::storage::error::StoreError;
@@ -170,13 +170,14 @@ impl Dialect for SqliteStore {
 
     fn search(&self, query: &SearchQuery) -> Statement {
         sql(format!(
-            "SELECT {MESSAGE_COLUMNS_OF_M}, c.name AS chatroom_name, \
+            "SELECT {}, c.name AS chatroom_name, \
              snippet(messages_fts, 0, '**', '**', ' … ', 24) AS snippet \
              FROM messages_fts \
              JOIN messages m ON m.rowid = messages_fts.rowid \
              JOIN chatrooms c ON c.id = m.chatroom_id \
-             WHERE messages_fts MATCH $1 AND m.user_id = $2 \
-             ORDER BY bm25(messages_fts), m.id DESC LIMIT $3"
+             WHERE messages_fts MATCH $1 AND m.user_id = $2 AND m.on_path \
+             ORDER BY bm25(messages_fts), m.id DESC LIMIT $3",
+            message_columns_of("m")
         ))
         .bind(fts5_query(query))
     }
