@@ -9,14 +9,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::model::{ChatroomId, ChatroomView};
+use super::model::{Chatroom, ChatroomId, ChatroomView};
 use super::service;
 use crate::error::Result;
 use crate::http::caller::AuthUser;
 use crate::http::extract::{AppJson, AppPath};
 use crate::http::problem::Problem;
 use crate::http::state::AppState;
-use crate::messages::model::MessageView;
+use crate::messages::model::{Message, MessageView};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -43,6 +43,15 @@ pub(crate) struct ChatroomWithMessages {
     pub(crate) chatroom: ChatroomView,
     /// The latest 50, oldest first.
     pub(crate) messages: Vec<MessageView>,
+}
+
+impl ChatroomWithMessages {
+    pub(crate) fn of(room: &Chatroom, messages: &[Message]) -> Self {
+        Self {
+            chatroom: ChatroomView::from(room),
+            messages: messages.iter().map(MessageView::from).collect(),
+        }
+    }
 }
 
 /// Creates a chatroom (at most 1,000 per user).
@@ -87,10 +96,7 @@ async fn get_chatroom(
     AppPath(id): AppPath<Uuid>,
 ) -> Result<AppJson<ChatroomWithMessages>> {
     let (room, messages) = service::get_with_messages(&state, who.user_id, ChatroomId(id)).await?;
-    Ok(AppJson(ChatroomWithMessages {
-        chatroom: ChatroomView::from(&room),
-        messages: messages.iter().map(MessageView::from).collect(),
-    }))
+    Ok(AppJson(ChatroomWithMessages::of(&room, &messages)))
 }
 
 /// Renames a chatroom.

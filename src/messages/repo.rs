@@ -93,3 +93,67 @@ pub trait MessageRepo: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 }
+
+/// A new version of a message, written like a send: an edited prompt with its reply, or a
+/// regenerated reply.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    /// The message this is a new version of.
+    pub of: MessageId,
+    /// The edited prompt (storage sets its parent: the parent of `of`); `None` regenerates.
+    pub prompt: Option<Message>,
+    /// The pending reply (storage sets its parent).
+    pub reply: Message,
+    pub job_id: JobId,
+    pub day: NaiveDate,
+    pub now: DateTime<Utc>,
+}
+
+/// What became of a new version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionOutcome {
+    /// Stored, queued and made active: the prompt the reply answers, and the reply.
+    Accepted {
+        used: u32,
+        limit: Option<u32>,
+        prompt: Box<Message>,
+        reply: Box<Message>,
+    },
+    LimitReached {
+        limit: u32,
+        tier: Tier,
+    },
+    /// No such message in this user's chatroom.
+    NotFound,
+    /// An edit of a reply, or a regeneration of a prompt.
+    WrongRole,
+    /// A regeneration of a reply still in progress.
+    InProgress,
+}
+
+/// Versions and the active path of a chatroom's message tree.
+#[async_trait]
+pub trait BranchRepo: Send + Sync {
+    /// In one transaction, atomically like a send: takes a prompt from the quota, stores the
+    /// new version beside `new.of` (same parent and role; every version is marked as having
+    /// siblings) and its pending reply, queues the reply, and makes the new branch the active
+    /// path. Nothing is stored unless all of it is.
+    async fn add_version(
+        &self,
+        user: UserId,
+        room: ChatroomId,
+        new: &NewVersion,
+        quota: &QuotaPolicy,
+    ) -> Result<VersionOutcome, StoreError>;
+
+    /// Makes the path through `message` the room's active path: its ancestors, itself, and
+    /// below it the newest message of each following level. False when there is no such
+    /// message in this user's chatroom.
+    async fn select(
+        &self,
+        user: UserId,
+        room: ChatroomId,
+        message: MessageId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}

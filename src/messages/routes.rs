@@ -1,4 +1,5 @@
-//! HTTP handlers of a chatroom's messages: history, sending, retrying.
+//! HTTP handlers of a chatroom's messages: history, sending, retrying, and the controls of
+//! the message tree (regenerate, edit, select).
 
 use std::time::Duration;
 
@@ -12,9 +13,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::branches;
 use super::model::{MessageId, MessageView};
 use super::service::{self, Accepted};
 use crate::chatrooms::model::ChatroomId;
+use crate::chatrooms::routes::ChatroomWithMessages;
 use crate::error::{AppError, Result};
 use crate::http::caller::AuthUser;
 use crate::http::extract::{AppJson, AppPath, AppQuery};
@@ -27,6 +30,9 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_messages))
         .routes(routes!(send_message))
         .routes(routes!(retry_reply))
+        .routes(routes!(regenerate_reply))
+        .routes(routes!(edit_prompt))
+        .routes(routes!(select_branch))
         .routes(routes!(chatroom_events))
         .routes(routes!(search_messages))
 }
@@ -294,4 +300,78 @@ fn rate_limit_headers(usage: &Usage, now: chrono::DateTime<chrono::Utc>) -> Head
     headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
     headers.insert("ratelimit-reset", HeaderValue::from(reset));
     headers
+}
+
+/// Queues a new reply to the same prompt as a new version beside the old one (which stays),
+/// and makes it active. Counts against the daily limit like a new prompt.
+#[utoipa::path(post, path = "/chatroom/{id}/messages/{message_id}/regenerate", tag = "chatrooms",
+    security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "Chatroom id"),
+        ("message_id" = Uuid, Path, description = "A reply that is completed, failed or cancelled"),
+    ),
+    responses(
+        (status = 202, body = MessageAccepted, description = "The prompt, and the new reply (pending)"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`reply_in_progress`: the reply is still pending or streaming", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: the message is a prompt, not a reply", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`daily_limit_reached`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn regenerate_reply(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+    AppPath((id, message_id)): AppPath<(Uuid, Uuid)>,
+) -> Result<Response> {
+    let (room, reply) = (ChatroomId(id), MessageId(message_id));
+    let accepted = branches::regenerate(&state, who.user_id, room, reply).await?;
+    Ok(accepted_response(accepted, state.clock.now()))
+}
+
+/// Adds a new version of a prompt with new content, under the same parent, queues its reply
+/// and makes that branch active (the old branch stays, reachable with `select`). Counts as a
+/// prompt.
+#[utoipa::path(post, path = "/chatroom/{id}/messages/{message_id}/edit", tag = "chatrooms",
+    security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "Chatroom id"),
+        ("message_id" = Uuid, Path, description = "The prompt (a user message) to edit"),
+    ),
+    request_body = SendMessageRequest,
+    responses(
+        (status = 202, body = MessageAccepted, description = "The new prompt, and its reply (pending)"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: empty or too long content, or the message is a reply", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`daily_limit_reached`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn edit_prompt(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+    AppPath((id, message_id)): AppPath<(Uuid, Uuid)>,
+    AppJson(body): AppJson<SendMessageRequest>,
+) -> Result<Response> {
+    let (room, prompt) = (ChatroomId(id), MessageId(message_id));
+    let accepted = branches::edit(&state, who.user_id, room, prompt, &body.content).await?;
+    Ok(accepted_response(accepted, state.clock.now()))
+}
+
+/// Makes the path through a message active: the message, its ancestors, and below it the
+/// newest message of each following level (a version's own continuation).
+#[utoipa::path(post, path = "/chatroom/{id}/messages/{message_id}/select", tag = "chatrooms",
+    security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "Chatroom id"),
+        ("message_id" = Uuid, Path, description = "Any message of the chatroom"),
+    ),
+    responses(
+        (status = 200, body = ChatroomWithMessages, description = "The chatroom with the latest 50 messages of the now active path, oldest first"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn select_branch(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+    AppPath((id, message_id)): AppPath<(Uuid, Uuid)>,
+) -> Result<AppJson<ChatroomWithMessages>> {
+    let (room, message) = (ChatroomId(id), MessageId(message_id));
+    let (room, messages) = branches::select(&state, who.user_id, room, message).await?;
+    Ok(AppJson(ChatroomWithMessages::of(&room, &messages)))
 }

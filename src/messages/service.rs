@@ -33,34 +33,11 @@ pub(crate) async fn send(
     content: &str,
     wait: Option<Duration>,
 ) -> Result<Accepted> {
-    let content =
-        MessageContent::parse(content).map_err(|why| AppError::invalid("content", &why))?;
+    let content = parse_content(content)?;
     let now = app.clock.now();
     let day = day_of(now);
-    let prompt = Message {
-        id: MessageId::new(),
-        chatroom_id: room,
-        user_id: user,
-        parent_id: None,
-        versions: Vec::new(),
-        role: Role::User,
-        content: content.into_inner(),
-        status: MessageStatus::Completed,
-        error: None,
-        quota_day: None,
-        meta: ReplyMeta::default(),
-        created_at: now,
-        updated_at: now,
-    };
-    let reply = Message {
-        id: MessageId::new(),
-        parent_id: Some(prompt.id),
-        role: Role::Model,
-        content: String::new(),
-        status: MessageStatus::Pending,
-        quota_day: Some(day),
-        ..prompt.clone()
-    };
+    let prompt = new_prompt(user, room, content, now);
+    let reply = pending_reply(user, room, Some(prompt.id), now);
     // Listen before writing, so a reply that finishes at once is not missed.
     let subscription = wait.map(|_| events::subscribe(app, room));
     let mut new = NewPrompt {
@@ -86,8 +63,6 @@ pub(crate) async fn send(
         }
         PromptOutcome::ChatroomNotFound => return Err(AppError::NotFound),
         PromptOutcome::LimitReached { limit, tier } => {
-            metrics::counter!(crate::metrics::QUOTA_REJECTIONS, "tier" => tier.as_str())
-                .increment(1);
             return Err(limit_reached(limit, tier, now));
         }
     };
@@ -107,7 +82,63 @@ pub(crate) async fn send(
     })
 }
 
-fn limit_reached(limit: u32, tier: Tier, now: chrono::DateTime<chrono::Utc>) -> AppError {
+/// Prompt content, trimmed and checked (422 naming `content` otherwise).
+pub(crate) fn parse_content(content: &str) -> Result<String> {
+    MessageContent::parse(content)
+        .map(MessageContent::into_inner)
+        .map_err(|why| AppError::invalid("content", &why))
+}
+
+/// A prompt of `user` in `room`, written now (storage sets its parent).
+pub(crate) fn new_prompt(
+    user: UserId,
+    room: ChatroomId,
+    content: String,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Message {
+    Message {
+        id: MessageId::new(),
+        chatroom_id: room,
+        user_id: user,
+        parent_id: None,
+        versions: Vec::new(),
+        role: Role::User,
+        content,
+        status: MessageStatus::Completed,
+        error: None,
+        quota_day: None,
+        meta: ReplyMeta::default(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// A pending reply of `user`'s in `room` to the prompt `parent`, taking a prompt of today's
+/// quota.
+pub(crate) fn pending_reply(
+    user: UserId,
+    room: ChatroomId,
+    parent: Option<MessageId>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Message {
+    Message {
+        id: MessageId::new(),
+        parent_id: parent,
+        role: Role::Model,
+        content: String::new(),
+        status: MessageStatus::Pending,
+        quota_day: Some(day_of(now)),
+        ..new_prompt(user, room, String::new(), now)
+    }
+}
+
+/// 429 `daily_limit_reached`, counted in the metrics.
+pub(crate) fn limit_reached(
+    limit: u32,
+    tier: Tier,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppError {
+    metrics::counter!(crate::metrics::QUOTA_REJECTIONS, "tier" => tier.as_str()).increment(1);
     let resets_at = next_reset(now);
     let plan = match tier {
         Tier::Basic => "Basic",
@@ -219,14 +250,9 @@ pub(crate) async fn retry(
         .find(user, room, reply_id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let prompt = app
-        .store
-        .messages
-        .page(room, Some(reply_id), 1)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or(AppError::NotFound)?;
+    let asked = reply.parent_id.ok_or(AppError::NotFound)?;
+    let prompt = app.store.messages.find(user, room, asked).await?;
+    let prompt = prompt.ok_or(AppError::NotFound)?;
     let usage = usage_now(app, user).await?;
     events::publish(app, room, &RoomEvent::created(&reply)).await;
     Ok(Accepted {
@@ -236,7 +262,7 @@ pub(crate) async fn retry(
     })
 }
 
-async fn usage_now(app: &App, user: UserId) -> Result<Usage> {
+pub(crate) async fn usage_now(app: &App, user: UserId) -> Result<Usage> {
     let user = app
         .store
         .users

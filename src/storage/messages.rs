@@ -2,7 +2,7 @@
 //! in one transaction (with the daily quota taken atomically), history pages, search.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::SqlStore;
@@ -186,12 +186,17 @@ impl SqlStore {
     }
 }
 
-async fn insert_message(message: &Message, on: &mut dyn Connection) -> Result<(), StoreError> {
+/// Inserts `message`, on the room's active path or not.
+pub(super) async fn insert_message(
+    message: &Message,
+    on_path: bool,
+    on: &mut dyn Connection,
+) -> Result<(), StoreError> {
     sql(concat!(
         "INSERT INTO messages (",
         message_columns!(),
         ", on_path) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16, $17, $18, $19, $20, TRUE)"
+         $16, $17, $18, $19, $20, $21)"
     ))
     .bind(message.id.0)
     .bind(message.chatroom_id.0)
@@ -213,9 +218,87 @@ async fn insert_message(message: &Message, on: &mut dyn Connection) -> Result<()
     .bind(message.meta.cached_tokens)
     .bind(message.created_at)
     .bind(message.updated_at)
+    .bind(on_path)
     .execute(on)
     .await?;
     Ok(())
+}
+
+impl SqlStore {
+    /// Inside a transaction about to write to a user's chatroom: locks the room's row (NO KEY
+    /// UPDATE, as the activity bump needs; a weaker share lock would deadlock two concurrent
+    /// writers upgrading it), so writers of one room line up, and reads the owner's tier in
+    /// the same transaction, so a plan change applies at once. `None`: no such room of this
+    /// user.
+    pub(super) async fn lock_room(
+        &self,
+        tx: &mut dyn Connection,
+        user: UserId,
+        room: ChatroomId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Tier>, StoreError> {
+        let is_pro: Option<Scalar<bool>> = sql(format!(
+            "SELECT EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = c.user_id \
+             AND s.pro_until > $3) AS value FROM chatrooms c WHERE c.id = $1 AND c.user_id = $2{}",
+            self.locked(Lock::NoKeyUpdate)
+        ))
+        .bind(room.0)
+        .bind(user.0)
+        .bind(now)
+        .fetch_optional(tx)
+        .await?;
+        Ok(is_pro.map(|Scalar(pro)| if pro { Tier::Pro } else { Tier::Basic }))
+    }
+}
+
+impl SqlStore {
+    /// Queues the job that produces `reply` and bumps its room's activity.
+    pub(super) async fn queue_reply(
+        &self,
+        tx: &mut dyn Connection,
+        reply: &Message,
+        job: JobId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sql("UPDATE chatrooms SET last_message_at = $2, activity_at = $2 WHERE id = $1")
+            .bind(reply.chatroom_id.0)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let job = ReplyJob::of(reply).queued(job, now);
+        self.enqueue_in(tx, &job).await
+    }
+}
+
+/// Takes one prompt from the user's quota for `day`: `(used, limit)`, or the limit it is at.
+/// One atomic statement checks and takes: concurrent takes serialise on the row, and the
+/// WHERE sees the latest count.
+pub(super) async fn take_prompt(
+    tx: &mut dyn Connection,
+    user: UserId,
+    day: NaiveDate,
+    tier: Tier,
+    quota: &QuotaPolicy,
+) -> Result<Result<(u32, Option<u32>), u32>, StoreError> {
+    let limit = quota.limit_for(tier);
+    let taken: Option<Scalar<i64>> = sql("INSERT INTO daily_usage (user_id, day, used) \
+         VALUES ($1, $2, 1) \
+         ON CONFLICT (user_id, day) DO UPDATE SET used = daily_usage.used + 1 \
+         WHERE $3 IS NULL OR daily_usage.used < $3 \
+         RETURNING used AS value")
+    .bind(user.0)
+    .bind(day)
+    .bind(limit)
+    .fetch_optional(tx)
+    .await?;
+    let taken = taken.map(|Scalar(used)| super::sql::to_u32(used));
+    match (judge_take(taken, limit), limit) {
+        (Take::Taken(used), _) => Ok(Ok((used, limit))),
+        (Take::Refused, Some(limit)) => Ok(Err(limit)),
+        (Take::Refused | Take::Inconsistent, _) => Err(StoreError::Backend(anyhow::anyhow!(
+            "the quota statement refused an unlimited plan"
+        ))),
+    }
 }
 
 #[async_trait]
@@ -226,47 +309,14 @@ impl MessageRepo for SqlStore {
         quota: &QuotaPolicy,
     ) -> Result<PromptOutcome, StoreError> {
         let user = new.prompt.user_id;
+        let room = new.prompt.chatroom_id;
         let mut tx = self.db.begin().await?;
-        // The chatroom must exist and be the user's. Locking its row up front (NO KEY UPDATE,
-        // as the activity bump below needs) serialises sends per chatroom; a weaker share
-        // lock here would deadlock two concurrent sends upgrading it. The tier is read in the
-        // same transaction so a plan change applies at once.
-        let is_pro: Option<Scalar<bool>> = sql(format!(
-            "SELECT EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = c.user_id \
-             AND s.pro_until > $3) AS value FROM chatrooms c WHERE c.id = $1 AND c.user_id = $2{}",
-            self.locked(Lock::NoKeyUpdate)
-        ))
-        .bind(new.prompt.chatroom_id.0)
-        .bind(user.0)
-        .bind(new.now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(Scalar(is_pro)) = is_pro else {
+        let Some(tier) = self.lock_room(&mut *tx, user, room, new.now).await? else {
             return Ok(PromptOutcome::ChatroomNotFound);
         };
-        let tier = if is_pro { Tier::Pro } else { Tier::Basic };
-        let limit = quota.limit_for(tier);
-        // One atomic statement checks and takes the prompt: concurrent sends serialise on the
-        // row, and the WHERE sees the latest count.
-        let taken: Option<Scalar<i64>> = sql("INSERT INTO daily_usage (user_id, day, used) \
-             VALUES ($1, $2, 1) \
-             ON CONFLICT (user_id, day) DO UPDATE SET used = daily_usage.used + 1 \
-             WHERE $3 IS NULL OR daily_usage.used < $3 \
-             RETURNING used AS value")
-        .bind(user.0)
-        .bind(new.day)
-        .bind(limit)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let taken = taken.map(|Scalar(used)| super::sql::to_u32(used));
-        let used = match (judge_take(taken, limit), limit) {
-            (Take::Taken(used), _) => used,
-            (Take::Refused, Some(limit)) => return Ok(PromptOutcome::LimitReached { limit, tier }),
-            (Take::Refused | Take::Inconsistent, _) => {
-                return Err(StoreError::Backend(anyhow::anyhow!(
-                    "the quota statement refused an unlimited plan"
-                )));
-            }
+        let (used, limit) = match take_prompt(&mut *tx, user, new.day, tier, quota).await? {
+            Ok(taken) => taken,
+            Err(limit) => return Ok(PromptOutcome::LimitReached { limit, tier }),
         };
         // The prompt follows the end of the room's active path (the room's row is locked:
         // concurrent sends line up behind each other).
@@ -280,15 +330,10 @@ impl MessageRepo for SqlStore {
             parent_id: parent,
             ..new.prompt.clone()
         };
-        insert_message(&prompt, &mut *tx).await?;
-        insert_message(&new.reply, &mut *tx).await?;
-        sql("UPDATE chatrooms SET last_message_at = $2, activity_at = $2 WHERE id = $1")
-            .bind(new.prompt.chatroom_id.0)
-            .bind(new.now)
-            .execute(&mut *tx)
+        insert_message(&prompt, true, &mut *tx).await?;
+        insert_message(&new.reply, true, &mut *tx).await?;
+        self.queue_reply(&mut *tx, &new.reply, new.job_id, new.now)
             .await?;
-        let job = ReplyJob::of(&new.reply).queued(new.job_id, new.now);
-        self.enqueue_in(&mut *tx, &job).await?;
         tx.commit().await?;
         self.local_jobs.notify_one();
         Ok(PromptOutcome::Accepted {

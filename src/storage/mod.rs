@@ -3,6 +3,7 @@
 
 mod auth;
 mod billing;
+mod branches;
 mod chatrooms;
 mod driver;
 pub mod error;
@@ -23,7 +24,7 @@ use crate::auth::repo::{OtpRepo, SessionRepo};
 use crate::billing::repo::BillingRepo;
 use crate::chatrooms::repo::ChatroomRepo;
 use crate::jobs::queue::JobQueue;
-use crate::messages::repo::MessageRepo;
+use crate::messages::repo::{BranchRepo, MessageRepo};
 use crate::quota::repo::UsageRepo;
 use crate::replies::repo::ReplyRepo;
 use crate::storage::error::StoreError;
@@ -95,6 +96,7 @@ pub struct Store {
     pub usage: Arc<dyn UsageRepo>,
     pub chatrooms: Arc<dyn ChatroomRepo>,
     pub messages: Arc<dyn MessageRepo>,
+    pub branches: Arc<dyn BranchRepo>,
     pub jobs: Arc<dyn JobQueue>,
     pub replies: Arc<dyn ReplyRepo>,
     pub billing: Arc<dyn BillingRepo>,
@@ -135,6 +137,7 @@ impl Store {
             usage: shared.clone(),
             chatrooms: shared.clone(),
             messages: shared.clone(),
+            branches: shared.clone(),
             jobs: shared.clone(),
             replies: shared.clone(),
             billing: shared.clone(),

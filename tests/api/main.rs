@@ -8,6 +8,7 @@ mod limits;
 
 mod auth;
 mod billing;
+mod branches;
 mod chat;
 mod conversation;
 mod edge;

@@ -1,0 +1,119 @@
+//! Conversation controls on the message tree: regenerate a reply, edit a prompt (each a new
+//! version beside the old one, counted like a send, and made the active branch), and select
+//! which branch is active. Nothing is ever deleted by a branch change.
+
+use super::events::{self, RoomEvent};
+use super::model::{Message, MessageId};
+use super::repo::{NewVersion, VersionOutcome};
+use super::service::{Accepted, limit_reached, new_prompt, parse_content, pending_reply};
+use crate::app::App;
+use crate::chatrooms::model::{Chatroom, ChatroomId};
+use crate::chatrooms::service as chatrooms;
+use crate::error::{AppError, Result};
+use crate::jobs::queue::JobId;
+use crate::quota::model::{Usage, day_of};
+use crate::users::model::UserId;
+
+/// Queues a new reply to the prompt of `reply` (completed, failed or cancelled), as a new
+/// version beside it, and makes it active. Counts against the daily limit.
+pub(crate) async fn regenerate(
+    app: &App,
+    user: UserId,
+    room: ChatroomId,
+    reply: MessageId,
+) -> Result<Accepted> {
+    add_version(app, user, room, reply, None).await
+}
+
+/// Adds a new version of the prompt `prompt` with `content`, queues its reply and makes that
+/// branch active. Counts against the daily limit.
+pub(crate) async fn edit(
+    app: &App,
+    user: UserId,
+    room: ChatroomId,
+    prompt: MessageId,
+    content: &str,
+) -> Result<Accepted> {
+    let content = parse_content(content)?;
+    add_version(app, user, room, prompt, Some(content)).await
+}
+
+async fn add_version(
+    app: &App,
+    user: UserId,
+    room: ChatroomId,
+    of: MessageId,
+    edited: Option<String>,
+) -> Result<Accepted> {
+    let now = app.clock.now();
+    let prompt = edited.map(|content| new_prompt(user, room, content, now));
+    // Storage sets the parent of a regenerated reply (the prompt of `of`).
+    let reply = pending_reply(user, room, prompt.as_ref().map(|p| p.id), now);
+    let editing = prompt.is_some();
+    let new = NewVersion {
+        of,
+        prompt,
+        reply,
+        job_id: JobId::new(),
+        day: day_of(now),
+        now,
+    };
+    let branches = &app.store.branches;
+    let (prompt, reply, usage) = match branches.add_version(user, room, &new, &app.quota).await? {
+        VersionOutcome::Accepted {
+            used,
+            limit,
+            prompt,
+            reply,
+        } => (*prompt, *reply, Usage::new(used, limit, now)),
+        VersionOutcome::LimitReached { limit, tier } => {
+            return Err(limit_reached(limit, tier, now));
+        }
+        VersionOutcome::NotFound => return Err(AppError::NotFound),
+        VersionOutcome::WrongRole if editing => {
+            return Err(AppError::invalid(
+                "message_id",
+                "only a prompt (a user message) can be edited",
+            ));
+        }
+        VersionOutcome::WrongRole => {
+            return Err(AppError::invalid(
+                "message_id",
+                "only a reply (a model message) can be regenerated",
+            ));
+        }
+        VersionOutcome::InProgress => {
+            return Err(AppError::Conflict {
+                code: "reply_in_progress",
+                detail: "The reply is still being produced; cancel it first, or wait.",
+            });
+        }
+    };
+    app.list_cache.invalidate(user).await;
+    if editing {
+        events::publish(app, room, &RoomEvent::created(&prompt)).await;
+    }
+    events::publish(app, room, &RoomEvent::created(&reply)).await;
+    Ok(Accepted {
+        prompt,
+        reply,
+        usage,
+    })
+}
+
+/// Makes the path through `message` active; the chatroom as `GET /chatroom/{id}` shows it.
+pub(crate) async fn select(
+    app: &App,
+    user: UserId,
+    room: ChatroomId,
+    message: MessageId,
+) -> Result<(Chatroom, Vec<Message>)> {
+    let branches = &app.store.branches;
+    if !branches
+        .select(user, room, message, app.clock.now())
+        .await?
+    {
+        return Err(AppError::NotFound);
+    }
+    chatrooms::get_with_messages(app, user, room).await
+}
