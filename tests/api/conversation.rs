@@ -23,6 +23,7 @@ backend_tests!(
     cancelling_a_streaming_reply_keeps_its_text_closes_the_ai_call_and_counts,
     cancelling_a_pending_reply_gives_its_prompt_back_and_the_next_starts,
     only_a_pending_or_streaming_reply_can_be_cancelled,
+    a_room_answers_in_order_with_cancels_and_regenerations_mixed_in,
 );
 
 async fn with_gemini(
@@ -350,4 +351,85 @@ async fn only_a_pending_or_streaming_reply_can_be_cancelled(backend: Backend) {
     assert_eq!(foreign.assert_status(404)["code"], "not_found");
     let all = messages(&app, &token, &room).await;
     assert_eq!(all[1]["status"], "completed", "nothing changed");
+}
+
+async fn a_room_answers_in_order_with_cancels_and_regenerations_mixed_in(backend: Backend) {
+    let gemini = FakeGemini::start().await;
+    FakeGemini::stream_call()
+        .respond_with(|request: &wiremock::Request| {
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            let asked = turns(&body).last().cloned().unwrap_or_default();
+            sse_reply(&["re: ", &asked]).set_delay(Duration::from_millis(50))
+        })
+        .mount(&gemini.server)
+        .await;
+    let app = with_gemini(backend, &gemini, |config| config.worker_concurrency = 4).await;
+    let (token, _) = app.new_user().await;
+    let room = app.chatroom(&token, "order").await;
+    let one = app.send_message(&token, &room, "one").await;
+    app.drain_jobs().await;
+    let again = app
+        .post(
+            &format!(
+                "/chatroom/{room}/messages/{}/regenerate",
+                one["reply"]["id"].as_str().unwrap_or("")
+            ),
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    let again = again.assert_status(202);
+    app.send_message(&token, &room, "two").await;
+    app.post(
+        &cancel_path(&room, &again["reply"]),
+        Some(&token),
+        json!({}),
+    )
+    .await
+    .assert_status(200);
+    app.send_message(&token, &room, "three").await;
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(gemchat::jobs::worker::run_until_stopped(
+        Arc::clone(&app.app),
+        gemchat::job_handlers(),
+        stopped,
+    ));
+    eventually(Duration::from_secs(10), "every reply", || async {
+        let all = messages(&app, &token, &room).await;
+        all.len() == 6
+            && all
+                .iter()
+                .all(|m| m["status"] != "pending" && m["status"] != "streaming")
+    })
+    .await;
+    let _ = stop.send(true);
+    worker.await.expect("the worker stops");
+
+    let requests = gemini.requests().await;
+    let asked: Vec<Vec<String>> = requests.iter().skip(1).map(turns).collect();
+    assert_eq!(
+        asked,
+        [
+            vec!["two".to_owned()],
+            vec!["two".into(), "re: two".into(), "three".into()],
+        ],
+        "in order, the cancelled regeneration never sent and left out of the context"
+    );
+    let statuses: Vec<Value> = messages(&app, &token, &room)
+        .await
+        .iter()
+        .map(|m| m["status"].clone())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "completed",
+            "cancelled",
+            "completed",
+            "completed",
+            "completed",
+            "completed"
+        ]
+    );
 }

@@ -282,3 +282,61 @@ pub(crate) async fn sign_in(first: &Api, second: &Api) -> String {
     assert_eq!(status, 200);
     session["token"].as_str().unwrap_or_default().to_owned()
 }
+
+/// A reply streamed by a worker process is cancelled through an API process: the worker
+/// closes the AI call within 2 s, the reply keeps the text streamed so far, and the room's
+/// next reply starts at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_on_one_process_stops_the_stream_on_another() {
+    let (Some(_), Some(redis)) = (postgres_url(), redis_url()) else {
+        return;
+    };
+    crate::harness::install_crypto();
+    let db = TestDb::create(Backend::Postgres).await;
+    let gemini = crate::gemini_stream::StreamingGemini::start().await;
+    let mut env = process_env(&db.url);
+    env.extend([
+        ("REDIS_URL", redis),
+        ("GEMINI_API_KEY", GEMINI_KEY.into()),
+        ("GEMINI_BASE_URL", gemini.uri.clone()),
+    ]);
+    let (api_process, _worker) = tokio::join!(
+        start(&["serve", "--no-workers"], &env, "gemchat is serving"),
+        start(&["worker"], &env, "job worker started"),
+    );
+    let api = Api::new(&api_process);
+    let token = sign_in(&api, &api).await;
+    let (_, room) = api
+        .post("/chatroom", Some(&token), json!({"name": "far"}))
+        .await;
+    let room = room["id"].as_str().unwrap_or_default().to_owned();
+    let address = api_process.address.expect("an API address");
+    let mut events = crate::harness::SseClient::connect(address, &room, &token, None).await;
+    let send = format!("/chatroom/{room}/message");
+    let (_, first) = api
+        .post(&send, Some(&token), json!({"content": "a long answer"}))
+        .await;
+    api.post(&send, Some(&token), json!({"content": "and then this"}))
+        .await;
+    let call = gemini.next_call().await;
+    call.send("It began ").await;
+    // The delta crossed from the worker process to this one (its text so far is in Redis).
+    events.until("reply.delta").await;
+
+    let reply = first["reply"]["id"].as_str().unwrap_or_default();
+    let cancel = format!("/chatroom/{room}/messages/{reply}/cancel");
+    let (status, cancelled) = api.post(&cancel, Some(&token), json!({})).await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["content"], "It began ");
+    call.closed_by_client(Duration::from_secs(2)).await;
+    // The room's next reply goes to the model at once.
+    let next = gemini.next_call().await;
+    let turns: Vec<&str> = next.body["contents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|turn| turn["parts"][0]["text"].as_str())
+        .collect();
+    assert_eq!(turns, ["a long answer", "It began ", "and then this"]);
+}

@@ -1,6 +1,7 @@
 // The open conversation: its history (older pages on scroll), the live event stream (read with
 // fetch, resumed with Last-Event-ID), replies streaming in as Markdown, sending with the
-// prompt shown at once, and retrying what failed.
+// prompt shown at once, retrying what failed, and the controls of the message tree: stop a
+// reply, regenerate it, edit a prompt, and switch between versions.
 
 import { call, loadSession, readEvents } from "./api.js";
 import { refreshUsage, setUsage, showLimit } from "./account.js";
@@ -15,9 +16,15 @@ export const conversationActions = {
     else window.location.hash = "#/";
     closeSidebar();
   },
-  resend: (button) => resend(button.dataset.id),
-  "retry-reply": (button) => retryReply(button.dataset.id),
-  "copy-reply": (button) => copyReply(button.dataset.id),
+  resend: (button) => resend(button.dataset.message),
+  "retry-reply": (button) => retryReply(button.dataset.message),
+  "copy-reply": (button) => copyReply(button.dataset.message),
+  "stop-reply": (button) => stopReply(button.dataset.message),
+  "regenerate-reply": (button) => regenerateReply(button.dataset.message),
+  "edit-prompt": (button) => startEdit(button.dataset.message),
+  "save-edit": (button) => saveEdit(button.dataset.message),
+  "cancel-edit": (button) => endEdit(button.dataset.message),
+  "show-version": (button) => showVersion(button.dataset.message),
 };
 
 export function wireConversation() {
@@ -155,7 +162,7 @@ function scrollToEnd() {
 }
 
 /** How far a message has come; a reply only moves forward (a retry starts it again). */
-const STAGE = { pending: 0, streaming: 1, completed: 2, failed: 2 };
+const STAGE = { pending: 0, streaming: 1, completed: 2, failed: 2, cancelled: 2 };
 
 /**
  * Adds a message (or updates the one with its id) and renders it. A late answer (a POST's
@@ -197,6 +204,10 @@ function renderMessage(entry) {
   el.className = `message ${mine ? "from-user" : "from-model"}`;
   el.dataset.id = msg.id;
   el.dataset.status = msg.local || msg.status;
+  if (entry.editing) {
+    el.replaceChildren(editor(entry));
+    return;
+  }
   const who = h("span", { className: "visually-hidden" }, mine ? "You said:" : "gemchat replied:");
   const content = h("div", { className: "content" });
   if (mine) {
@@ -212,25 +223,86 @@ function renderMessage(entry) {
   if (msg.local === "unsent") {
     parts.push(
       h("p", { className: "meta error" }, `Not sent: ${msg.failure}`),
-      h("button", { type: "button", className: "secondary small-button", dataset: { action: "resend", id: msg.id } }, "Try again"),
+      h("button", { type: "button", className: "secondary small-button", dataset: { action: "resend", message: msg.id } }, "Try again"),
     );
   }
   if (msg.status === "failed") {
     parts.push(
       h("p", { className: "meta error" }, `The reply failed: ${msg.error?.message || "unknown error"}`),
-      h("button", { type: "button", className: "secondary small-button", dataset: { action: "retry-reply", id: msg.id } }, "Retry"),
+      h("button", { type: "button", className: "secondary small-button", dataset: { action: "retry-reply", message: msg.id } }, "Retry"),
     );
   }
-  if (!mine && msg.status === "completed") {
-    parts.push(
+  if (msg.status === "cancelled") parts.push(h("p", { className: "meta" }, msg.content ? "Stopped." : "Stopped before it began."));
+  if (!mine && msg.usage && msg.status !== "pending") parts.push(usageLine(msg));
+  if (!msg.local) parts.push(actions(msg));
+  el.replaceChildren(h("div", { className: "bubble" }, ...parts));
+}
+
+/** The reply's cost: "gemini-2.5-flash · 1,200 in · 40 out · 300 thinking". */
+function usageLine(msg) {
+  const count = (n) => Number(n || 0).toLocaleString();
+  const parts = [msg.model, `${count(msg.usage.input_tokens)} in`, `${count(msg.usage.output_tokens)} out`];
+  if (msg.usage.thinking_tokens) parts.push(`${count(msg.usage.thinking_tokens)} thinking`);
+  if (msg.usage.cached_tokens) parts.push(`${count(msg.usage.cached_tokens)} cached`);
+  return h("p", { className: "meta usage", title: "Tokens of this reply" }, parts.filter(Boolean).join(" · "));
+}
+
+/** The message's controls: its versions, and what can be done with it now. */
+function actions(msg) {
+  const mine = msg.role === "user";
+  const button = (action, label, text, extra = {}) =>
+    h("button", { type: "button", className: "copy-button", dataset: { action, message: msg.id }, "aria-label": label, ...extra }, text);
+  const row = h("div", { className: "message-actions" });
+  const versions = msg.versions?.ids || [];
+  if (versions.length > 1) {
+    const at = msg.versions.index;
+    row.append(
       h(
-        "button",
-        { type: "button", className: "copy-button", dataset: { action: "copy-reply", id: msg.id }, "aria-label": "Copy the reply" },
-        "Copy",
+        "span",
+        { className: "versions", role: "group", "aria-label": `Version ${at + 1} of ${versions.length}` },
+        h("button", { type: "button", className: "copy-button", dataset: { action: "show-version", message: versions[at - 1] || "" }, "aria-label": "Previous version", disabled: at === 0 }, "‹"),
+        h("span", { className: "version-count" }, `${at + 1} / ${versions.length}`),
+        h("button", { type: "button", className: "copy-button", dataset: { action: "show-version", message: versions[at + 1] || "" }, "aria-label": "Next version", disabled: at === versions.length - 1 }, "›"),
       ),
     );
   }
-  el.replaceChildren(h("div", { className: "bubble" }, ...parts));
+  if (mine) row.append(button("edit-prompt", "Edit the prompt", "Edit"));
+  if (!mine && (msg.status === "pending" || msg.status === "streaming")) row.append(button("stop-reply", "Stop the reply", "Stop"));
+  if (!mine && msg.status === "completed") row.append(button("copy-reply", "Copy the reply", "Copy"));
+  if (!mine && ["completed", "failed", "cancelled"].includes(msg.status)) row.append(button("regenerate-reply", "Regenerate the reply", "Regenerate"));
+  return row;
+}
+
+/** A prompt being edited in place: Enter sends, Shift+Enter breaks the line, Escape cancels. */
+function editor(entry) {
+  const id = entry.msg.id;
+  const box = h("textarea", { className: "edit-box", rows: 3, value: entry.draft ?? entry.msg.content, "aria-label": "Edit the prompt" });
+  box.addEventListener("input", () => (entry.draft = box.value));
+  box.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      saveEdit(id);
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      endEdit(id);
+    }
+  });
+  requestAnimationFrame(() => {
+    box.focus();
+    box.setSelectionRange(box.value.length, box.value.length);
+  });
+  return h(
+    "div",
+    { className: "bubble editing" },
+    box,
+    entry.editError ? h("p", { className: "meta error" }, entry.editError) : null,
+    h(
+      "div",
+      { className: "message-actions" },
+      h("button", { type: "button", className: "primary small-button", dataset: { action: "save-edit", message: id } }, "Send"),
+      h("button", { type: "button", className: "secondary small-button", dataset: { action: "cancel-edit", message: id } }, "Cancel"),
+    ),
+  );
 }
 
 /** Copies a reply's Markdown source, as written, to the clipboard. */
@@ -311,7 +383,7 @@ function handleEvent({ type, data }) {
         return;
       }
     }
-    addMessage(data, "end");
+    if (onPath(data)) addMessage(data, "end");
   } else if (type === "reply.delta") {
     let entry = state.messages.get(data.message_id);
     if (!entry) entry = addMessage({ id: data.message_id, role: "model", status: "streaming", content: "" }, "end");
@@ -321,10 +393,14 @@ function handleEvent({ type, data }) {
     entry.msg.status = "streaming";
     scheduleRender(entry);
     return;
-  } else if (type === "reply.completed" || type === "reply.failed") {
+  } else if (type === "reply.completed" || type === "reply.failed" || type === "reply.cancelled") {
+    if (!state.messages.has(data.id) && !onPath(data)) return; // another branch's
     const entry = addMessage(data, "end");
     entry.chars = [...(data.content || "")].length;
-    if (type === "reply.failed") {
+    if (type === "reply.cancelled") {
+      announce("The reply was stopped.");
+      refreshUsage(); // one stopped before it began gives its prompt back
+    } else if (type === "reply.failed") {
       announce(`The reply failed: ${data.error?.message || ""}`);
       refreshUsage(); // a failed reply gives its prompt back
     } else {
@@ -463,4 +539,127 @@ function submitComposer(event) {
   input.value = "";
   autosize();
   send(content);
+}
+
+/** Whether a message follows the last one shown (so it belongs on the path on screen). */
+function onPath(msg) {
+  const last = [...state.messages.values()].at(-1);
+  return !msg.parent_id || !last || msg.parent_id === last.msg.id || state.messages.has(msg.parent_id);
+}
+
+async function stopReply(id) {
+  const entry = state.messages.get(id);
+  if (!entry || !state.room) return;
+  try {
+    const { body } = await call("POST", `/chatroom/${state.room.id}/messages/${id}/cancel`);
+    const stopped = addMessage(body, "end");
+    stopped.chars = [...(body.content || "")].length;
+    refreshUsage();
+  } catch (err) {
+    toast(err.code === "not_cancellable" ? "This reply has already finished." : describe(err), "error");
+  }
+}
+
+/**
+ * Shows a new branch in place of the one that started at `fromId`: that message and what
+ * follows it leave the screen (they stay on the server, reachable through the versions).
+ */
+function replaceBranch(fromId, written) {
+  const keep = new Set(written.map((msg) => msg.id));
+  let dropping = false;
+  for (const [id, entry] of [...state.messages]) {
+    if (id === fromId) dropping = true;
+    if (dropping && !keep.has(id)) {
+      entry.el.remove();
+      state.messages.delete(id);
+    }
+  }
+  for (const msg of written) addMessage(msg, "end");
+  scrollToEnd();
+}
+
+function branchFailure(err) {
+  if (err.code === "daily_limit_reached") {
+    const resetsAt = new Date(Date.now() + (err.retryAfter || 0) * 1000);
+    setUsage({ ...(state.usage || {}), remaining: 0, resets_at: resetsAt.toISOString() });
+    showLimit(resetsAt);
+    return "The daily limit is reached.";
+  }
+  if (err.code === "reply_in_progress") return "The reply is still being written: stop it first.";
+  if (err.code === "validation_failed") return fieldMessage(err, "content", "The message");
+  return describe(err);
+}
+
+async function regenerateReply(id) {
+  if (!state.messages.has(id) || !state.room) return;
+  try {
+    const { body } = await call("POST", `/chatroom/${state.room.id}/messages/${id}/regenerate`);
+    replaceBranch(id, [body.reply]);
+    setUsage(body.usage);
+  } catch (err) {
+    toast(branchFailure(err), "error");
+  }
+}
+
+function startEdit(id) {
+  const entry = state.messages.get(id);
+  if (!entry) return;
+  entry.editing = true;
+  entry.draft = entry.msg.content;
+  entry.editError = null;
+  renderMessage(entry);
+}
+
+function endEdit(id) {
+  const entry = state.messages.get(id);
+  if (!entry) return;
+  entry.editing = false;
+  entry.draft = null;
+  entry.editError = null;
+  renderMessage(entry);
+  entry.el.querySelector('[data-action="edit-prompt"]')?.focus();
+}
+
+async function saveEdit(id) {
+  const entry = state.messages.get(id);
+  if (!entry || !state.room || entry.saving) return;
+  const content = (entry.draft ?? "").trim();
+  if (!content) {
+    entry.editError = "The message must not be empty.";
+    renderMessage(entry);
+    return;
+  }
+  entry.saving = true;
+  try {
+    const { body } = await call("POST", `/chatroom/${state.room.id}/messages/${id}/edit`, { content });
+    entry.editing = false;
+    replaceBranch(id, [body.message, body.reply]);
+    setUsage(body.usage);
+  } catch (err) {
+    entry.editError = branchFailure(err);
+    renderMessage(entry);
+  } finally {
+    entry.saving = false;
+  }
+}
+
+/** Makes the version `id` active and shows its branch. */
+async function showVersion(id) {
+  if (!id || !state.room) return;
+  const generation = state.generation;
+  try {
+    const { body } = await call("POST", `/chatroom/${state.room.id}/messages/${id}/select`);
+    if (generation !== state.generation) return;
+    state.messages.clear();
+    $("messages").replaceChildren();
+    for (const msg of body.messages) addMessage(msg, "end");
+    // The answer holds the latest 50 of the path; older ones page in as usual.
+    state.nextBefore = body.messages.length >= 50 ? body.messages[0].id : null;
+    historyStatus();
+    const shown = state.messages.get(id);
+    shown?.el.scrollIntoView({ block: "nearest" });
+    shown?.el.querySelector(".versions button:not([disabled])")?.focus();
+  } catch (err) {
+    toast(describe(err), "error");
+  }
 }
