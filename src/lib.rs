@@ -86,7 +86,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Every kind of background job this service runs, each by its handler.
 pub fn job_handlers() -> jobs::worker::Handlers {
-    jobs::worker::Handlers::default().with(replies::job::ReplyHandler)
+    jobs::worker::Handlers::default()
+        .with(replies::job::ReplyHandler)
+        .with(chatrooms::title::TitleHandler)
 }
 
 /// Begins the app's shutdown on SIGINT or SIGTERM.

@@ -242,9 +242,17 @@ export async function deliverWebhook(base, event) {
  */
 export async function startFakeGemini(plan) {
   const requests = [];
+  const titles = [];
   const fake = await listen((req, res) => {
     req.resume();
     req.on("end", () => {
+      if (req.url.includes(":generateContent")) {
+        // A chatroom's title: one JSON answer, apart from the planned replies.
+        titles.push(req.url);
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ candidates: [{ content: { parts: [{ text: "The answer" }], role: "model" }, finishReason: "STOP" }] }));
+        return;
+      }
       requests.push(req.url);
       const next = plan.length > 1 ? plan.shift() : plan[0];
       if (next === "fail") {
@@ -268,6 +276,7 @@ export async function startFakeGemini(plan) {
     });
   });
   fake.requests = requests;
+  fake.titles = titles;
   return fake;
 }
 

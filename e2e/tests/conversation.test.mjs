@@ -108,9 +108,13 @@ describe("with quick replies", () => {
     await box.fill("first question, edited");
     await page.screenshot({ path: screenshotPath("prompt-editing.png") });
     await box.press("Enter");
-    await eventually(async () => (await page.locator('#messages .from-model[data-status="completed"]').count()) === 1 && (await page.locator("#messages .message").count()) === 2, {
-      what: "the edited branch",
-    });
+    await eventually(
+      async () => {
+        const now = await texts(page);
+        return now.length === 2 && now[0] === "first question, edited" && (await page.locator('#messages .from-model[data-status="completed"]').count()) === 1;
+      },
+      { what: "the edited branch" },
+    );
     const shown = await texts(page);
     assert.equal(shown[0], "first question, edited");
     assert.match(shown[1], /You said: first question, edited/);

@@ -48,8 +48,11 @@ test("markup in a message and in its reply is shown as text", async () => {
     bold: document.querySelectorAll("#user-name b").length,
   }));
   assert.deepEqual(found, { images: 0, scripts: 0, javascriptLinks: 0, pwned: false, bold: 0 });
-  // The room list and title show the prompt-derived name as text too.
-  assert.equal(await page.locator("#room-list .room-link").first().textContent(), image);
+  // The room's title (echo titles it with the prompt's first words) shows as text too.
+  await eventually(async () => (await page.locator("#room-list .room-link").first().textContent()) === image, {
+    what: "the title, as text",
+  });
+  assert.equal(await page.locator("#room-title").textContent(), image);
   await page.screenshot({ path: screenshotPath("xss-as-text.png") });
   assert.deepEqual(page.problems, [], "no alert, no page error, no CSP violation");
   await page.context().close();

@@ -53,6 +53,21 @@ fn chunks(text: &str) -> Vec<String> {
 
 #[async_trait]
 impl AiProvider for EchoProvider {
+    /// A title is the first words of the prompt's first line: deterministic, offline.
+    async fn complete(&self, conversation: Conversation) -> Result<String, AiError> {
+        let prompt = conversation
+            .turns
+            .iter()
+            .find(|turn| turn.role == Role::User)
+            .map_or("", |turn| turn.text.as_str());
+        let line = prompt
+            .lines()
+            .find(|line| !line.trim().is_empty())
+            .unwrap_or("");
+        let words: Vec<&str> = line.split_whitespace().take(6).collect();
+        Ok(words.join(" "))
+    }
+
     async fn stream_reply(&self, conversation: Conversation) -> Result<ReplyStream, AiError> {
         let text = reply_text(&conversation);
         let output_tokens = estimate_tokens(&text);

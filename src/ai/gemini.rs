@@ -26,6 +26,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct GeminiProvider {
     http: reqwest::Client,
     url: String,
+    /// `:generateContent`, for short answers in one piece (titles).
+    complete_url: String,
+    /// 2.5 Flash models can think for nothing (a cheaper, quicker short answer).
+    can_skip_thinking: bool,
     api_key: Secret,
     idle_timeout: Duration,
 }
@@ -44,13 +48,13 @@ impl GeminiProvider {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .build()?;
-        let url = format!(
-            "{}/v1beta/models/{model}:streamGenerateContent?alt=sse",
-            base_url.trim_end_matches('/')
-        );
+        let base = base_url.trim_end_matches('/');
+        let url = format!("{base}/v1beta/models/{model}:streamGenerateContent?alt=sse");
         Ok(Self {
             http,
             url,
+            complete_url: format!("{base}/v1beta/models/{model}:generateContent"),
+            can_skip_thinking: model.contains("flash"),
             api_key,
             idle_timeout,
         })
@@ -79,6 +83,10 @@ pub(crate) fn request_body(conversation: &Conversation) -> serde_json::Value {
 
 #[async_trait]
 impl AiProvider for GeminiProvider {
+    async fn complete(&self, conversation: Conversation) -> Result<String, AiError> {
+        self.complete_once(&conversation).await
+    }
+
     async fn stream_reply(&self, conversation: Conversation) -> Result<ReplyStream, AiError> {
         let request = self
             .http
@@ -109,6 +117,73 @@ impl AiProvider for GeminiProvider {
             .boxed();
         Ok(sse_replies(bytes, self.idle_timeout))
     }
+}
+
+impl GeminiProvider {
+    /// `generateContent` with a small output budget, thinking off where the model allows.
+    async fn complete_once(&self, conversation: &Conversation) -> Result<String, AiError> {
+        let mut body = request_body(conversation);
+        body["generationConfig"] = json!({"maxOutputTokens": 32});
+        if self.can_skip_thinking {
+            body["generationConfig"]["thinkingConfig"] = json!({"thinkingBudget": 0});
+        }
+        let request = self
+            .http
+            .post(&self.complete_url)
+            .header("x-goog-api-key", self.api_key.expose())
+            .json(&body)
+            .send();
+        let response = tokio::time::timeout(self.idle_timeout, request)
+            .await
+            .map_err(|_| timeout())?
+            .map_err(|err| AiError::Retryable {
+                kind: "unreachable",
+                message: format!("cannot reach Gemini: {}", without_url(&err)),
+                retry_after: None,
+            })?;
+        let status = response.status();
+        let bytes = tokio::time::timeout(self.idle_timeout, response.bytes())
+            .await
+            .map_err(|_| timeout())?
+            .map_err(|err| AiError::Retryable {
+                kind: "dropped_stream",
+                message: without_url(&err),
+                retry_after: None,
+            })?;
+        if !status.is_success() {
+            return Err(classify(status.as_u16(), &bytes));
+        }
+        answer_text(&bytes)
+    }
+}
+
+/// The text of a (non-streamed) `GenerateContentResponse`.
+fn answer_text(body: &[u8]) -> Result<String, AiError> {
+    let answer: serde_json::Value =
+        serde_json::from_slice(body).map_err(|err| AiError::Retryable {
+            kind: "bad_response",
+            message: format!("Gemini's answer is not JSON: {err}"),
+            retry_after: None,
+        })?;
+    if let Some(reason) = answer["promptFeedback"]["blockReason"].as_str() {
+        return Err(AiError::Permanent {
+            code: "blocked",
+            message: format!("the prompt was blocked ({reason})"),
+        });
+    }
+    let text: String = answer["candidates"][0]["content"]["parts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|part| part["text"].as_str())
+        .collect();
+    if text.trim().is_empty() {
+        return Err(AiError::Permanent {
+            code: "empty_response",
+            message: "Gemini answered without text".into(),
+        });
+    }
+    Ok(text)
 }
 
 fn timeout() -> AiError {
@@ -442,6 +517,33 @@ fn handle_event(state: &mut SseState, data: &str) {
 mod tests {
     use super::*;
     use crate::ai::Turn;
+
+    #[test]
+    fn a_short_answer_is_its_text_or_a_classified_refusal() {
+        let answer =
+            br#"{"candidates":[{"content":{"parts":[{"text":"Monsoon "},{"text":"travel"}]}}]}"#;
+        assert_eq!(answer_text(answer), Ok("Monsoon travel".into()));
+        let blocked = br#"{"promptFeedback":{"blockReason":"SAFETY"}}"#;
+        assert!(matches!(
+            answer_text(blocked),
+            Err(AiError::Permanent {
+                code: "blocked",
+                ..
+            })
+        ));
+        let empty = br#"{"candidates":[{"content":{"parts":[]},"finishReason":"MAX_TOKENS"}]}"#;
+        assert!(matches!(
+            answer_text(empty),
+            Err(AiError::Permanent {
+                code: "empty_response",
+                ..
+            })
+        ));
+        assert!(matches!(
+            answer_text(b"<html>"),
+            Err(AiError::Retryable { .. })
+        ));
+    }
 
     async fn collect(raw: &'static [&'static str]) -> Vec<Result<Chunk, AiError>> {
         let bytes = futures::stream::iter(raw.iter().map(|s| Ok(Bytes::from_static(s.as_bytes()))));

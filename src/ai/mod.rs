@@ -63,4 +63,23 @@ pub type ReplyStream = BoxStream<'static, Result<Chunk, AiError>>;
 pub trait AiProvider: Send + Sync {
     /// Starts a reply. Errors before the first chunk come back here; later ones in the stream.
     async fn stream_reply(&self, conversation: Conversation) -> Result<ReplyStream, AiError>;
+
+    /// A short answer in one piece (a chatroom's title): by default the streamed reply,
+    /// gathered.
+    async fn complete(&self, conversation: Conversation) -> Result<String, AiError> {
+        use futures::StreamExt;
+        let mut stream = self.stream_reply(conversation).await?;
+        let mut text = String::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk? {
+                Chunk::Delta(delta) => text.push_str(&delta),
+                Chunk::Done(_) => return Ok(text),
+            }
+        }
+        Err(AiError::Retryable {
+            kind: "dropped_stream",
+            message: "the answer ended early".into(),
+            retry_after: None,
+        })
+    }
 }

@@ -4,3 +4,4 @@ pub mod model;
 pub(crate) mod repo;
 pub(crate) mod routes;
 pub(crate) mod service;
+pub(crate) mod title;

@@ -48,18 +48,51 @@ impl ChatroomName {
     }
 }
 
+/// Where a chatroom's name comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameSource {
+    /// Given or changed by its owner: never replaced by a title.
+    User,
+    /// Created without a name: [`DEFAULT_NAME`] until a title is generated.
+    Default,
+    /// Generated from the first exchange.
+    Title,
+}
+
+/// The name of a chatroom created without one.
+pub const DEFAULT_NAME: &str = "New chat";
+
+impl NameSource {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Default => "default",
+            Self::Title => "title",
+        }
+    }
+
+    pub(crate) fn from_db(value: &str) -> Self {
+        match value {
+            "default" => Self::Default,
+            "title" => Self::Title,
+            _ => Self::User,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chatroom {
     pub id: ChatroomId,
     pub user_id: UserId,
     pub name: String,
+    pub name_source: NameSource,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_message_at: Option<DateTime<Utc>>,
 }
 
-/// A chatroom as clients see it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// A chatroom as clients see it (also the data of `chatroom.updated`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[schema(as = Chatroom)]
 pub(crate) struct ChatroomView {
     pub(crate) id: Uuid,

@@ -27,6 +27,15 @@ pub trait ChatroomRepo: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Option<Chatroom>, StoreError>;
 
+    /// Names the chatroom with a generated title, unless its owner named it (or it has a
+    /// title already); the chatroom if it was renamed.
+    async fn set_title(
+        &self,
+        id: ChatroomId,
+        title: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Chatroom>, StoreError>;
+
     /// Deletes the chatroom with its messages and queued jobs; false if there was none.
     async fn delete(&self, user: UserId, id: ChatroomId) -> Result<bool, StoreError>;
 }

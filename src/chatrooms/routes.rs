@@ -13,7 +13,7 @@ use super::model::{Chatroom, ChatroomId, ChatroomView};
 use super::service;
 use crate::error::Result;
 use crate::http::caller::AuthUser;
-use crate::http::extract::{AppJson, AppPath};
+use crate::http::extract::{AppJson, AppPath, OptionalJson};
 use crate::http::problem::Problem;
 use crate::http::state::AppState;
 use crate::messages::model::{Message, MessageView};
@@ -54,9 +54,18 @@ impl ChatroomWithMessages {
     }
 }
 
-/// Creates a chatroom (at most 1,000 per user).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub(crate) struct CreateChatroomRequest {
+    /// 1 to 100 characters after trimming. Without it the chatroom is called `New chat` until
+    /// its first reply completes; then a title is generated from the first exchange (sent as
+    /// `chatroom.updated`), unless it was renamed meanwhile.
+    #[schema(example = "Trip to Goa", min_length = 1, max_length = 100)]
+    pub(crate) name: Option<String>,
+}
+
+/// Creates a chatroom (at most 1,000 per user), named or to be titled.
 #[utoipa::path(post, path = "/chatroom", tag = "chatrooms", security(("bearer" = [])),
-    request_body = ChatroomRequest,
+    request_body(content = CreateChatroomRequest, description = "Optional; an empty body is fine"),
     responses(
         (status = 201, body = ChatroomView),
         (status = 422, description = "`validation_failed` (also past 1,000 chatrooms)", body = Problem, content_type = "application/problem+json"),
@@ -64,9 +73,10 @@ impl ChatroomWithMessages {
 async fn create_chatroom(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
-    AppJson(body): AppJson<ChatroomRequest>,
+    OptionalJson(body): OptionalJson<CreateChatroomRequest>,
 ) -> Result<(StatusCode, AppJson<ChatroomView>)> {
-    let room = service::create(&state, who.user_id, &body.name).await?;
+    let name = body.unwrap_or_default().name;
+    let room = service::create(&state, who.user_id, name.as_deref()).await?;
     Ok((StatusCode::CREATED, AppJson(ChatroomView::from(&room))))
 }
 

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::model::{Chatroom, ChatroomId, ChatroomName, ChatroomView};
+use super::model::{Chatroom, ChatroomId, ChatroomName, ChatroomView, DEFAULT_NAME, NameSource};
 use crate::app::App;
 use crate::error::{AppError, Result};
 use crate::messages::model::Message;
@@ -20,13 +20,19 @@ fn parse_name(name: &str) -> Result<ChatroomName> {
     ChatroomName::parse(name).map_err(|why| AppError::invalid("name", &why))
 }
 
-pub(crate) async fn create(app: &App, user: UserId, name: &str) -> Result<Chatroom> {
-    let name = parse_name(name)?;
+/// Creates a chatroom; without a name it is called [`DEFAULT_NAME`] until its first reply
+/// completes and a title is generated.
+pub(crate) async fn create(app: &App, user: UserId, name: Option<&str>) -> Result<Chatroom> {
+    let (name, name_source) = match name {
+        Some(name) => (parse_name(name)?.as_str().to_owned(), NameSource::User),
+        None => (DEFAULT_NAME.to_owned(), NameSource::Default),
+    };
     let now = app.clock.now();
     let room = Chatroom {
         id: ChatroomId::new(),
         user_id: user,
-        name: name.as_str().to_owned(),
+        name,
+        name_source,
         created_at: now,
         updated_at: now,
         last_message_at: None,

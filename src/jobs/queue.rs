@@ -87,7 +87,8 @@ impl ClaimedJob {
 
 #[async_trait]
 pub trait JobQueue: Send + Sync {
-    /// Queues a job (and wakes the workers of every process).
+    /// Queues a job (and wakes the workers of every process); nothing when a job with its key
+    /// is queued already.
     async fn enqueue(&self, job: &NewJob) -> Result<(), StoreError>;
 
     /// Claims up to `max` due jobs, each the oldest of its lane, with a lease until

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::model::{Message, MessageView};
 use crate::app::App;
-use crate::chatrooms::model::ChatroomId;
+use crate::chatrooms::model::{ChatroomId, ChatroomView};
 use crate::events::{Delivery, Subscription};
 
 /// The bus topic of one chatroom.
@@ -32,6 +32,9 @@ pub(crate) enum RoomEvent {
     ReplyFailed(MessageView),
     #[serde(rename = "reply.cancelled")]
     ReplyCancelled(MessageView),
+    /// The chatroom was renamed by a generated title.
+    #[serde(rename = "chatroom.updated")]
+    ChatroomUpdated(ChatroomView),
     /// The chatroom was deleted: its listeners' streams end (never sent to clients).
     #[serde(rename = "chatroom.deleted")]
     ChatroomDeleted,
@@ -62,6 +65,7 @@ impl RoomEvent {
             Self::ReplyCompleted(_) => "reply.completed",
             Self::ReplyFailed(_) => "reply.failed",
             Self::ReplyCancelled(_) => "reply.cancelled",
+            Self::ChatroomUpdated(_) => "chatroom.updated",
             Self::ChatroomDeleted => "chatroom.deleted",
         }
     }
@@ -73,6 +77,7 @@ impl RoomEvent {
             | Self::ReplyCompleted(view)
             | Self::ReplyFailed(view)
             | Self::ReplyCancelled(view) => serde_json::to_string(view),
+            Self::ChatroomUpdated(room) => serde_json::to_string(room),
             Self::ReplyDelta {
                 message_id,
                 delta,
@@ -94,6 +99,7 @@ impl RoomEvent {
             | Self::ReplyCompleted(view)
             | Self::ReplyFailed(view)
             | Self::ReplyCancelled(view) => Some(view.id),
+            Self::ChatroomUpdated(_) => None,
             Self::ChatroomDeleted => None,
         }
     }

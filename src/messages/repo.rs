@@ -73,6 +73,9 @@ pub trait MessageRepo: Send + Sync {
         id: MessageId,
     ) -> Result<Option<Message>, StoreError>;
 
+    /// The first `limit` messages of the chatroom's active path, oldest first.
+    async fn opening(&self, chatroom: ChatroomId, limit: u32) -> Result<Vec<Message>, StoreError>;
+
     /// The user's messages matching `query` (every required term, no excluded one), best
     /// matches first, using the database's full-text index.
     async fn search(

@@ -51,6 +51,17 @@ pub(crate) enum Seen {
     End,
 }
 
+impl LastEvent {
+    /// As an event id (what [`parse_last_event_id`] reads).
+    fn id(self) -> String {
+        match self.seen {
+            Seen::Created => self.message.to_string(),
+            Seen::Upto(chars) => format!("{}:{chars}", self.message),
+            Seen::End => format!("{}:end", self.message),
+        }
+    }
+}
+
 pub(crate) fn parse_last_event_id(value: &str) -> Option<LastEvent> {
     let (id, mark) = match value.trim().split_once(':') {
         Some((id, mark)) => (id, Some(mark)),
@@ -72,16 +83,22 @@ pub(crate) struct Listener {
     pub(crate) token: String,
 }
 
-/// The SSE form of a chatroom event.
-fn to_sse(event: &RoomEvent) -> Event {
+/// The SSE form of a chatroom event. An event about no message (`chatroom.updated`) carries
+/// the id of the last event before it, so a client resuming from it misses nothing.
+fn to_sse(event: &RoomEvent, last_id: &mut Option<String>) -> Event {
     let end = match event {
         RoomEvent::ReplyDelta { delta, offset, .. } => Some(offset + delta.chars().count()),
         _ => None,
     };
-    Event::default()
-        .event(event.name())
-        .id(event_id(event, end))
-        .data(event.data())
+    let id = event_id(event, end);
+    if !id.is_empty() {
+        *last_id = Some(id);
+    }
+    let sse = Event::default().event(event.name()).data(event.data());
+    match last_id {
+        Some(id) => sse.id(id.as_str()),
+        None => sse,
+    }
 }
 
 fn event_id(event: &RoomEvent, end: Option<usize>) -> String {
@@ -187,16 +204,24 @@ pub(crate) async fn open(
         app: Arc::clone(app),
         listener,
         recheck,
+        // Until an event of this stream has one: where the client resumed from, or what it
+        // was shown first.
+        last_id: last
+            .map(LastEvent::id)
+            .or_else(|| recent.last().map(|m| m.id.to_string())),
         _open: crate::metrics::SseConnection::open(),
     };
     Ok(futures::stream::unfold(state, |mut state| async move {
         let event = state.next().await?;
-        Some((Ok(to_sse(&event)), state))
+        let sse = to_sse(&event, &mut state.last_id);
+        Some((Ok(sse), state))
     }))
 }
 
 struct StreamState {
     subscription: RoomSubscription,
+    /// The id of the last event sent (see [`to_sse`]).
+    last_id: Option<String>,
     replay: VecDeque<RoomEvent>,
     /// Replies whose content so far was sent as a snapshot: characters covered.
     snapshots: HashMap<Uuid, usize>,

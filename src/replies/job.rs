@@ -7,13 +7,15 @@ use tracing::Instrument;
 
 use super::context::{self, Budget};
 use super::model::{KIND, ReplyJob};
+use super::repo::Completed;
 use crate::ai::{AiError, Chunk, Conversation};
 use crate::app::App;
+use crate::chatrooms::title::TitleJob;
 use crate::jobs::queue::ClaimedJob;
 use crate::jobs::retry;
 use crate::jobs::worker::{JobHandler, count_outcome};
 use crate::messages::events::{self, Heard, RoomEvent, RoomSubscription};
-use crate::messages::model::{Message, MessageError, MessageStatus};
+use crate::messages::model::{MessageError, MessageStatus};
 use crate::metrics::{AI_DURATION, AI_ERRORS};
 use crate::storage::error::StoreError;
 
@@ -67,7 +69,14 @@ async fn attempt(app: &App, job: &ClaimedJob, reply: &ReplyJob) -> Result<(), St
             tracing::info!("reply completed");
             // The reply is the room's newest activity: the owner's cached list is stale.
             app.list_cache.invalidate(reply.user_id).await;
-            events::publish(app, reply.chatroom_id, &RoomEvent::completed(&done)).await;
+            events::publish(app, reply.chatroom_id, &RoomEvent::completed(&done.message)).await;
+            if done.room_untitled {
+                let title = TitleJob {
+                    chatroom_id: reply.chatroom_id,
+                    user_id: reply.user_id,
+                };
+                app.store.jobs.enqueue(&title.queued(now)).await?;
+            }
         }
         Ok(Produced::Ended) => {
             count_outcome("already_finished");
@@ -132,7 +141,7 @@ fn final_error(error: &AiError) -> MessageError {
 
 /// What an attempt that got an answer (or was stopped) produced.
 enum Produced {
-    Completed(Box<Message>),
+    Completed(Box<Completed>),
     /// The reply had ended before this run could store it (another run finished it, or it
     /// was cancelled before streaming).
     Ended,

@@ -11,6 +11,14 @@ use crate::messages::model::{Message, MessageError, MessageId, ReplyMeta};
 use crate::storage::error::StoreError;
 use crate::users::model::UserId;
 
+/// A reply this run completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completed {
+    pub message: Message,
+    /// Its chatroom still has the default name: a title is due.
+    pub room_untitled: bool,
+}
+
 /// What became of a request to cancel a reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cancel {
@@ -48,8 +56,9 @@ pub trait ReplyRepo: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// In one transaction: completes the reply if it is still unfinished, bumps the chatroom's
-    /// activity and removes the job. Returns the final reply, or `None` when another run had
-    /// already finished it (a job may run twice; only one run completes it).
+    /// activity and removes the job. Returns the final reply (and whether its room still waits
+    /// for a title), or `None` when another run had already finished it (a job may run twice;
+    /// only one run completes it).
     async fn complete(
         &self,
         job: &ClaimedJob,
@@ -57,7 +66,7 @@ pub trait ReplyRepo: Send + Sync {
         content: &str,
         meta: &ReplyMeta,
         now: DateTime<Utc>,
-    ) -> Result<Option<Message>, StoreError>;
+    ) -> Result<Option<Completed>, StoreError>;
 
     /// In one transaction: fails the reply if it is still unfinished, gives its prompt back to
     /// the day it was taken from (once: the day is cleared), and removes the job.

@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::SqlStore;
 use super::sql::{FromRecord, Lock, Record, Scalar, sql};
-use crate::chatrooms::model::{Chatroom, ChatroomId};
+use crate::chatrooms::model::{Chatroom, ChatroomId, NameSource};
 use crate::chatrooms::repo::ChatroomRepo;
 use crate::storage::error::StoreError;
 use crate::users::model::UserId;
@@ -16,6 +16,7 @@ impl FromRecord for Chatroom {
             id: ChatroomId(row.get("id")?),
             user_id: UserId(row.get("user_id")?),
             name: row.get("name")?,
+            name_source: NameSource::from_db(&row.get::<String>("name_source")?),
             created_at: row.get("created_at")?,
             updated_at: row.get("updated_at")?,
             last_message_at: row.get("last_message_at")?,
@@ -37,11 +38,12 @@ impl ChatroomRepo for SqlStore {
             return Ok(false);
         }
         sql("INSERT INTO chatrooms \
-             (id, user_id, name, created_at, updated_at, last_message_at, activity_at) \
-             VALUES ($1, $2, $3, $4, $5, NULL, $4)")
+             (id, user_id, name, name_source, created_at, updated_at, last_message_at, \
+             activity_at) VALUES ($1, $2, $3, $4, $5, $6, NULL, $5)")
         .bind(room.id.0)
         .bind(room.user_id.0)
         .bind(room.name.as_str())
+        .bind(room.name_source.as_str())
         .bind(room.created_at)
         .bind(room.updated_at)
         .execute(&mut *tx)
@@ -52,7 +54,7 @@ impl ChatroomRepo for SqlStore {
 
     async fn list(&self, user: UserId) -> Result<Vec<Chatroom>, StoreError> {
         sql(
-            "SELECT id, user_id, name, created_at, updated_at, last_message_at FROM chatrooms \
+            "SELECT id, user_id, name, name_source, created_at, updated_at, last_message_at FROM chatrooms \
              WHERE user_id = $1 ORDER BY activity_at DESC, id DESC",
         )
         .bind(user.0)
@@ -62,7 +64,7 @@ impl ChatroomRepo for SqlStore {
 
     async fn find(&self, user: UserId, id: ChatroomId) -> Result<Option<Chatroom>, StoreError> {
         sql(
-            "SELECT id, user_id, name, created_at, updated_at, last_message_at FROM chatrooms \
+            "SELECT id, user_id, name, name_source, created_at, updated_at, last_message_at FROM chatrooms \
              WHERE id = $1 AND user_id = $2",
         )
         .bind(id.0)
@@ -79,12 +81,31 @@ impl ChatroomRepo for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<Option<Chatroom>, StoreError> {
         sql(
-            "UPDATE chatrooms SET name = $3, updated_at = $4 WHERE id = $1 AND user_id = $2 \
-             RETURNING id, user_id, name, created_at, updated_at, last_message_at",
+            "UPDATE chatrooms SET name = $3, name_source = 'user', updated_at = $4 \
+             WHERE id = $1 AND user_id = $2 \
+             RETURNING id, user_id, name, name_source, created_at, updated_at, last_message_at",
         )
         .bind(id.0)
         .bind(user.0)
         .bind(name)
+        .bind(now)
+        .fetch_optional(&mut *self.db.writes())
+        .await
+    }
+
+    async fn set_title(
+        &self,
+        id: ChatroomId,
+        title: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Chatroom>, StoreError> {
+        sql(
+            "UPDATE chatrooms SET name = $2, name_source = 'title', updated_at = $3 \
+             WHERE id = $1 AND name_source = 'default' \
+             RETURNING id, user_id, name, name_source, created_at, updated_at, last_message_at",
+        )
+        .bind(id.0)
+        .bind(title)
         .bind(now)
         .fetch_optional(&mut *self.db.writes())
         .await

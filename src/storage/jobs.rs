@@ -47,7 +47,8 @@ impl SqlStore {
     }
 
     /// Queues `job` as part of the caller's transaction, waking workers when it commits (the
-    /// caller wakes this process's own with `local_jobs` after the commit).
+    /// caller wakes this process's own with `local_jobs` after the commit). A job whose key is
+    /// already queued is not queued twice.
     pub(super) async fn enqueue_in(
         &self,
         tx: &mut dyn Connection,
@@ -55,7 +56,8 @@ impl SqlStore {
     ) -> Result<(), StoreError> {
         sql(
             "INSERT INTO jobs (id, kind, payload, lane, key, user_id, chatroom_id, attempts, \
-             run_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8)",
+             run_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8) \
+             ON CONFLICT (key) DO NOTHING",
         )
         .bind(job.id.0)
         .bind(job.kind)

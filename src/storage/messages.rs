@@ -384,6 +384,18 @@ impl MessageRepo for SqlStore {
         self.one_with_versions(&mut *reads, found).await
     }
 
+    async fn opening(&self, chatroom: ChatroomId, limit: u32) -> Result<Vec<Message>, StoreError> {
+        sql(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE chatroom_id = $1 AND on_path ORDER BY id LIMIT $2"
+        ))
+        .bind(chatroom.0)
+        .bind(limit)
+        .fetch_all(&mut *self.db.reads())
+        .await
+    }
+
     async fn search(
         &self,
         user: UserId,

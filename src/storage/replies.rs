@@ -6,17 +6,18 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::SqlStore;
 use super::messages::{Stored, message_columns};
-use super::sql::{Connection, Lock, Scalar, sql};
-use crate::chatrooms::model::ChatroomId;
+use super::sql::{Connection, FromRecord, Lock, Record, Scalar, sql};
+use crate::chatrooms::model::{ChatroomId, NameSource};
 use crate::jobs::queue::ClaimedJob;
 use crate::messages::model::{Message, MessageError, MessageId, MessageStatus, ReplyMeta, Role};
 use crate::replies::model::ReplyJob;
-use crate::replies::repo::{Cancel, ReplyRepo};
+use crate::replies::repo::{Cancel, Completed, ReplyRepo};
 use crate::storage::error::StoreError;
 use crate::users::model::UserId;
 
 impl SqlStore {
-    /// Removes the reply's job and, when the reply changed, bumps the chatroom's activity.
+    /// Removes the reply's job and, when the reply changed, bumps the chatroom's activity;
+    /// where the chatroom's name comes from, when it was bumped.
     async fn end_reply(
         &self,
         tx: &mut dyn Connection,
@@ -24,15 +25,21 @@ impl SqlStore {
         reply: &ReplyJob,
         reply_changed: bool,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<NameSource>, StoreError> {
+        let mut source = None;
         if reply_changed {
-            sql("UPDATE chatrooms SET last_message_at = $2, activity_at = $2 WHERE id = $1")
-                .bind(reply.chatroom_id.0)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            let bumped: Option<Scalar<String>> = sql(
+                "UPDATE chatrooms SET last_message_at = $2, activity_at = $2 WHERE id = $1 \
+                 RETURNING name_source AS value",
+            )
+            .bind(reply.chatroom_id.0)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            source = bumped.map(|Scalar(name)| NameSource::from_db(&name));
         }
-        self.finish_in(tx, job.id).await
+        self.finish_in(tx, job.id).await?;
+        Ok(source)
     }
 }
 
@@ -49,6 +56,28 @@ async fn give_back(
         .execute(tx)
         .await?;
     Ok(())
+}
+
+/// A completed reply as PostgreSQL's one statement returns it: with the chatroom's name source.
+struct WithRoom(Stored, Option<NameSource>);
+
+impl FromRecord for WithRoom {
+    fn from_record(row: &dyn Record) -> Result<Self, StoreError> {
+        let source: Option<String> = row.get("room_name_source")?;
+        Ok(Self(
+            Stored::from_record(row)?,
+            source.map(|name| NameSource::from_db(&name)),
+        ))
+    }
+}
+
+impl Completed {
+    fn new(message: Message, source: Option<NameSource>) -> Self {
+        Self {
+            message,
+            room_untitled: source == Some(NameSource::Default),
+        }
+    }
 }
 
 #[async_trait]
@@ -113,7 +142,7 @@ impl ReplyRepo for SqlStore {
         content: &str,
         meta: &ReplyMeta,
         now: DateTime<Utc>,
-    ) -> Result<Option<Message>, StoreError> {
+    ) -> Result<Option<Completed>, StoreError> {
         let finish = |statement: super::sql::Statement| {
             statement
                 .bind(reply.reply_id.0)
@@ -130,13 +159,17 @@ impl ReplyRepo for SqlStore {
         // Where the database can, one statement does it all (one round trip, once per reply).
         if let Some(in_one) = self.db.complete_in_one_statement() {
             let mut writes = self.db.writes();
-            let done: Option<Stored> = finish(sql(in_one))
+            let done: Option<WithRoom> = finish(sql(in_one))
                 .bind(job.id.0)
                 .bind(reply.chatroom_id.0)
                 .fetch_optional(&mut *writes)
                 .await?;
             self.local_jobs.notify_one();
-            return self.one_with_versions(&mut *writes, done).await;
+            let Some(WithRoom(done, source)) = done else {
+                return Ok(None);
+            };
+            let done = self.one_with_versions(&mut *writes, Some(done)).await?;
+            return Ok(done.map(|message| Completed::new(message, source)));
         }
         let mut tx = self.db.begin().await?;
         let done: Option<Stored> = finish(sql(concat!(
@@ -148,12 +181,13 @@ impl ReplyRepo for SqlStore {
         )))
         .fetch_optional(&mut *tx)
         .await?;
-        self.end_reply(&mut *tx, job, reply, done.is_some(), now)
+        let source = self
+            .end_reply(&mut *tx, job, reply, done.is_some(), now)
             .await?;
         let done = self.one_with_versions(&mut *tx, done).await?;
         tx.commit().await?;
         self.local_jobs.notify_one();
-        Ok(done)
+        Ok(done.map(|message| Completed::new(message, source)))
     }
 
     async fn fail(

@@ -299,7 +299,8 @@ pub(crate) trait Dialect: Send + Sync {
 
     /// Where the database has data-modifying CTEs: one statement that completes a reply (binds
     /// as the shared `UPDATE messages` of `complete`, then the job `$11` and the chatroom
-    /// `$12`), deletes its job (waking workers) and bumps the room, returning the message.
+    /// `$12`), deletes its job (waking workers) and bumps the room, returning the message and
+    /// the room's `room_name_source`.
     fn complete_in_one_statement(&self) -> Option<&'static str>;
 
     /// Whether the server answers at all, even while every pooled connection is busy (for

@@ -93,7 +93,7 @@ async fn chatroom_input_is_validated(backend: Backend) {
         json!({"name": ""}),
         json!({"name": "   "}),
         json!({"name": "x".repeat(101)}),
-        json!({}),
+        json!({"name": 7}),
     ] {
         app.post("/chatroom", Some(&token), bad)
             .await
@@ -101,6 +101,9 @@ async fn chatroom_input_is_validated(backend: Backend) {
     }
     let list = app.get("/chatroom", Some(&token)).await;
     assert_eq!(list.assert_status(200)["chatrooms"], json!([]));
+    // Without a name (contract v2) a room is created, to be titled after its first reply.
+    let unnamed = app.post("/chatroom", Some(&token), json!({})).await;
+    assert_eq!(unnamed.assert_status(201)["name"], "New chat");
 }
 
 /// The caller's chatroom list (200).

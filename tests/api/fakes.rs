@@ -34,6 +34,15 @@ impl FakeGemini {
             .and(header("x-goog-api-key", GEMINI_KEY))
     }
 
+    /// Matches a one-piece call (`generateContent`, for titles), key in `x-goog-api-key`.
+    pub fn complete_call() -> MockBuilder {
+        Mock::given(method("POST"))
+            .and(path(format!(
+                "/v1beta/models/{GEMINI_MODEL}:generateContent"
+            )))
+            .and(header("x-goog-api-key", GEMINI_KEY))
+    }
+
     /// The request bodies Gemini received, in order.
     pub async fn requests(&self) -> Vec<Value> {
         self.server

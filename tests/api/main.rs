@@ -26,6 +26,7 @@ mod storage;
 mod storage_billing;
 mod storage_chat;
 mod subscriptions;
+mod titles;
 mod users;
 mod web;
 mod worker;

@@ -36,6 +36,7 @@ async fn user_and_room(store: &Store) -> (UserId, ChatroomId) {
         id: ChatroomId(uuid::Uuid::now_v7()),
         user_id: user.id,
         name: "contract".into(),
+        name_source: gemchat::chatrooms::model::NameSource::User,
         created_at: at,
         updated_at: at,
         last_message_at: None,
@@ -169,7 +170,8 @@ async fn a_room_has_at_most_one_claimed_job_and_replies_come_oldest_first(backen
         .complete(job, &reply_of(job), "the answer", &meta, now())
         .await
         .expect("complete")
-        .expect("this run finished it");
+        .expect("this run finished it")
+        .message;
     assert_eq!(done.status, MessageStatus::Completed);
     assert_eq!(done.content, "the answer");
     assert_eq!(done.meta, meta);
@@ -364,6 +366,7 @@ async fn rooms_are_limited_per_user_and_deleting_one_refunds_its_queued_prompts(
         id: ChatroomId(uuid::Uuid::now_v7()),
         user_id: user,
         name: "second".into(),
+        name_source: gemchat::chatrooms::model::NameSource::User,
         created_at: at,
         updated_at: at,
         last_message_at: None,

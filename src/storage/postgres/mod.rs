@@ -135,10 +135,10 @@ impl Dialect for PgStore {
                  WHERE id = $1 AND status IN ('pending', 'streaming') RETURNING *), \
              gone AS (DELETE FROM jobs WHERE id = $11 RETURNING pg_notify('gemchat_jobs', '')), \
              touched AS (UPDATE chatrooms SET last_message_at = $8, activity_at = $8 \
-                 WHERE id = $12 AND EXISTS (SELECT 1 FROM done)) \
+                 WHERE id = $12 AND EXISTS (SELECT 1 FROM done) RETURNING name_source) \
              SELECT ",
             message_columns!(),
-            " FROM done"
+            ", (SELECT name_source FROM touched) AS room_name_source FROM done"
         ))
     }
 

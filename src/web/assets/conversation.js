@@ -6,7 +6,7 @@
 import { call, loadSession, readEvents } from "./api.js";
 import { refreshUsage, setUsage, showLimit } from "./account.js";
 import { renderMarkdown } from "./markdown.js";
-import { closeSidebar, nameFrom, renderRooms, upsertRoom } from "./rooms.js";
+import { closeSidebar, renderRooms, upsertRoom } from "./rooms.js";
 import { state } from "./state.js";
 import { $, announce, describe, fieldMessage, h, sleep, stampFormat, toast } from "./ui.js";
 
@@ -373,6 +373,14 @@ export function closeStream() {
 
 function handleEvent({ type, data }) {
   if (!data || typeof data !== "object") return;
+  if (type === "chatroom.updated") {
+    upsertRoom(data, false);
+    if (state.room?.id === data.id) {
+      state.room = data;
+      $("room-title").textContent = data.name;
+    }
+    return;
+  }
   const stick = nearEnd();
   if (type === "message.created") {
     if (data.role === "user" && !state.messages.has(data.id)) {
@@ -436,7 +444,8 @@ async function send(content) {
   scrollToEnd();
   try {
     if (!state.room) {
-      const { body: room } = await call("POST", "/chatroom", { name: nameFrom(content) });
+      // Unnamed: the server titles it once the first reply is in (chatroom.updated).
+      const { body: room } = await call("POST", "/chatroom", {});
       if (generation !== state.generation) return;
       state.room = room;
       history.pushState(null, "", `#/c/${room.id}`);

@@ -96,18 +96,6 @@ async function deleteRoom(event) {
   }
 }
 
-/** A chat's name from its first prompt: the first line without Markdown marks, shortened. */
-export function nameFrom(content) {
-  const line = content.split("\n").find((l) => l.trim()) || "";
-  const words = line
-    .replace(/^\s*(#{1,6}|>|[-*+]|\d+[.)])\s+/, "")
-    .replace(/(\*\*|__|~~|`)/g, "")
-    .replace(/\s+/g, " ")
-    .trim();
-  if (!words) return "New chat";
-  return words.length > 60 ? `${words.slice(0, 59).trimEnd()}…` : words;
-}
-
 function openSidebar() {
   document.body.classList.add("sidebar-open");
   $("scrim").hidden = false;
