@@ -88,20 +88,7 @@ impl AiProvider for GeminiProvider {
     }
 
     async fn stream_reply(&self, conversation: Conversation) -> Result<ReplyStream, AiError> {
-        let request = self
-            .http
-            .post(&self.url)
-            .header("x-goog-api-key", self.api_key.expose())
-            .json(&request_body(&conversation))
-            .send();
-        let response = tokio::time::timeout(self.idle_timeout, request)
-            .await
-            .map_err(|_| timeout())?
-            .map_err(|err| AiError::Retryable {
-                kind: "unreachable",
-                message: format!("cannot reach Gemini: {}", without_url(&err)),
-                retry_after: None,
-            })?;
+        let response = self.post(&self.url, &request_body(&conversation)).await?;
         let status = response.status();
         if !status.is_success() {
             let body = tokio::time::timeout(self.idle_timeout, response.bytes())
@@ -120,6 +107,28 @@ impl AiProvider for GeminiProvider {
 }
 
 impl GeminiProvider {
+    /// Posts `body` with the key in its header; the response once its headers are in.
+    async fn post(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> Result<reqwest::Response, AiError> {
+        let request = self
+            .http
+            .post(url)
+            .header("x-goog-api-key", self.api_key.expose())
+            .json(body)
+            .send();
+        tokio::time::timeout(self.idle_timeout, request)
+            .await
+            .map_err(|_| timeout())?
+            .map_err(|err| AiError::Retryable {
+                kind: "unreachable",
+                message: format!("cannot reach Gemini: {}", without_url(&err)),
+                retry_after: None,
+            })
+    }
+
     /// `generateContent` with a small output budget, thinking off where the model allows.
     async fn complete_once(&self, conversation: &Conversation) -> Result<String, AiError> {
         let mut body = request_body(conversation);
@@ -127,20 +136,7 @@ impl GeminiProvider {
         if self.can_skip_thinking {
             body["generationConfig"]["thinkingConfig"] = json!({"thinkingBudget": 0});
         }
-        let request = self
-            .http
-            .post(&self.complete_url)
-            .header("x-goog-api-key", self.api_key.expose())
-            .json(&body)
-            .send();
-        let response = tokio::time::timeout(self.idle_timeout, request)
-            .await
-            .map_err(|_| timeout())?
-            .map_err(|err| AiError::Retryable {
-                kind: "unreachable",
-                message: format!("cannot reach Gemini: {}", without_url(&err)),
-                retry_after: None,
-            })?;
+        let response = self.post(&self.complete_url, &body).await?;
         let status = response.status();
         let bytes = tokio::time::timeout(self.idle_timeout, response.bytes())
             .await

@@ -66,14 +66,14 @@ impl SqlStore {
     }
 
     /// The message, locked for the rest of the transaction, if it is in this user's room.
-    async fn locked_message(
+    pub(super) async fn locked_message(
         &self,
         tx: &mut dyn Connection,
         user: UserId,
         room: ChatroomId,
         id: MessageId,
-    ) -> Result<Option<Message>, StoreError> {
-        let found: Option<Stored> = sql(format!(
+    ) -> Result<Option<Stored>, StoreError> {
+        sql(format!(
             concat!(
                 "SELECT ",
                 message_columns!(),
@@ -85,8 +85,7 @@ impl SqlStore {
         .bind(room.0)
         .bind(user.0)
         .fetch_optional(tx)
-        .await?;
-        Ok(found.map(|stored| stored.message))
+        .await
     }
 }
 
@@ -115,7 +114,9 @@ impl BranchRepo for SqlStore {
         let Some(tier) = self.lock_room(&mut *tx, user, room, new.now).await? else {
             return Ok(VersionOutcome::NotFound);
         };
-        let Some(of) = self.locked_message(&mut *tx, user, room, new.of).await? else {
+        let Some(Stored { message: of, .. }) =
+            self.locked_message(&mut *tx, user, room, new.of).await?
+        else {
             return Ok(VersionOutcome::NotFound);
         };
         // An edit adds a prompt beside `of`; a regeneration, a reply to `of`'s prompt.
@@ -130,7 +131,7 @@ impl BranchRepo for SqlStore {
             (None, Role::Model) => {
                 let parent = of.parent_id.ok_or(StoreError::NotFound)?;
                 let asked = self.locked_message(&mut *tx, user, room, parent).await?;
-                asked.ok_or(StoreError::NotFound)?
+                asked.ok_or(StoreError::NotFound)?.message
             }
             _ => return Ok(VersionOutcome::WrongRole),
         };

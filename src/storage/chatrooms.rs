@@ -24,6 +24,13 @@ impl FromRecord for Chatroom {
     }
 }
 
+/// The columns a `Chatroom` reads.
+macro_rules! chatroom_columns {
+    () => {
+        "id, user_id, name, name_source, created_at, updated_at, last_message_at"
+    };
+}
+
 #[async_trait]
 impl ChatroomRepo for SqlStore {
     async fn create(&self, room: &Chatroom, max_per_user: u32) -> Result<bool, StoreError> {
@@ -53,20 +60,23 @@ impl ChatroomRepo for SqlStore {
     }
 
     async fn list(&self, user: UserId) -> Result<Vec<Chatroom>, StoreError> {
-        sql(
-            "SELECT id, user_id, name, name_source, created_at, updated_at, last_message_at FROM chatrooms \
-             WHERE user_id = $1 ORDER BY activity_at DESC, id DESC",
-        )
+        sql(concat!(
+            "SELECT ",
+            chatroom_columns!(),
+            " FROM chatrooms \
+             WHERE user_id = $1 ORDER BY activity_at DESC, id DESC"
+        ))
         .bind(user.0)
         .fetch_all(&mut *self.db.reads())
         .await
     }
 
     async fn find(&self, user: UserId, id: ChatroomId) -> Result<Option<Chatroom>, StoreError> {
-        sql(
-            "SELECT id, user_id, name, name_source, created_at, updated_at, last_message_at FROM chatrooms \
-             WHERE id = $1 AND user_id = $2",
-        )
+        sql(concat!(
+            "SELECT ",
+            chatroom_columns!(),
+            " FROM chatrooms WHERE id = $1 AND user_id = $2"
+        ))
         .bind(id.0)
         .bind(user.0)
         .fetch_optional(&mut *self.db.reads())
@@ -80,11 +90,11 @@ impl ChatroomRepo for SqlStore {
         name: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Chatroom>, StoreError> {
-        sql(
+        sql(concat!(
             "UPDATE chatrooms SET name = $3, name_source = 'user', updated_at = $4 \
-             WHERE id = $1 AND user_id = $2 \
-             RETURNING id, user_id, name, name_source, created_at, updated_at, last_message_at",
-        )
+             WHERE id = $1 AND user_id = $2 RETURNING ",
+            chatroom_columns!()
+        ))
         .bind(id.0)
         .bind(user.0)
         .bind(name)
@@ -99,11 +109,11 @@ impl ChatroomRepo for SqlStore {
         title: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Chatroom>, StoreError> {
-        sql(
+        sql(concat!(
             "UPDATE chatrooms SET name = $2, name_source = 'title', updated_at = $3 \
-             WHERE id = $1 AND name_source = 'default' \
-             RETURNING id, user_id, name, name_source, created_at, updated_at, last_message_at",
-        )
+             WHERE id = $1 AND name_source = 'default' RETURNING ",
+            chatroom_columns!()
+        ))
         .bind(id.0)
         .bind(title)
         .bind(now)

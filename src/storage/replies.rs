@@ -241,19 +241,7 @@ impl ReplyRepo for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<Cancel, StoreError> {
         let mut tx = self.db.begin().await?;
-        let found: Option<Stored> = sql(format!(
-            concat!(
-                "SELECT ",
-                message_columns!(),
-                " FROM messages WHERE id = $1 AND chatroom_id = $2 AND user_id = $3{}"
-            ),
-            self.locked(Lock::Update)
-        ))
-        .bind(reply.0)
-        .bind(room.0)
-        .bind(user.0)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let found = self.locked_message(&mut *tx, user, room, reply).await?;
         let Some(found) = found else {
             return Ok(Cancel::NotFound);
         };
