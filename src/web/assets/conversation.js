@@ -287,7 +287,9 @@ function editor(entry) {
       endEdit(id);
     }
   });
-  requestAnimationFrame(() => {
+  // Once it is in the page (the caller attaches it in this same task), before anything else
+  // can act on it: a later cursor move would land in the middle of the user's typing.
+  queueMicrotask(() => {
     box.focus();
     box.setSelectionRange(box.value.length, box.value.length);
   });
