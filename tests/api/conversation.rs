@@ -56,6 +56,12 @@ async fn messages(app: &TestApp, token: &str, room: &str) -> Vec<Value> {
     page["messages"].as_array().cloned().unwrap_or_default()
 }
 
+/// The statuses of the room's messages along its path.
+async fn statuses(app: &TestApp, token: &str, room: &str) -> Vec<Value> {
+    let all = messages(app, token, room).await;
+    all.iter().map(|m| m["status"].clone()).collect()
+}
+
 /// The texts of the turns of one request to Gemini.
 fn turns(request: &Value) -> Vec<String> {
     request["contents"]
@@ -312,11 +318,7 @@ async fn cancelling_a_pending_reply_gives_its_prompt_back_and_the_next_starts(ba
         1,
         "only the second reply runs, at once"
     );
-    let statuses: Vec<Value> = messages(&app, &token, &room)
-        .await
-        .iter()
-        .map(|m| m["status"].clone())
-        .collect();
+    let statuses = statuses(&app, &token, &room).await;
     assert_eq!(
         statuses,
         ["completed", "cancelled", "completed", "completed"]
@@ -416,11 +418,7 @@ async fn a_room_answers_in_order_with_cancels_and_regenerations_mixed_in(backend
         ],
         "in order, the cancelled regeneration never sent and left out of the context"
     );
-    let statuses: Vec<Value> = messages(&app, &token, &room)
-        .await
-        .iter()
-        .map(|m| m["status"].clone())
-        .collect();
+    let statuses = statuses(&app, &token, &room).await;
     assert_eq!(
         statuses,
         [
