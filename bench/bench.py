@@ -419,6 +419,10 @@ def run_mode(name: str, args, work: Path, logs: Path) -> dict:
             if profiler:
                 finish_profile(profiler)
             log(f"mode {name}: {key} {results['scenarios'][key]}")
+        log(f"mode {name}: scenario 8_branched_room")
+        results["scenarios"]["8_branched_room"] = branched_room(
+            port, users[0]["token"], work / name, args.seconds)
+        log(f"mode {name}: 8_branched_room {results['scenarios']['8_branched_room']}")
         api.stop()
         api = None
 
@@ -434,6 +438,48 @@ def run_mode(name: str, args, work: Path, logs: Path) -> dict:
         if api:
             api.stop()
         fake.stop()
+    return results
+
+
+def branched_room(port: int, token: str, work: Path, seconds: int) -> dict:
+    """Issue 13's question: what the active path costs in a big, branched room. One room of
+    10,000 messages (5,000 sends) with 50 edits spread along it, the long branch selected
+    again; then the newest page and a page from its middle under load, and `select` timed
+    one by one. The room is deleted afterwards (its queued replies with it)."""
+    room = expect(201, request(port, "POST", "/chatroom", {"name": "Branched"}, token),
+                  "create the branched room")["id"]
+    prompts = []
+    for n in range(5_000):
+        sent = expect(202, request(port, "POST", f"/chatroom/{room}/message",
+                                   {"content": f"message {n}"}, token), "send")
+        prompts.append(sent["message"]["id"])
+    leaf = sent["reply"]["id"]
+    for n in range(50):
+        prompt = prompts[(n + 1) * 97]
+        expect(202, request(port, "POST", f"/chatroom/{room}/messages/{prompt}/edit",
+                            {"content": f"edited {n}"}, token), "edit")
+    def select(message):
+        started = time.monotonic()
+        expect(200, request(port, "POST", f"/chatroom/{room}/messages/{message}/select",
+                            None, token), "select")
+        return (time.monotonic() - started) * 1000
+
+    timings = []
+    for n in range(10):
+        timings.append(select(prompts[2_500 + n]))  # a fork deep in the room: a long walk
+        timings.append(select(leaf))  # back to the long branch
+    middle = prompts[2_500]
+    tokens = work / "branched-token.txt"
+    tokens.write_text(token + "\n")
+    results = {"messages": 10_100, "branches": 50,
+               "select_ms_median": round(sorted(timings)[len(timings) // 2], 2),
+               "select_ms_max": round(max(timings), 2)}
+    for key, path in [("newest_page", f"/chatroom/{room}/messages?limit=50"),
+                      ("middle_page", f"/chatroom/{room}/messages?before={middle}&limit=50")]:
+        read = wrk(f"branched-{key}", port, "get.lua", seconds,
+                   {"BENCH_PATH": path, "BENCH_TOKENS": str(tokens)})
+        results[key] = {k: read[k] for k in ("rps", "p50_ms", "p99_ms")}
+    expect(204, request(port, "DELETE", f"/chatroom/{room}", None, token), "delete the room")
     return results
 
 

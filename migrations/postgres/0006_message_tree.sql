@@ -6,7 +6,9 @@
 ALTER TABLE messages DROP CONSTRAINT messages_status_check;
 ALTER TABLE messages ADD CONSTRAINT messages_status_check
     CHECK (status IN ('pending', 'streaming', 'completed', 'failed', 'cancelled'));
-ALTER TABLE messages ADD COLUMN parent_id UUID REFERENCES messages (id) ON DELETE CASCADE;
+-- No ON DELETE CASCADE on the parent: a room's messages go with the room (one cascade from
+-- chatrooms), and a cascade along parent links would recurse once per level of a long chat.
+ALTER TABLE messages ADD COLUMN parent_id UUID REFERENCES messages (id);
 ALTER TABLE messages ADD COLUMN on_path BOOLEAN NOT NULL DEFAULT TRUE;
 ALTER TABLE messages ADD COLUMN has_versions BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE messages ADD COLUMN thinking_tokens INTEGER;

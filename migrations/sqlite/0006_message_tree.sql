@@ -9,7 +9,9 @@ CREATE TABLE messages_next (
     id              BLOB PRIMARY KEY,
     chatroom_id     BLOB NOT NULL REFERENCES chatrooms (id) ON DELETE CASCADE,
     user_id         BLOB NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    parent_id       BLOB REFERENCES messages_next (id) ON DELETE CASCADE,
+    -- No ON DELETE CASCADE: a room's messages go with the room; a cascade along parent links
+    -- would recurse once per level (past SQLite's trigger depth in a long chat).
+    parent_id       BLOB REFERENCES messages_next (id),
     role            TEXT NOT NULL CHECK (role IN ('user', 'model')),
     content         TEXT NOT NULL,
     status          TEXT NOT NULL

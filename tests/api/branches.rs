@@ -15,6 +15,7 @@ backend_tests!(
     the_context_follows_the_edited_branch,
     bad_branch_requests_change_nothing,
     a_regeneration_at_the_daily_limit_is_refused_and_stores_nothing,
+    a_long_conversation_is_deleted_whole,
 );
 
 async fn path(app: &TestApp, token: &str, room: &str) -> Vec<Value> {
@@ -302,4 +303,33 @@ async fn a_regeneration_at_the_daily_limit_is_refused_and_stores_nothing(backend
         .await;
     assert_eq!(refused.assert_status(429)["code"], "daily_limit_reached");
     assert_eq!(path(&app, &token, &room).await, before);
+}
+
+async fn a_long_conversation_is_deleted_whole(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| config.basic_daily_limit = 1_000).await;
+    let (token, _) = app.new_user().await;
+    let room = app.chatroom(&token, "long").await;
+    // 1,200 messages, each the parent of the next: deeper than SQLite's trigger depth (1,000),
+    // which a cascade along parent links would exceed.
+    for n in 0..600 {
+        app.send_message(&token, &room, &format!("message {n}"))
+            .await;
+    }
+    let deleted = app
+        .request(
+            axum::http::Method::DELETE,
+            &format!("/chatroom/{room}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    deleted.assert_status(204);
+    let gone = app.get(&format!("/chatroom/{room}"), Some(&token)).await;
+    assert_eq!(gone.assert_status(404)["code"], "not_found");
+    let me = app.get("/user/me", Some(&token)).await;
+    assert_eq!(
+        me.assert_status(200)["usage"]["used_today"],
+        0,
+        "the queued prompts given back"
+    );
 }
