@@ -16,6 +16,20 @@ backend_tests!(
     a_linear_conversation_becomes_a_path_and_reads_back_the_same,
 );
 
+/// Runs each statement, then closes the pool.
+async fn run_all<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, statements: &[String])
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    for statement in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.as_str()))
+            .execute(pool)
+            .await
+            .expect(statement);
+    }
+    pool.close().await;
+}
+
 /// Applies the migrations up to `version` and runs `statements` on the result.
 async fn fill_schema_up_to(backend: Backend, url: &str, version: i64, statements: &[String]) {
     match backend {
@@ -29,25 +43,13 @@ async fn fill_schema_up_to(backend: Backend, url: &str, version: i64, statements
             let pool = sqlx::SqlitePool::connect_with(options).await.expect("open");
             let migrator = sqlx::migrate!("./migrations/sqlite");
             migrator.run_to(version, &pool).await.expect("migrate");
-            for statement in statements {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(statement.as_str()))
-                    .execute(&pool)
-                    .await
-                    .expect(statement);
-            }
-            pool.close().await;
+            run_all(&pool, statements).await;
         }
         Backend::Postgres => {
             let pool = sqlx::PgPool::connect(url).await.expect("connect");
             let migrator = sqlx::migrate!("./migrations/postgres");
             migrator.run_to(version, &pool).await.expect("migrate");
-            for statement in statements {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(statement.as_str()))
-                    .execute(&pool)
-                    .await
-                    .expect(statement);
-            }
-            pool.close().await;
+            run_all(&pool, statements).await;
         }
     }
 }
