@@ -8,12 +8,13 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::SqlStore;
-use super::messages::{Stored, insert_message, message_columns, take_prompt};
+use super::messages::{Parent, Stored, insert_message, message_columns, take_prompt};
 use super::sql::{Connection, Lock, Scalar, sql};
 use crate::chatrooms::model::ChatroomId;
 use crate::messages::model::{Message, MessageId, Role};
 use crate::messages::repo::{BranchRepo, NewVersion, VersionOutcome};
 use crate::quota::model::QuotaPolicy;
+use crate::replies::model::ReplyJob;
 use crate::storage::error::StoreError;
 use crate::users::model::UserId;
 
@@ -49,7 +50,7 @@ impl SqlStore {
         .fetch_optional(&mut *tx)
         .await?;
         sql("UPDATE messages SET on_path = FALSE \
-             WHERE chatroom_id = $1 AND on_path AND ($2 IS NULL OR id > $2)")
+             WHERE chatroom_id = $1 AND on_path = TRUE AND ($2 IS NULL OR id > $2)")
         .bind(room.0)
         .bind(fork.map(|Scalar(id)| id))
         .execute(&mut *tx)
@@ -111,7 +112,8 @@ impl BranchRepo for SqlStore {
         quota: &QuotaPolicy,
     ) -> Result<VersionOutcome, StoreError> {
         let mut tx = self.db.begin().await?;
-        let Some(tier) = self.lock_room(&mut *tx, user, room, new.now).await? else {
+        let locked = self.lock_room_for_new_message(&mut *tx, user, room, new.now);
+        let Some(tier) = locked.await? else {
             return Ok(VersionOutcome::NotFound);
         };
         let Some(Stored { message: of, .. }) =
@@ -144,14 +146,14 @@ impl BranchRepo for SqlStore {
             ..new.reply.clone()
         };
         if new.prompt.is_some() {
-            insert_message(&prompt, false, &mut *tx).await?;
+            insert_message(&prompt, Parent::Given, false, &mut *tx).await?;
         }
-        insert_message(&reply, false, &mut *tx).await?;
+        insert_message(&reply, Parent::Given, false, &mut *tx).await?;
         // The new message stands beside `of`: same parent, same role.
         mark_versions(&mut *tx, &of).await?;
         self.activate(&mut *tx, room, reply.id).await?;
-        self.queue_reply(&mut *tx, &reply, new.job_id, new.now)
-            .await?;
+        let job = ReplyJob::of(&reply).queued(new.job_id, new.now);
+        self.enqueue_in(&mut *tx, &job).await?;
         let written: Vec<Stored> = sql(concat!(
             "SELECT ",
             message_columns!(),

@@ -186,50 +186,79 @@ impl SqlStore {
     }
 }
 
-/// Inserts `message`, on the room's active path or not.
+/// Where a new message hangs in its room's tree.
+#[derive(Clone, Copy)]
+pub(super) enum Parent {
+    /// Under its own `parent_id`.
+    Given,
+    /// Under the end of the room's active path, read by the insert itself (the caller holds
+    /// the room's lock).
+    EndOfPath,
+}
+
+/// Inserts `message`, on the room's active path or not; returns the parent it was given.
 pub(super) async fn insert_message(
     message: &Message,
+    parent: Parent,
     on_path: bool,
     on: &mut dyn Connection,
-) -> Result<(), StoreError> {
-    sql(concat!(
-        "INSERT INTO messages (",
-        message_columns!(),
-        ", on_path) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16, $17, $18, $19, $20, $21)"
-    ))
-    .bind(message.id.0)
-    .bind(message.chatroom_id.0)
-    .bind(message.user_id.0)
-    .bind(message.parent_id.map(|p| p.0))
-    .bind(!message.versions.is_empty())
-    .bind(message.role.as_str())
-    .bind(message.content.as_str())
-    .bind(message.status.as_str())
-    .bind(message.error.as_ref().map(|e| e.code.as_str()))
-    .bind(message.error.as_ref().map(|e| e.message.as_str()))
-    .bind(message.quota_day)
-    .bind(message.meta.finish_reason.as_deref())
-    .bind(message.meta.model_version.as_deref())
-    .bind(message.meta.prompt_tokens)
-    .bind(message.meta.output_tokens)
-    .bind(message.meta.total_tokens)
-    .bind(message.meta.thinking_tokens)
-    .bind(message.meta.cached_tokens)
-    .bind(message.created_at)
-    .bind(message.updated_at)
-    .bind(on_path)
-    .execute(on)
-    .await?;
-    Ok(())
+) -> Result<Option<MessageId>, StoreError> {
+    const COLUMNS: &str = concat!("INSERT INTO messages (", message_columns!(), ", on_path) ");
+    const VALUES: &str = "$5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+         $19, $20, $21) RETURNING parent_id AS value";
+    let (statement, parent_bound) = match parent {
+        Parent::Given => (
+            format!("{COLUMNS}VALUES ($1, $2, $3, $4, {VALUES}"),
+            message.parent_id.map(|p| p.0),
+        ),
+        Parent::EndOfPath => (
+            format!(
+                "{COLUMNS}VALUES ($1, $2, $3, (SELECT id FROM messages \
+                 WHERE chatroom_id = $4 AND on_path = TRUE ORDER BY id DESC LIMIT 1), {VALUES}"
+            ),
+            Some(message.chatroom_id.0),
+        ),
+    };
+    let Scalar(parent): Scalar<Option<Uuid>> = sql(statement)
+        .bind(message.id.0)
+        .bind(message.chatroom_id.0)
+        .bind(message.user_id.0)
+        .bind(parent_bound)
+        .bind(!message.versions.is_empty())
+        .bind(message.role.as_str())
+        .bind(message.content.as_str())
+        .bind(message.status.as_str())
+        .bind(message.error.as_ref().map(|e| e.code.as_str()))
+        .bind(message.error.as_ref().map(|e| e.message.as_str()))
+        .bind(message.quota_day)
+        .bind(message.meta.finish_reason.as_deref())
+        .bind(message.meta.model_version.as_deref())
+        .bind(message.meta.prompt_tokens)
+        .bind(message.meta.output_tokens)
+        .bind(message.meta.total_tokens)
+        .bind(message.meta.thinking_tokens)
+        .bind(message.meta.cached_tokens)
+        .bind(message.created_at)
+        .bind(message.updated_at)
+        .bind(on_path)
+        .fetch_one(on)
+        .await?;
+    Ok(parent.map(MessageId))
+}
+
+/// The owner's tier, read in the transaction that writes (a plan change applies at once).
+const OWNER_TIER: &str = "EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = $2 \
+     AND s.pro_until > $3) AS value";
+
+fn tier(is_pro: Option<Scalar<bool>>) -> Option<Tier> {
+    is_pro.map(|Scalar(pro)| if pro { Tier::Pro } else { Tier::Basic })
 }
 
 impl SqlStore {
-    /// Inside a transaction about to write to a user's chatroom: locks the room's row (NO KEY
-    /// UPDATE, as the activity bump needs; a weaker share lock would deadlock two concurrent
-    /// writers upgrading it), so writers of one room line up, and reads the owner's tier in
-    /// the same transaction, so a plan change applies at once. `None`: no such room of this
-    /// user.
+    /// Inside a transaction about to change a user's chatroom without adding to it: locks the
+    /// room's row (NO KEY UPDATE, as a later activity bump needs; a weaker share lock would
+    /// deadlock two concurrent writers upgrading it), so writers of one room line up, and
+    /// reads the owner's tier. `None`: no such room of this user.
     pub(super) async fn lock_room(
         &self,
         tx: &mut dyn Connection,
@@ -237,9 +266,8 @@ impl SqlStore {
         room: ChatroomId,
         now: DateTime<Utc>,
     ) -> Result<Option<Tier>, StoreError> {
-        let is_pro: Option<Scalar<bool>> = sql(format!(
-            "SELECT EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = c.user_id \
-             AND s.pro_until > $3) AS value FROM chatrooms c WHERE c.id = $1 AND c.user_id = $2{}",
+        let is_pro = sql(format!(
+            "SELECT {OWNER_TIER} FROM chatrooms WHERE id = $1 AND user_id = $2{}",
             self.locked(Lock::NoKeyUpdate)
         ))
         .bind(room.0)
@@ -247,26 +275,28 @@ impl SqlStore {
         .bind(now)
         .fetch_optional(tx)
         .await?;
-        Ok(is_pro.map(|Scalar(pro)| if pro { Tier::Pro } else { Tier::Basic }))
+        Ok(tier(is_pro))
     }
-}
 
-impl SqlStore {
-    /// Queues the job that produces `reply` and bumps its room's activity.
-    pub(super) async fn queue_reply(
+    /// As [`Self::lock_room`], for a transaction that adds a message: the same statement bumps
+    /// the room's activity (an update locks the row as strongly).
+    pub(super) async fn lock_room_for_new_message(
         &self,
         tx: &mut dyn Connection,
-        reply: &Message,
-        job: JobId,
+        user: UserId,
+        room: ChatroomId,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sql("UPDATE chatrooms SET last_message_at = $2, activity_at = $2 WHERE id = $1")
-            .bind(reply.chatroom_id.0)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let job = ReplyJob::of(reply).queued(job, now);
-        self.enqueue_in(tx, &job).await
+    ) -> Result<Option<Tier>, StoreError> {
+        let is_pro = sql(format!(
+            "UPDATE chatrooms SET last_message_at = $3, activity_at = $3 \
+             WHERE id = $1 AND user_id = $2 RETURNING {OWNER_TIER}"
+        ))
+        .bind(room.0)
+        .bind(user.0)
+        .bind(now)
+        .fetch_optional(tx)
+        .await?;
+        Ok(tier(is_pro))
     }
 }
 
@@ -311,7 +341,8 @@ impl MessageRepo for SqlStore {
         let user = new.prompt.user_id;
         let room = new.prompt.chatroom_id;
         let mut tx = self.db.begin().await?;
-        let Some(tier) = self.lock_room(&mut *tx, user, room, new.now).await? else {
+        let locked = self.lock_room_for_new_message(&mut *tx, user, room, new.now);
+        let Some(tier) = locked.await? else {
             return Ok(PromptOutcome::ChatroomNotFound);
         };
         let (used, limit) = match take_prompt(&mut *tx, user, new.day, tier, quota).await? {
@@ -320,20 +351,10 @@ impl MessageRepo for SqlStore {
         };
         // The prompt follows the end of the room's active path (the room's row is locked:
         // concurrent sends line up behind each other).
-        let leaf: Option<Scalar<Uuid>> = sql("SELECT id AS value FROM messages \
-             WHERE chatroom_id = $1 AND on_path ORDER BY id DESC LIMIT 1")
-        .bind(new.prompt.chatroom_id.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let parent = leaf.map(|Scalar(id)| MessageId(id));
-        let prompt = Message {
-            parent_id: parent,
-            ..new.prompt.clone()
-        };
-        insert_message(&prompt, true, &mut *tx).await?;
-        insert_message(&new.reply, true, &mut *tx).await?;
-        self.queue_reply(&mut *tx, &new.reply, new.job_id, new.now)
-            .await?;
+        let parent = insert_message(&new.prompt, Parent::EndOfPath, true, &mut *tx).await?;
+        insert_message(&new.reply, Parent::Given, true, &mut *tx).await?;
+        let job = ReplyJob::of(&new.reply).queued(new.job_id, new.now);
+        self.enqueue_in(&mut *tx, &job).await?;
         tx.commit().await?;
         self.local_jobs.notify_one();
         Ok(PromptOutcome::Accepted {
@@ -353,7 +374,7 @@ impl MessageRepo for SqlStore {
         let page: Vec<Stored> = sql(concat!(
             "SELECT ",
             message_columns!(),
-            " FROM messages WHERE chatroom_id = $1 AND on_path AND ($2 IS NULL OR id < $2) \
+            " FROM messages WHERE chatroom_id = $1 AND on_path = TRUE AND ($2 IS NULL OR id < $2) \
              ORDER BY id DESC LIMIT $3"
         ))
         .bind(chatroom.0)
@@ -388,7 +409,7 @@ impl MessageRepo for SqlStore {
         sql(concat!(
             "SELECT ",
             message_columns!(),
-            " FROM messages WHERE chatroom_id = $1 AND on_path ORDER BY id LIMIT $2"
+            " FROM messages WHERE chatroom_id = $1 AND on_path = TRUE ORDER BY id LIMIT $2"
         ))
         .bind(chatroom.0)
         .bind(limit)
