@@ -42,6 +42,8 @@ pub struct App {
     pub(crate) list_cache: Arc<dyn ListCache>,
     pub(crate) progress: Arc<dyn ReplyProgress>,
     pub(crate) ai: Arc<dyn AiProvider>,
+    /// Where attachment bytes live (`STORAGE_URL`).
+    pub(crate) objects: Arc<dyn crate::objects::Objects>,
     /// Stripe, when `STRIPE_SECRET_KEY` is set; billing is off otherwise.
     pub(crate) payments: Option<Arc<dyn PaymentGateway>>,
     /// Pro's price, read from Stripe once.
@@ -160,6 +162,8 @@ impl AppBuilder {
             Some(ai) => ai,
             None => ai_provider(&config)?,
         };
+        let objects = crate::objects::store::CrateObjects::open(&config)?;
+        tracing::info!("attachments are kept in the {}", objects.described);
         let limiter: Arc<dyn crate::ratelimit::RateLimiter> = match &redis {
             Some(conn) => Arc::new(crate::ratelimit::RedisLimiter::new(conn.clone())),
             None => Arc::new(crate::ratelimit::MemoryLimiter::default()),
@@ -195,6 +199,7 @@ impl AppBuilder {
             list_cache,
             progress,
             ai,
+            objects: Arc::new(objects),
             payments,
             pro_price: tokio::sync::OnceCell::new(),
             limiter,

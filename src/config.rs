@@ -151,6 +151,32 @@ pub struct Config {
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Where attachment bytes live: `file://<folder>` (default: `uploads` in the data folder)
+    /// or `s3://<bucket>/<prefix>` (with the usual `AWS_*` variables).
+    #[arg(long, env = "STORAGE_URL")]
+    pub storage_url: Option<String>,
+
+    /// S3: the endpoint of an S3-compatible service (MinIO, R2, Garage); AWS's when unset.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+
+    /// S3: the bucket's region.
+    #[arg(long, env = "AWS_REGION")]
+    pub aws_region: Option<String>,
+
+    /// S3: the access key; without it, the usual AWS sources (session token, container or
+    /// instance credentials) are asked.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub aws_access_key_id: Option<Secret>,
+
+    /// S3: the secret of the access key.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub aws_secret_access_key: Option<Secret>,
+
+    /// Largest accepted upload, in bytes.
+    #[arg(long, env = "UPLOAD_MAX_BYTES", default_value_t = 10 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=1024 * 1024 * 1024))]
+    pub upload_max_bytes: u64,
+
     /// AI provider: `gemini` when GEMINI_API_KEY is set, else the offline `echo`.
     #[arg(long, env = "AI_PROVIDER", value_enum)]
     pub ai_provider: Option<AiProviderKind>,

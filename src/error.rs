@@ -39,6 +39,12 @@ pub(crate) enum AppError {
     InvalidMobileNumber(String),
     #[error("payload too large")]
     PayloadTooLarge,
+    /// An upload over `UPLOAD_MAX_BYTES` (413 `payload_too_large`).
+    #[error("file too large")]
+    FileTooLarge(u64),
+    /// An upload of a type that is not accepted (415 `unsupported_media_type`).
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
     /// The request body did not arrive within `HTTP_BODY_TIMEOUT` (408; the connection closes).
     #[error("request timeout")]
     RequestTimeout,
@@ -102,7 +108,8 @@ impl AppError {
         match self {
             Self::MalformedRequest(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) | Self::InvalidMobileNumber(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge | Self::FileTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized | Self::InvalidCredentials | Self::InvalidOtp => {
                 StatusCode::UNAUTHORIZED
@@ -128,7 +135,8 @@ impl AppError {
             Self::MalformedRequest(_) => "malformed_request",
             Self::Validation(_) => "validation_failed",
             Self::InvalidMobileNumber(_) => "invalid_mobile_number",
-            Self::PayloadTooLarge => "payload_too_large",
+            Self::PayloadTooLarge | Self::FileTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::RequestTimeout => "request_timeout",
             Self::Unauthorized => "unauthorized",
             Self::InvalidCredentials => "invalid_credentials",
@@ -154,6 +162,10 @@ impl AppError {
             Self::Validation(_) => "The request body or query failed validation.".into(),
             Self::InvalidMobileNumber(why) => format!("The mobile number {why}."),
             Self::PayloadTooLarge => "The request body is larger than the server accepts.".into(),
+            Self::FileTooLarge(max) => {
+                format!("The file is larger than the {max} bytes this server accepts.")
+            }
+            Self::UnsupportedMediaType(why) => why.clone(),
             Self::RequestTimeout => "The request body did not arrive in time.".into(),
             Self::Unauthorized => "A valid bearer token is required.".into(),
             Self::InvalidCredentials => "The mobile number or password is wrong.".into(),

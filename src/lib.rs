@@ -16,6 +16,7 @@ pub mod http;
 pub mod jobs;
 pub mod messages;
 pub mod metrics;
+pub mod objects;
 pub mod ops;
 pub mod quota;
 pub mod ratelimit;
@@ -23,6 +24,7 @@ pub mod redis_link;
 pub mod replies;
 pub mod storage;
 pub mod telemetry;
+pub mod uploads;
 pub mod users;
 pub mod web;
 
@@ -89,6 +91,8 @@ pub fn job_handlers() -> jobs::worker::Handlers {
     jobs::worker::Handlers::default()
         .with(replies::job::ReplyHandler)
         .with(chatrooms::title::TitleHandler)
+        .with(uploads::cleanup::ExpireHandler)
+        .with(uploads::cleanup::DeleteObjectsHandler)
 }
 
 /// Begins the app's shutdown on SIGINT or SIGTERM.

@@ -18,15 +18,32 @@ pub(crate) struct EchoProvider {
 
 /// The reply `echo` gives to a conversation.
 pub(crate) fn reply_text(conversation: &Conversation) -> String {
-    let prompt = conversation
+    let asked = conversation
         .turns
         .iter()
         .rev()
-        .find(|turn| turn.role == Role::User)
-        .map_or("", |turn| turn.text.as_str());
+        .find(|turn| turn.role == Role::User);
+    let prompt = asked.map_or("", |turn| turn.text.as_str());
+    let files: Vec<String> = asked
+        .into_iter()
+        .flat_map(|turn| &turn.files)
+        .map(|file| {
+            format!(
+                "{} ({}, {} bytes)",
+                file.name,
+                file.mime_type,
+                file.data.len()
+            )
+        })
+        .collect();
+    let attached = if files.is_empty() {
+        String::new()
+    } else {
+        format!(" You attached: {}.", files.join(", "))
+    };
     format!(
         "(offline echo provider: no AI model is configured, so this reply is generated \
-         locally) You said: {prompt}"
+         locally) You said: {prompt}{attached}"
     )
 }
 
@@ -113,10 +130,7 @@ mod tests {
     async fn echo_streams_a_deterministic_offline_reply() {
         let conversation = Conversation {
             system: "be brief".into(),
-            turns: vec![super::super::Turn {
-                role: Role::User,
-                text: "héllo there".into(),
-            }],
+            turns: vec![super::super::Turn::text(Role::User, "héllo there")],
         };
         let echo = EchoProvider {
             pace: Duration::ZERO,

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -66,10 +67,18 @@ impl GeminiProvider {
 pub(crate) fn request_body(conversation: &Conversation) -> serde_json::Value {
     let mut contents: Vec<(Role, Vec<serde_json::Value>)> = Vec::new();
     for turn in &conversation.turns {
-        let part = json!({"text": turn.text});
+        let text = json!({"text": turn.text});
+        // One part per file beside the text (gemini.md §11).
+        let files = turn.files.iter().map(|file| {
+            json!({"inlineData": {
+                "mimeType": file.mime_type,
+                "data": base64::engine::general_purpose::STANDARD.encode(&file.data),
+            }})
+        });
+        let parts = std::iter::once(text).chain(files);
         match contents.last_mut() {
-            Some((role, parts)) if *role == turn.role => parts.push(part),
-            _ => contents.push((turn.role, vec![part])),
+            Some((role, earlier)) if *role == turn.role => earlier.extend(parts),
+            _ => contents.push((turn.role, parts.collect())),
         }
     }
     json!({
@@ -668,22 +677,10 @@ mod tests {
         let conversation = Conversation {
             system: "Be concise.".into(),
             turns: vec![
-                Turn {
-                    role: Role::User,
-                    text: "first".into(),
-                },
-                Turn {
-                    role: Role::User,
-                    text: "second".into(),
-                },
-                Turn {
-                    role: Role::Model,
-                    text: "answer".into(),
-                },
-                Turn {
-                    role: Role::User,
-                    text: "third".into(),
-                },
+                Turn::text(Role::User, "first"),
+                Turn::text(Role::User, "second"),
+                Turn::text(Role::Model, "answer"),
+                Turn::text(Role::User, "third"),
             ],
         };
         let body = request_body(&conversation);

@@ -23,6 +23,37 @@ pub(crate) fn estimate_tokens(text: &str) -> u32 {
 pub(crate) struct Turn {
     pub(crate) role: Role,
     pub(crate) text: String,
+    /// Files sent with a prompt.
+    pub(crate) files: Vec<InlineFile>,
+}
+
+impl Turn {
+    /// A turn of text alone.
+    pub(crate) fn text(role: Role, text: impl Into<String>) -> Self {
+        Self {
+            role,
+            text: text.into(),
+            files: Vec::new(),
+        }
+    }
+}
+
+/// A file sent inline with a turn.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct InlineFile {
+    pub(crate) name: String,
+    pub(crate) mime_type: String,
+    pub(crate) data: bytes::Bytes,
+}
+
+impl std::fmt::Debug for InlineFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InlineFile")
+            .field("name", &self.name)
+            .field("mime_type", &self.mime_type)
+            .field("bytes", &self.data.len())
+            .finish()
+    }
 }
 
 /// What the model is asked: a system instruction and the conversation, ending with the

@@ -36,6 +36,12 @@ pub trait ChatroomRepo: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Option<Chatroom>, StoreError>;
 
-    /// Deletes the chatroom with its messages and queued jobs; false if there was none.
-    async fn delete(&self, user: UserId, id: ChatroomId) -> Result<bool, StoreError>;
+    /// Deletes the chatroom with its messages, its queued jobs and the files only its prompts
+    /// carry (their bytes through a job queued due `now`); false if there was none.
+    async fn delete(
+        &self,
+        user: UserId,
+        id: ChatroomId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError>;
 }

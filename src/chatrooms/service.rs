@@ -112,7 +112,12 @@ pub(crate) async fn rename(
 }
 
 pub(crate) async fn delete(app: &App, user: UserId, id: ChatroomId) -> Result<()> {
-    if !app.store.chatrooms.delete(user, id).await? {
+    if !app
+        .store
+        .chatrooms
+        .delete(user, id, app.clock.now())
+        .await?
+    {
         return Err(AppError::NotFound);
     }
     app.list_cache.invalidate(user).await;

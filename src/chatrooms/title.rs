@@ -130,10 +130,7 @@ async fn title_for(
         system: INSTRUCTION.into(),
         turns: [prompt, reply]
             .into_iter()
-            .map(|message| Turn {
-                role: message.role,
-                text: message.content.clone(),
-            })
+            .map(|message| Turn::text(message.role, message.content.clone()))
             .collect(),
     };
     Ok(app

@@ -23,6 +23,7 @@ use crate::http::problem::PROBLEM_JSON;
         (name = "auth", description = "Sign-up, one-time codes, passwords, sessions"),
         (name = "user", description = "The caller's account"),
         (name = "chatrooms", description = "Chatrooms, messages and AI replies"),
+        (name = "uploads", description = "Files (images, PDFs, text) for prompts"),
         (name = "billing", description = "Pro subscriptions through Stripe"),
         (name = "operations", description = "Health, readiness, documentation"),
     )

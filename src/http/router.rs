@@ -29,7 +29,9 @@ use crate::http::state::AppState;
 
 /// The API's routes and their OpenAPI description, before state and middleware: those that
 /// need the database, and the operations routes (which answer without it).
-fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+fn api(
+    config: &crate::config::Config,
+) -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
     let (with_database, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::auth::routes::router())
         .merge(crate::users::routes::router())
@@ -37,6 +39,7 @@ fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::messages::routes::router())
         .merge(crate::replies::routes::router())
         .merge(crate::billing::routes::router())
+        .merge(crate::uploads::routes::router(config.upload_max_bytes))
         .split_for_parts();
     let (operations, operations_doc) = crate::ops::routes::router().split_for_parts();
     doc.merge(operations_doc);
@@ -46,7 +49,7 @@ fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// The complete HTTP service: routes, docs, error fallbacks and middleware.
 pub fn router(app: Arc<App>) -> Router {
-    let (with_database, operations, openapi) = api();
+    let (with_database, operations, openapi) = api(&app.config);
     let not_found = not_found(&openapi);
     let max_body = app.config.max_body_bytes;
     let body_time = std::time::Duration::from_secs(app.config.http_body_timeout);

@@ -12,6 +12,8 @@ use crate::chatrooms::service as chatrooms;
 use crate::error::{AppError, Result};
 use crate::jobs::queue::JobId;
 use crate::quota::model::{Usage, day_of};
+use crate::uploads::model::{Upload, UploadId};
+use crate::uploads::service as uploads;
 use crate::users::model::UserId;
 
 /// Queues a new reply to the prompt of `reply` (completed, failed or cancelled), as a new
@@ -25,6 +27,12 @@ pub(crate) async fn regenerate(
     add_version(app, user, room, reply, None).await
 }
 
+/// A new version of a prompt: its content, and its files (`None`: those of the old version).
+struct Edited {
+    content: String,
+    attachments: Option<Vec<Upload>>,
+}
+
 /// Adds a new version of the prompt `prompt` with `content`, queues its reply and makes that
 /// branch active. Counts against the daily limit.
 pub(crate) async fn edit(
@@ -33,9 +41,18 @@ pub(crate) async fn edit(
     room: ChatroomId,
     prompt: MessageId,
     content: &str,
+    attachments: Option<&[UploadId]>,
 ) -> Result<Accepted> {
     let content = parse_content(content)?;
-    add_version(app, user, room, prompt, Some(content)).await
+    let attachments = match attachments {
+        Some(ids) => Some(uploads::for_prompt(app, user, ids).await?),
+        None => None,
+    };
+    let edited = Edited {
+        content,
+        attachments,
+    };
+    add_version(app, user, room, prompt, Some(edited)).await
 }
 
 async fn add_version(
@@ -43,16 +60,21 @@ async fn add_version(
     user: UserId,
     room: ChatroomId,
     of: MessageId,
-    edited: Option<String>,
+    edited: Option<Edited>,
 ) -> Result<Accepted> {
     let now = app.clock.now();
-    let prompt = edited.map(|content| new_prompt(user, room, content, now));
+    let keep_attachments = edited.as_ref().is_some_and(|e| e.attachments.is_none());
+    let prompt = edited.map(|edited| Message {
+        attachments: edited.attachments.unwrap_or_default(),
+        ..new_prompt(user, room, edited.content, now)
+    });
     // Storage sets the parent of a regenerated reply (the prompt of `of`).
     let reply = pending_reply(user, room, prompt.as_ref().map(|p| p.id), now);
     let editing = prompt.is_some();
     let new = NewVersion {
         of,
         prompt,
+        keep_attachments,
         reply,
         job_id: JobId::new(),
         day: day_of(now),
@@ -70,6 +92,7 @@ async fn add_version(
             return Err(limit_reached(limit, tier, now));
         }
         VersionOutcome::NotFound => return Err(AppError::NotFound),
+        VersionOutcome::AttachmentGone => return Err(uploads::gone()),
         VersionOutcome::WrongRole if editing => {
             return Err(AppError::invalid(
                 "message_id",

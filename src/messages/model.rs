@@ -154,6 +154,8 @@ pub struct Message {
     /// The messages with the same parent and role, oldest first, this one among them; empty
     /// when it has no other version.
     pub versions: Vec<MessageId>,
+    /// The files a prompt carries, in order (none on replies).
+    pub attachments: Vec<crate::uploads::model::Upload>,
     pub role: Role,
     pub content: String,
     pub status: MessageStatus,
@@ -238,7 +240,11 @@ impl From<&Message> for MessageView {
                 index: ids.iter().position(|id| *id == message.id.0).unwrap_or(0),
                 ids,
             },
-            attachments: Vec::new(),
+            attachments: message
+                .attachments
+                .iter()
+                .map(AttachmentView::from)
+                .collect(),
             usage: meta.prompt_tokens.map(|input| TokenUsage {
                 input_tokens: input,
                 output_tokens: meta.output_tokens.unwrap_or(0),

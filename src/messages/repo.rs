@@ -35,6 +35,8 @@ pub enum PromptOutcome {
     LimitReached { limit: u32, tier: Tier },
     /// Nothing stored: no such chatroom of this user.
     ChatroomNotFound,
+    /// Nothing stored: a file the prompt carries is no longer the user's (it expired).
+    AttachmentGone,
 }
 
 /// One search result.
@@ -105,6 +107,8 @@ pub struct NewVersion {
     pub of: MessageId,
     /// The edited prompt (storage sets its parent: the parent of `of`); `None` regenerates.
     pub prompt: Option<Message>,
+    /// An edit that named no files keeps those of `of`.
+    pub keep_attachments: bool,
     /// The pending reply (storage sets its parent).
     pub reply: Message,
     pub job_id: JobId,
@@ -132,6 +136,8 @@ pub enum VersionOutcome {
     WrongRole,
     /// A regeneration of a reply still in progress.
     InProgress,
+    /// A file the edited prompt carries is no longer the user's (it expired).
+    AttachmentGone,
 }
 
 /// Versions and the active path of a chatroom's message tree.

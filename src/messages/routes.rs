@@ -24,6 +24,7 @@ use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::problem::Problem;
 use crate::http::state::AppState;
 use crate::quota::model::Usage;
+use crate::uploads::model::UploadId;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -126,6 +127,19 @@ pub(crate) struct SendMessageRequest {
         max_length = 8000
     )]
     pub(crate) content: String,
+    /// Up to 4 of your uploads (`POST /uploads`), sent to the model with the prompt. On
+    /// `edit`, leaving it out keeps the edited prompt's files; `[]` sends none.
+    #[serde(default)]
+    #[schema(max_items = 4)]
+    pub(crate) attachments: Option<Vec<Uuid>>,
+}
+
+impl SendMessageRequest {
+    fn attachments(&self) -> Option<Vec<UploadId>> {
+        self.attachments
+            .as_ref()
+            .map(|ids| ids.iter().copied().map(UploadId).collect())
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -206,7 +220,9 @@ async fn send_message(
         (true, Some(secs)) if (1..=60).contains(&secs) => Some(Duration::from_secs(secs)),
         (true, Some(_)) => return Err(AppError::invalid("timeout", "must be 1 to 60 seconds")),
     };
-    let accepted = service::send(&state, who.user_id, ChatroomId(id), &body.content, wait).await?;
+    let files = body.attachments().unwrap_or_default();
+    let room = ChatroomId(id);
+    let accepted = service::send(&state, who.user_id, room, &body.content, &files, wait).await?;
     Ok(accepted_response(accepted, state.clock.now()))
 }
 
@@ -340,7 +356,7 @@ async fn regenerate_reply(
     responses(
         (status = 202, body = MessageAccepted, description = "The new prompt, and its reply (pending)"),
         (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`: empty or too long content, or the message is a reply", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: empty or too long content, the message is a reply, or an attachment that is not one of your uploads (or more than 4)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`daily_limit_reached`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn edit_prompt(
@@ -350,7 +366,16 @@ async fn edit_prompt(
     AppJson(body): AppJson<SendMessageRequest>,
 ) -> Result<Response> {
     let (room, prompt) = (ChatroomId(id), MessageId(message_id));
-    let accepted = branches::edit(&state, who.user_id, room, prompt, &body.content).await?;
+    let files = body.attachments();
+    let edit = branches::edit(
+        &state,
+        who.user_id,
+        room,
+        prompt,
+        &body.content,
+        files.as_deref(),
+    );
+    let accepted = edit.await?;
     Ok(accepted_response(accepted, state.clock.now()))
 }
 

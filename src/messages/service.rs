@@ -14,6 +14,8 @@ use crate::chatrooms::service as chatrooms;
 use crate::error::{AppError, Result};
 use crate::jobs::queue::JobId;
 use crate::quota::model::{Usage, day_of, next_reset};
+use crate::uploads::model::UploadId;
+use crate::uploads::service as uploads;
 use crate::users::model::{Tier, UserId};
 
 /// A prompt accepted for a reply.
@@ -31,12 +33,17 @@ pub(crate) async fn send(
     user: UserId,
     room: ChatroomId,
     content: &str,
+    attachments: &[UploadId],
     wait: Option<Duration>,
 ) -> Result<Accepted> {
     let content = parse_content(content)?;
+    let files = uploads::for_prompt(app, user, attachments).await?;
     let now = app.clock.now();
     let day = day_of(now);
-    let prompt = new_prompt(user, room, content, now);
+    let prompt = Message {
+        attachments: files,
+        ..new_prompt(user, room, content, now)
+    };
     let reply = pending_reply(user, room, Some(prompt.id), now);
     // Listen before writing, so a reply that finishes at once is not missed.
     let subscription = wait.map(|_| events::subscribe(app, room));
@@ -62,6 +69,7 @@ pub(crate) async fn send(
             (used, limit)
         }
         PromptOutcome::ChatroomNotFound => return Err(AppError::NotFound),
+        PromptOutcome::AttachmentGone => return Err(uploads::gone()),
         PromptOutcome::LimitReached { limit, tier } => {
             return Err(limit_reached(limit, tier, now));
         }
@@ -102,6 +110,7 @@ pub(crate) fn new_prompt(
         user_id: user,
         parent_id: None,
         versions: Vec::new(),
+        attachments: Vec::new(),
         role: Role::User,
         content,
         status: MessageStatus::Completed,

@@ -3,8 +3,9 @@
 //! cancelled before any text, is left out: a prompt the model refused (blocked, invalid) never
 //! rides along with later prompts.
 
-use crate::ai::{Turn, estimate_tokens};
+use crate::ai::{InlineFile, Turn, estimate_tokens};
 use crate::messages::model::{Message, MessageStatus, Role};
+use crate::objects::{ObjectError, Objects};
 
 /// How much context a reply may be sent with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,12 +24,16 @@ impl Budget {
 }
 
 /// What a message costs in the context: a reply's stored output count (thinking is not sent
-/// back), else an estimate.
+/// back), else an estimate; and the files a prompt carries.
 fn cost(message: &Message) -> u32 {
-    match (message.role, message.meta.output_tokens) {
+    let text = match (message.role, message.meta.output_tokens) {
         (Role::Model, Some(tokens)) if tokens > 0 => tokens,
         _ => estimate_tokens(&message.content),
-    }
+    };
+    message
+        .attachments
+        .iter()
+        .fold(text, |total, file| total.saturating_add(file.tokens))
 }
 
 /// Whether a reply's exchange belongs in later contexts.
@@ -39,19 +44,36 @@ fn answered(reply: &Message) -> bool {
     ) && !reply.content.is_empty()
 }
 
-fn turn(message: &Message) -> Turn {
-    Turn {
-        role: message.role,
-        text: message.content.clone(),
+/// The turns of `chosen`, with the bytes of their files read from the object store.
+pub(crate) async fn turns(
+    objects: &dyn Objects,
+    chosen: &[&Message],
+) -> Result<Vec<Turn>, ObjectError> {
+    let mut turns = Vec::with_capacity(chosen.len());
+    for message in chosen {
+        let mut files = Vec::with_capacity(message.attachments.len());
+        for upload in &message.attachments {
+            files.push(InlineFile {
+                name: upload.name.clone(),
+                mime_type: upload.mime_type.clone(),
+                data: objects.read_all(&upload.key()).await?,
+            });
+        }
+        turns.push(Turn {
+            role: message.role,
+            text: message.content.clone(),
+            files,
+        });
     }
+    Ok(turns)
 }
 
-/// The turns to send, oldest first, from `path` (oldest first, ending with the prompt).
-pub(crate) fn select(path: &[Message], budget: Budget) -> Vec<Turn> {
+/// The messages to send, oldest first, from `path` (oldest first, ending with the prompt).
+pub(crate) fn select(path: &[Message], budget: Budget) -> Vec<&Message> {
     let Some((prompt, earlier)) = path.split_last() else {
         return Vec::new();
     };
-    let mut newest_first = vec![turn(prompt)];
+    let mut newest_first = vec![prompt];
     let mut tokens = cost(prompt);
     let mut rest = earlier;
     while let Some((reply, before)) = rest.split_last() {
@@ -74,8 +96,8 @@ pub(crate) fn select(path: &[Message], budget: Budget) -> Vec<Turn> {
             break;
         }
         tokens += both;
-        newest_first.push(turn(reply));
-        newest_first.push(turn(asked));
+        newest_first.push(reply);
+        newest_first.push(asked);
     }
     newest_first.reverse();
     newest_first
@@ -98,6 +120,7 @@ mod tests {
             user_id: UserId(uuid::Uuid::nil()),
             parent_id: None,
             versions: Vec::new(),
+            attachments: Vec::new(),
             role,
             content: text.into(),
             status,
@@ -117,8 +140,8 @@ mod tests {
         message(Role::Model, text, MessageStatus::Completed)
     }
 
-    fn texts(turns: &[Turn]) -> Vec<&str> {
-        turns.iter().map(|t| t.text.as_str()).collect()
+    fn texts<'a>(chosen: &[&'a Message]) -> Vec<&'a str> {
+        chosen.iter().map(|m| m.content.as_str()).collect()
     }
 
     const WIDE: Budget = Budget {

@@ -209,9 +209,21 @@ async fn generate(
     };
     let replies = &app.store.replies;
     let path = replies.path_above(reply, budget.path_to_read()).await?;
+    let chosen = context::select(&path, budget);
+    let turns = match context::turns(app.objects.as_ref(), &chosen).await {
+        Ok(turns) => turns,
+        // A file that cannot be read now is worth another attempt, like a dropped stream.
+        Err(err) => {
+            return Ok(Err(AiError::Retryable {
+                kind: "file_store",
+                message: err.to_string(),
+                retry_after: None,
+            }));
+        }
+    };
     let conversation = Conversation {
         system: app.config.ai_system_prompt.clone(),
-        turns: context::select(&path, budget),
+        turns,
     };
     // Listening before the reply is marked streaming: a cancel from then on is heard.
     let mut watch = CancelWatch::new(app, reply);

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::SqlStore;
-use super::messages::{Parent, Stored, insert_message, message_columns, take_prompt};
+use super::messages::{Parent, Stored, attach_files, insert_message, message_columns, take_prompt};
 use super::sql::{Connection, Lock, Scalar, sql};
 use crate::chatrooms::model::ChatroomId;
 use crate::messages::model::{Message, MessageId, Role};
@@ -123,10 +123,17 @@ impl BranchRepo for SqlStore {
         };
         // An edit adds a prompt beside `of`; a regeneration, a reply to `of`'s prompt.
         let prompt = match (&new.prompt, of.role) {
-            (Some(edited), Role::User) => Message {
-                parent_id: of.parent_id,
-                ..edited.clone()
-            },
+            (Some(edited), Role::User) => {
+                let mut prompt = Message {
+                    parent_id: of.parent_id,
+                    ..edited.clone()
+                };
+                if new.keep_attachments {
+                    let kept = super::uploads::attachments_of(&mut *tx, &[of.id]).await?;
+                    prompt.attachments = kept.into_iter().map(|(_, upload)| upload).collect();
+                }
+                prompt
+            }
             (None, Role::Model) if !of.status.is_final() => {
                 return Ok(VersionOutcome::InProgress);
             }
@@ -147,6 +154,9 @@ impl BranchRepo for SqlStore {
         };
         if new.prompt.is_some() {
             insert_message(&prompt, Parent::Given, false, &mut *tx).await?;
+            if !attach_files(&mut *tx, &prompt).await? {
+                return Ok(VersionOutcome::AttachmentGone);
+            }
         }
         insert_message(&reply, Parent::Given, false, &mut *tx).await?;
         // The new message stands beside `of`: same parent, same role.
@@ -163,7 +173,7 @@ impl BranchRepo for SqlStore {
         .bind(reply.id.0)
         .fetch_all(&mut *tx)
         .await?;
-        let mut written = self.with_versions(&mut *tx, written).await?.into_iter();
+        let mut written = self.assembled(&mut *tx, written).await?.into_iter();
         let (Some(prompt), Some(reply)) = (written.next(), written.next()) else {
             return Err(StoreError::NotFound);
         };

@@ -8,6 +8,7 @@ use super::sql::{FromRecord, Lock, Record, Scalar, sql};
 use crate::chatrooms::model::{Chatroom, ChatroomId, NameSource};
 use crate::chatrooms::repo::ChatroomRepo;
 use crate::storage::error::StoreError;
+use crate::uploads::cleanup::DeleteObjects;
 use crate::users::model::UserId;
 
 impl FromRecord for Chatroom {
@@ -121,8 +122,16 @@ impl ChatroomRepo for SqlStore {
         .await
     }
 
-    async fn delete(&self, user: UserId, id: ChatroomId) -> Result<bool, StoreError> {
+    async fn delete(
+        &self,
+        user: UserId,
+        id: ChatroomId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.db.begin().await?;
+        // The files only this room's prompts carry go with it: their rows after the messages'
+        // cascade, their bytes through a job queued in this transaction.
+        let files = super::uploads::uploads_only_in_room(&mut *tx, user, id).await?;
         // Replies still queued will never be produced: their prompts go back to the days they
         // were taken from (a reply already streaming has reached the model, and counts).
         let days: Vec<Scalar<NaiveDate>> = sql(format!(
@@ -141,6 +150,10 @@ impl ChatroomRepo for SqlStore {
             .await?;
         if done != 1 {
             return Ok(false);
+        }
+        super::uploads::delete_rows(&mut *tx, &files).await?;
+        if let Some(job) = DeleteObjects::queued(&files, now) {
+            self.enqueue_in(&mut *tx, &job).await?;
         }
         let days = days.into_iter().map(|Scalar(day)| day).collect();
         for (day, count) in crate::storage::tally(days) {

@@ -20,8 +20,8 @@ use crate::users::model::{Tier, UserId};
 /// The columns a `Message` reads.
 macro_rules! message_columns {
     () => {
-        "id, chatroom_id, user_id, parent_id, has_versions, role, content, status, error_code, \
-         error_message, quota_day, finish_reason, model_version, prompt_tokens, output_tokens, \
+        "id, chatroom_id, user_id, parent_id, has_versions, has_attachments, role, content, \
+         status, error_code, error_message, quota_day, finish_reason, model_version, prompt_tokens, output_tokens, \
          total_tokens, thinking_tokens, cached_tokens, created_at, updated_at"
     };
 }
@@ -41,10 +41,12 @@ fn tokens(value: Option<i64>) -> Option<u32> {
     value.and_then(|v| u32::try_from(v).ok())
 }
 
-/// A message as stored: `has_versions` says whether its siblings must be looked up.
+/// A message as stored: `has_versions` and `has_attachments` say whether its siblings and
+/// its files must be looked up.
 pub(crate) struct Stored {
     pub(crate) message: Message,
     pub(crate) has_versions: bool,
+    pub(crate) has_attachments: bool,
 }
 
 impl FromRecord for Stored {
@@ -52,6 +54,7 @@ impl FromRecord for Stored {
         Ok(Self {
             message: Message::from_record(row)?,
             has_versions: row.get("has_versions")?,
+            has_attachments: row.get("has_attachments")?,
         })
     }
 }
@@ -66,6 +69,7 @@ impl FromRecord for Message {
             user_id: UserId(row.get("user_id")?),
             parent_id: row.get::<Option<Uuid>>("parent_id")?.map(MessageId),
             versions: Vec::new(),
+            attachments: Vec::new(),
             role: Role::from_db(&row.get::<String>("role")?),
             content: row.get("content")?,
             status: MessageStatus::from_db(&row.get::<String>("status")?),
@@ -119,21 +123,72 @@ impl FromRecord for Sibling {
     }
 }
 
+/// Attaches the files `prompt` carries: `false` (and the caller rolls back) when one is no
+/// longer its author's.
+pub(super) async fn attach_files(
+    tx: &mut dyn Connection,
+    prompt: &Message,
+) -> Result<bool, StoreError> {
+    let ids: Vec<_> = prompt.attachments.iter().map(|u| u.id).collect();
+    super::uploads::attach(tx, prompt.user_id, prompt.id, &ids).await
+}
+
 impl SqlStore {
-    /// The messages with their versions filled in: one lookup of the siblings of those that
-    /// have any (none for a conversation that was never branched).
-    pub(crate) async fn with_versions(
+    /// The messages with their versions and files filled in: one lookup of the siblings of
+    /// those that have any, one of the files of those that carry any (none at all for a
+    /// conversation never branched and without files).
+    pub(crate) async fn assembled(
         &self,
         on: &mut dyn Connection,
         stored: Vec<Stored>,
     ) -> Result<Vec<Message>, StoreError> {
+        let siblings = self.siblings(&mut *on, &stored).await?;
+        let carrying: Vec<MessageId> = stored
+            .iter()
+            .filter(|s| s.has_attachments)
+            .map(|s| s.message.id)
+            .collect();
+        let mut files = super::uploads::attachments_of(&mut *on, &carrying).await?;
+        Ok(stored
+            .into_iter()
+            .map(
+                |Stored {
+                     mut message,
+                     has_versions,
+                     has_attachments,
+                 }| {
+                    if has_versions {
+                        message.versions = siblings
+                            .iter()
+                            .filter(|s| s.parent_id == message.parent_id)
+                            .filter(|s| s.role == message.role.as_str())
+                            .map(|s| s.id)
+                            .collect();
+                    }
+                    if has_attachments {
+                        let (own, others) = files.drain(..).partition(|(m, _)| *m == message.id);
+                        files = others;
+                        message.attachments = own.into_iter().map(|(_, upload)| upload).collect();
+                    }
+                    message
+                },
+            )
+            .collect())
+    }
+
+    /// The siblings of the messages that have any.
+    async fn siblings(
+        &self,
+        on: &mut dyn Connection,
+        stored: &[Stored],
+    ) -> Result<Vec<Sibling>, StoreError> {
         let branched: Vec<&Message> = stored
             .iter()
             .filter(|s| s.has_versions)
             .map(|s| &s.message)
             .collect();
         let Some(first) = branched.first() else {
-            return Ok(stored.into_iter().map(|s| s.message).collect());
+            return Ok(Vec::new());
         };
         let parents: Vec<MessageId> = branched.iter().filter_map(|m| m.parent_id).collect();
         let placeholders: Vec<String> = (0..parents.len()).map(|i| format!("${}", i + 3)).collect();
@@ -151,30 +206,11 @@ impl SqlStore {
         for parent in &parents {
             lookup = lookup.bind(parent.0);
         }
-        let siblings: Vec<Sibling> = lookup.fetch_all(on).await?;
-        Ok(stored
-            .into_iter()
-            .map(
-                |Stored {
-                     mut message,
-                     has_versions,
-                 }| {
-                    if has_versions {
-                        message.versions = siblings
-                            .iter()
-                            .filter(|s| s.parent_id == message.parent_id)
-                            .filter(|s| s.role == message.role.as_str())
-                            .map(|s| s.id)
-                            .collect();
-                    }
-                    message
-                },
-            )
-            .collect())
+        lookup.fetch_all(on).await
     }
 
-    /// One message with its versions.
-    pub(crate) async fn one_with_versions(
+    /// One message with its versions and files.
+    pub(crate) async fn one_assembled(
         &self,
         on: &mut dyn Connection,
         stored: Option<Stored>,
@@ -182,7 +218,7 @@ impl SqlStore {
         let Some(stored) = stored else {
             return Ok(None);
         };
-        Ok(self.with_versions(on, vec![stored]).await?.pop())
+        Ok(self.assembled(on, vec![stored]).await?.pop())
     }
 }
 
@@ -205,7 +241,7 @@ pub(super) async fn insert_message(
 ) -> Result<Option<MessageId>, StoreError> {
     const COLUMNS: &str = concat!("INSERT INTO messages (", message_columns!(), ", on_path) ");
     const VALUES: &str = "$5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-         $19, $20, $21) RETURNING parent_id AS value";
+         $19, $20, $21, $22) RETURNING parent_id AS value";
     let (statement, parent_bound) = match parent {
         Parent::Given => (
             format!("{COLUMNS}VALUES ($1, $2, $3, $4, {VALUES}"),
@@ -225,6 +261,7 @@ pub(super) async fn insert_message(
         .bind(message.user_id.0)
         .bind(parent_bound)
         .bind(!message.versions.is_empty())
+        .bind(!message.attachments.is_empty())
         .bind(message.role.as_str())
         .bind(message.content.as_str())
         .bind(message.status.as_str())
@@ -352,6 +389,9 @@ impl MessageRepo for SqlStore {
         // The prompt follows the end of the room's active path (the room's row is locked:
         // concurrent sends line up behind each other).
         let parent = insert_message(&new.prompt, Parent::EndOfPath, true, &mut *tx).await?;
+        if !attach_files(&mut *tx, &new.prompt).await? {
+            return Ok(PromptOutcome::AttachmentGone);
+        }
         insert_message(&new.reply, Parent::Given, true, &mut *tx).await?;
         let job = ReplyJob::of(&new.reply).queued(new.job_id, new.now);
         self.enqueue_in(&mut *tx, &job).await?;
@@ -382,7 +422,7 @@ impl MessageRepo for SqlStore {
         .bind(limit)
         .fetch_all(&mut *reads)
         .await?;
-        self.with_versions(&mut *reads, page).await
+        self.assembled(&mut *reads, page).await
     }
 
     async fn find(
@@ -402,7 +442,7 @@ impl MessageRepo for SqlStore {
         .bind(user.0)
         .fetch_optional(&mut *reads)
         .await?;
-        self.one_with_versions(&mut *reads, found).await
+        self.one_assembled(&mut *reads, found).await
     }
 
     async fn opening(&self, chatroom: ChatroomId, limit: u32) -> Result<Vec<Message>, StoreError> {
@@ -434,7 +474,7 @@ impl MessageRepo for SqlStore {
         let mut found = Vec::with_capacity(hits.len());
         for StoredHit(stored, chatroom_name, snippet) in hits {
             // Hits are from many rooms: versions are looked up per hit that has any.
-            let message = self.one_with_versions(&mut *reads, Some(stored)).await?;
+            let message = self.one_assembled(&mut *reads, Some(stored)).await?;
             if let Some(message) = message {
                 found.push(SearchHit {
                     message,

@@ -13,6 +13,7 @@ mod postgres;
 mod replies;
 mod sql;
 mod sqlite;
+mod uploads;
 mod usage;
 mod users;
 
@@ -28,6 +29,7 @@ use crate::messages::repo::{BranchRepo, MessageRepo};
 use crate::quota::repo::UsageRepo;
 use crate::replies::repo::ReplyRepo;
 use crate::storage::error::StoreError;
+use crate::uploads::repo::UploadRepo;
 use crate::users::repo::UserRepo;
 
 /// Answers whether the database is reachable.
@@ -100,6 +102,7 @@ pub struct Store {
     pub jobs: Arc<dyn JobQueue>,
     pub replies: Arc<dyn ReplyRepo>,
     pub billing: Arc<dyn BillingRepo>,
+    pub uploads: Arc<dyn UploadRepo>,
     pub health: Arc<dyn HealthCheck>,
 }
 
@@ -141,6 +144,7 @@ impl Store {
             jobs: shared.clone(),
             replies: shared.clone(),
             billing: shared.clone(),
+            uploads: shared.clone(),
             health: shared,
         })
     }

@@ -85,7 +85,7 @@ impl ReplyRepo for SqlStore {
     async fn path_above(&self, reply: &ReplyJob, limit: u32) -> Result<Vec<Message>, StoreError> {
         // Up the parent links from the reply's prompt: the reply's own branch, whichever
         // branch is active now.
-        sql(concat!(
+        let path = sql(concat!(
             "WITH RECURSIVE path (id, parent_id, depth) AS ( \
                  SELECT p.id, p.parent_id, 1 FROM messages r JOIN messages p ON p.id = r.parent_id \
                  WHERE r.id = $1 \
@@ -97,9 +97,10 @@ impl ReplyRepo for SqlStore {
             " FROM messages WHERE id IN (SELECT id FROM path) ORDER BY id"
         ))
         .bind(reply.reply_id.0)
-        .bind(limit)
-        .fetch_all(&mut *self.db.reads())
-        .await
+        .bind(limit);
+        let mut reads = self.db.reads();
+        let path: Vec<Stored> = path.fetch_all(&mut *reads).await?;
+        self.assembled(&mut *reads, path).await
     }
 
     async fn mark_streaming(
@@ -168,7 +169,7 @@ impl ReplyRepo for SqlStore {
             let Some(WithRoom(done, source)) = done else {
                 return Ok(None);
             };
-            let done = self.one_with_versions(&mut *writes, Some(done)).await?;
+            let done = self.one_assembled(&mut *writes, Some(done)).await?;
             return Ok(done.map(|message| Completed::new(message, source)));
         }
         let mut tx = self.db.begin().await?;
@@ -184,7 +185,7 @@ impl ReplyRepo for SqlStore {
         let source = self
             .end_reply(&mut *tx, job, reply, done.is_some(), now)
             .await?;
-        let done = self.one_with_versions(&mut *tx, done).await?;
+        let done = self.one_assembled(&mut *tx, done).await?;
         tx.commit().await?;
         self.local_jobs.notify_one();
         Ok(done.map(|message| Completed::new(message, source)))
@@ -226,7 +227,7 @@ impl ReplyRepo for SqlStore {
             give_back(&mut *tx, reply.user_id, day).await?;
         }
         self.end_reply(&mut *tx, job, reply, true, now).await?;
-        let failed = self.one_with_versions(&mut *tx, Some(failed)).await?;
+        let failed = self.one_assembled(&mut *tx, Some(failed)).await?;
         tx.commit().await?;
         self.local_jobs.notify_one();
         Ok(failed)
@@ -250,7 +251,7 @@ impl ReplyRepo for SqlStore {
             (Role::Model, MessageStatus::Pending) => "",
             (Role::Model, MessageStatus::Streaming) => streamed,
             (Role::Model, MessageStatus::Cancelled) => {
-                let found = self.one_with_versions(&mut *tx, Some(found)).await?;
+                let found = self.one_assembled(&mut *tx, Some(found)).await?;
                 return Ok(found.map_or(Cancel::NotFound, Cancel::AlreadyCancelled));
             }
             _ => return Ok(Cancel::NotCancellable),
@@ -276,7 +277,7 @@ impl ReplyRepo for SqlStore {
         }
         let job = ReplyJob::of(&cancelled.message);
         self.remove_in(&mut *tx, &job.key()).await?;
-        let cancelled = self.one_with_versions(&mut *tx, Some(cancelled)).await?;
+        let cancelled = self.one_assembled(&mut *tx, Some(cancelled)).await?;
         tx.commit().await?;
         self.local_jobs.notify_one();
         Ok(cancelled.map_or(Cancel::NotFound, Cancel::Cancelled))

@@ -27,6 +27,7 @@ mod storage_billing;
 mod storage_chat;
 mod subscriptions;
 mod titles;
+mod uploads;
 mod users;
 mod web;
 mod worker;

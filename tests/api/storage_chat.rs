@@ -54,6 +54,7 @@ fn prompt(user: UserId, room: ChatroomId, text: &str) -> NewPrompt {
         user_id: user,
         parent_id: None,
         versions: Vec::new(),
+        attachments: Vec::new(),
         role: Role::User,
         content: text.into(),
         status: MessageStatus::Completed,
@@ -381,11 +382,17 @@ async fn rooms_are_limited_per_user_and_deleting_one_refunds_its_queued_prompts(
     assert!(
         !f.store
             .chatrooms
-            .delete(UserId::new(), room)
+            .delete(UserId::new(), room, chrono::Utc::now())
             .await
             .expect("delete")
     );
-    assert!(f.store.chatrooms.delete(user, room).await.expect("delete"));
+    assert!(
+        f.store
+            .chatrooms
+            .delete(user, room, chrono::Utc::now())
+            .await
+            .expect("delete")
+    );
     assert_eq!(used_today(&f, user).await, 0);
     assert!(claim(&f, now(), LEASE, 10).await.is_empty());
     assert!(f.store.chatrooms.list(user).await.expect("list").is_empty());

@@ -15,6 +15,7 @@ pub struct TestResponse {
     pub headers: HeaderMap,
     pub body: Value,
     pub text: String,
+    pub bytes: bytes::Bytes,
 }
 
 impl TestResponse {
@@ -76,6 +77,7 @@ impl TestApp {
             headers,
             body,
             text,
+            bytes,
         }
     }
 

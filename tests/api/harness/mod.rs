@@ -6,6 +6,7 @@
 
 mod client;
 mod db;
+mod files;
 mod servers;
 mod sse;
 
@@ -20,6 +21,7 @@ use uuid::Uuid;
 
 pub use client::TestResponse;
 pub use db::*;
+pub use files::{FreshBucket, Part, multipart, s3_url};
 pub use servers::{PrivatePostgres, PrivateRedis, Relay};
 pub use sse::{SseClient, apply_deltas};
 
