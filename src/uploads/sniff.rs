@@ -102,6 +102,9 @@ const SNIFF_BYTES: usize = 1024;
 /// Tokens one image tile costs (Gemini: an image up to 384 px either way is one tile; larger
 /// ones are cut into 768 px tiles).
 const TOKENS_PER_TILE: u32 = 258;
+/// The most a file is taken to cost: a model's whole context (Gemini's is a million tokens);
+/// an absurd header (a PNG claiming a billion pixels) must not count past it.
+const MAX_FILE_TOKENS: u32 = 1 << 20;
 /// Tokens one PDF page costs.
 const TOKENS_PER_PAGE: u32 = 258;
 /// An image whose size cannot be read is taken as four tiles.
@@ -279,7 +282,7 @@ impl Sniffer {
         Ok(Sniffed {
             kind,
             size: self.size,
-            tokens: self.tokens(kind),
+            tokens: self.tokens(kind).min(MAX_FILE_TOKENS),
         })
     }
 
@@ -494,6 +497,14 @@ mod tests {
                 tokens: 6
             }
         );
+    }
+
+    #[test]
+    fn an_absurd_image_size_costs_at_most_a_whole_context() {
+        let mut huge = PNG_1X1.to_vec();
+        huge[16..24].copy_from_slice(&[0x7F, 0xFF, 0xFF, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF]);
+        let sniffed = sniff(&[&huge], None).expect("accepted");
+        assert_eq!(sniffed.tokens, MAX_FILE_TOKENS);
     }
 
     #[test]

@@ -13,7 +13,8 @@ use wiremock::{Request, Respond, ResponseTemplate};
 
 use crate::fakes::{FakeGemini, GEMINI_KEY, sse_reply};
 use crate::harness::{
-    Backend, JWT_SECRET, TestDb, eventually, postgres_url, random_mobile, redis_url,
+    Backend, FreshBucket, JWT_SECRET, TestDb, eventually, postgres_url, random_mobile, redis_url,
+    s3_url,
 };
 
 /// Answers each prompt with "echo: <prompt>", after a short delay, like a slow model.
@@ -339,4 +340,79 @@ async fn a_cancel_on_one_process_stops_the_stream_on_another() {
         .filter_map(|turn| turn["parts"][0]["text"].as_str())
         .collect();
     assert_eq!(turns, ["a long answer", "It began ", "and then this"]);
+}
+
+/// A file uploaded through an API process reaches Gemini from a worker in another process:
+/// the bytes went through the shared S3 bucket, the metadata through PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_uploaded_on_one_process_is_sent_by_a_worker_on_another() {
+    let (Some(_), Some(redis), Some(s3)) = (postgres_url(), redis_url(), s3_url()) else {
+        return;
+    };
+    crate::harness::install_crypto();
+    let db = TestDb::create(Backend::Postgres).await;
+    let bucket = FreshBucket::create(&s3).await;
+    let mut config = gemchat::config::Config::defaults();
+    bucket.configure(&mut config);
+    let gemini = FakeGemini::start().await;
+    FakeGemini::stream_call()
+        .respond_with(sse_reply(&["A dot."]))
+        .mount(&gemini.server)
+        .await;
+    let mut env = process_env(&db.url);
+    env.extend([
+        ("REDIS_URL", redis),
+        ("GEMINI_API_KEY", GEMINI_KEY.into()),
+        ("GEMINI_BASE_URL", gemini.uri()),
+        (
+            "STORAGE_URL",
+            config.storage_url.clone().unwrap_or_default(),
+        ),
+        ("AWS_ENDPOINT_URL", s3),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+    ]);
+    let (api_process, _worker) = tokio::join!(
+        start(&["serve", "--no-workers"], &env, "gemchat is serving"),
+        start(&["worker"], &env, "job worker started"),
+    );
+    let api = Api::new(&api_process);
+    let token = sign_in(&api, &api).await;
+    // A PNG signature and header-sized garbage: an absurd image size must cost a bounded
+    // number of tokens (it once overflowed PostgreSQL's integer).
+    let image: Vec<u8> = [&b"\x89PNG\r\n\x1a\n"[..], &[7; 300]].concat();
+    let form = crate::harness::multipart(&[("file", Some("dot.png"), None, &image)]);
+    let uploaded = api
+        .http
+        .post(format!("{}/uploads", api.base))
+        .bearer_auth(&token)
+        .header(
+            "content-type",
+            "multipart/form-data; boundary=gemchat-test-boundary",
+        )
+        .body(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(uploaded.status().as_u16(), 201);
+    let upload: Value = uploaded.json().await.unwrap_or_default();
+    let (_, room) = api
+        .post("/chatroom", Some(&token), json!({"name": "files"}))
+        .await;
+    let room = room["id"].as_str().unwrap_or_default().to_owned();
+    let (status, _) = api
+        .post(
+            &format!("/chatroom/{room}/message?wait=true"),
+            Some(&token),
+            json!({"content": "what is this?", "attachments": [upload["id"]]}),
+        )
+        .await;
+    assert_eq!(status, 200, "the worker process answered");
+    let requests = gemini.requests().await;
+    let inline = &requests[0]["contents"][0]["parts"][1]["inlineData"];
+    assert_eq!(inline["mimeType"], "image/png");
+    let data = inline["data"].as_str().unwrap_or_default();
+    let sent = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data);
+    assert_eq!(sent.ok(), Some(image), "the exact bytes");
 }

@@ -20,6 +20,7 @@ backend_tests!(
     an_edit_keeps_or_replaces_the_prompts_files,
     a_rooms_files_go_with_it,
     an_upload_never_attached_expires_after_a_day,
+    an_unreachable_store_refuses_files_and_their_prompts_whole,
 );
 
 /// A 1 x 1 PNG.
@@ -477,4 +478,46 @@ async fn an_upload_never_attached_expires_after_a_day(backend: Backend) {
         )
         .await;
     late.assert_problem(422, "validation_failed");
+}
+
+/// Where nothing answers.
+fn unreachable_store(config: &mut Config) {
+    config.storage_url = Some("s3://gone/uploads".into());
+    config.aws_endpoint_url = Some("http://127.0.0.1:9".into());
+    config.aws_region = Some("us-east-1".into());
+    config.aws_access_key_id = Some(Secret::new("testing"));
+    config.aws_secret_access_key = Some(Secret::new("testing"));
+}
+
+async fn an_unreachable_store_refuses_files_and_their_prompts_whole(backend: Backend) {
+    let app = spawn(backend, |_| {}).await;
+    let (token, _) = app.new_user().await;
+    let room = app.chatroom(&token, "outage").await;
+    let png = app.uploaded(&token, "dot.png", PNG).await;
+    // A second process of the same deployment whose store is down.
+    let cut_off = app.sibling(unreachable_store).await;
+    let refused = cut_off
+        .upload(&token, "dot.png", Some("image/png"), PNG)
+        .await;
+    refused.assert_problem(503, "unavailable");
+    let sent = cut_off
+        .post(
+            &format!("/chatroom/{room}/message"),
+            Some(&token),
+            send_body("hi", &[&png]),
+        )
+        .await;
+    sent.assert_problem(503, "unavailable");
+    let served = cut_off.get(&format!("/uploads/{png}"), Some(&token)).await;
+    served.assert_problem(503, "unavailable");
+
+    let page = app.get(&format!("/chatroom/{room}"), Some(&token)).await;
+    assert_eq!(
+        page.assert_status(200)["messages"],
+        json!([]),
+        "the prompt was not accepted"
+    );
+    let me = app.get("/user/me", Some(&token)).await;
+    assert_eq!(me.assert_status(200)["usage"]["used_today"], 0);
+    assert_eq!(app.stored_objects().await, 1, "only the first file");
 }
