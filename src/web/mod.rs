@@ -14,9 +14,10 @@ use sha2::{Digest, Sha256};
 use crate::error::AppError;
 
 /// What the page may load and talk to: its own origin only, no inline script or style, no
-/// framing. The last line of defence if text ever reached the DOM as markup.
+/// framing; images also from `blob:` (uploads, fetched with the token). The last line of
+/// defence if text ever reached the DOM as markup.
 const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; connect-src 'self'; manifest-src 'self'; base-uri 'none'; \
+     img-src 'self' data: blob:; connect-src 'self'; manifest-src 'self'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
 
 /// One embedded file.
@@ -42,6 +43,7 @@ static ASSETS: &[Asset] = &[
     asset!("app.css", "text/css; charset=utf-8"),
     asset!("app.js", "text/javascript; charset=utf-8"),
     asset!("account.js", "text/javascript; charset=utf-8"),
+    asset!("attachments.js", "text/javascript; charset=utf-8"),
     asset!("api.js", "text/javascript; charset=utf-8"),
     asset!("conversation.js", "text/javascript; charset=utf-8"),
     asset!("markdown.js", "text/javascript; charset=utf-8"),

@@ -66,21 +66,51 @@ async function problemOf(response) {
  * answer or a network failure.
  */
 export async function call(method, path, body) {
-  const init = { method, headers: { Accept: "application/json", ...authHeaders() }, cache: "no-store" };
+  const init = { method, headers: { Accept: "application/json" } };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
+  const response = await send(path, init);
+  const text = response.status === 204 ? "" : await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null, headers: response.headers };
+}
+
+/** Uploads a file (`POST /uploads`, multipart); resolves to its Attachment. */
+export async function uploadFile(file) {
+  const form = new FormData();
+  form.append("file", file, file.name || "pasted file");
+  const response = await send("/uploads", { method: "POST", headers: { Accept: "application/json" }, body: form });
+  return response.json();
+}
+
+const fileUrls = new Map();
+
+/**
+ * An upload's bytes as an object URL (an <img> cannot send the token itself); each file is
+ * fetched once per page.
+ */
+export function fileUrl(id) {
+  if (!fileUrls.has(id)) {
+    const url = send(`/uploads/${encodeURIComponent(id)}`, { method: "GET", headers: {} }).then(async (response) =>
+      URL.createObjectURL(await response.blob()),
+    );
+    url.catch(() => fileUrls.delete(id)); // asked again next time
+    fileUrls.set(id, url);
+  }
+  return fileUrls.get(id);
+}
+
+/** Sends a request with the session's token; the response when 2xx, else rejects with ApiError. */
+async function send(path, init) {
+  init = { ...init, headers: { ...init.headers, ...authHeaders() }, cache: "no-store" };
   let response;
   try {
     response = await fetch(path, init);
   } catch {
     throw new ApiError(0, { detail: "Cannot reach the server. Check your connection and try again." });
   }
-  if (response.ok) {
-    const text = response.status === 204 ? "" : await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : null, headers: response.headers };
-  }
+  if (response.ok) return response;
   const retryAfter = Number.parseInt(response.headers.get("Retry-After") || "", 10);
   const error = new ApiError(response.status, await problemOf(response), Number.isNaN(retryAfter) ? null : retryAfter);
   // 401 `unauthorized` is the token failing; 401 `invalid_credentials` (a wrong current

@@ -4,10 +4,12 @@
 // elements itself. This module starts the client and routes clicks on `data-action` controls
 // to the module that owns them:
 //   signin.js (sign-in steps) · account.js (user, usage, plan, account dialog) · rooms.js
-//   (the sidebar) · conversation.js (history, live events, sending) · search.js ·
+//   (the sidebar) · conversation.js (history, live events, sending) · attachments.js (files
+//   in prompts) · search.js ·
 //   api.js (fetch, problem+json, the SSE reader) · markdown.js · ui.js (helpers) · state.js
 
 import { clearSession, loadSession, call, setUnauthorizedHandler } from "./api.js";
+import { attachmentActions, wireAttachments } from "./attachments.js";
 import { accountActions, checkoutReturn, loadPlan, renderAccount, setUsage, wireAccount } from "./account.js";
 import { autosize, closeStream, conversationActions, route, wireConversation } from "./conversation.js";
 import { loadRooms, roomActions, wireRooms } from "./rooms.js";
@@ -21,6 +23,7 @@ const actions = {
   ...accountActions,
   ...roomActions,
   ...conversationActions,
+  ...attachmentActions,
   ...searchActions,
   "sign-out": signOut,
   "close-dialog": (button) => button.closest("dialog").close(),
@@ -78,6 +81,7 @@ function wire() {
   wireAccount({ signedOut });
   wireRooms();
   wireConversation();
+  wireAttachments();
   wireSearch();
   setUnauthorizedHandler(() => {
     if (loadSession()) signedOut("Your session has ended. Sign in again to continue.");

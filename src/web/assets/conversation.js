@@ -5,6 +5,7 @@
 
 import { call, loadSession, readEvents } from "./api.js";
 import { refreshUsage, setUsage, showLimit } from "./account.js";
+import { renderAttachments, takeFiles } from "./attachments.js";
 import { renderMarkdown } from "./markdown.js";
 import { closeSidebar, renderRooms, upsertRoom } from "./rooms.js";
 import { state } from "./state.js";
@@ -218,7 +219,7 @@ function renderMessage(entry) {
     content.append(renderMarkdown(msg.content || ""));
   }
   if (msg.created_at) el.title = stampFormat.format(new Date(msg.created_at));
-  const parts = [who, content];
+  const parts = [who, renderAttachments(msg.attachments), content];
   if (msg.local === "sending") parts.push(h("p", { className: "meta" }, "Sending…"));
   if (msg.local === "unsent") {
     parts.push(
@@ -438,11 +439,12 @@ function applyDelta(entry, delta, offset) {
 
 let localIds = 0;
 
-async function send(content) {
+async function send(content, attachments = []) {
   content = content.trim();
   if (!content) return;
   const generation = state.generation;
-  const entry = addMessage({ id: `local-${++localIds}`, role: "user", content, status: "completed", local: "sending" }, "end");
+  const local = { id: `local-${++localIds}`, role: "user", content, attachments, status: "completed", local: "sending" };
+  const entry = addMessage(local, "end");
   scrollToEnd();
   try {
     if (!state.room) {
@@ -459,7 +461,8 @@ async function send(content) {
     const room = state.room;
     // The reply streams on the event stream: be subscribed before it can start.
     await Promise.race([state.stream?.ready, sleep(3000)]);
-    const { body } = await call("POST", `/chatroom/${room.id}/message`, { content });
+    const files = attachments.map((file) => file.id);
+    const { body } = await call("POST", `/chatroom/${room.id}/message`, files.length ? { content, attachments: files } : { content });
     if (generation !== state.generation) return;
     const known = state.messages.get(body.message.id);
     if (known && known !== entry) {
@@ -486,6 +489,7 @@ async function send(content) {
 
 function sendFailure(err) {
   if (err.code === "daily_limit_reached") return "the daily limit is reached.";
+  if (err.code === "validation_failed" && err.fieldError("attachments")) return `a file ${err.fieldError("attachments")}.`;
   if (err.code === "validation_failed") return fieldMessage(err, "content", "The message");
   return describe(err);
 }
@@ -495,7 +499,7 @@ async function resend(id) {
   if (!entry) return;
   entry.el.remove();
   state.messages.delete(id);
-  await send(entry.msg.content);
+  await send(entry.msg.content, entry.msg.attachments);
 }
 
 async function retryReply(id) {
@@ -547,9 +551,11 @@ function submitComposer(event) {
     showLimit(new Date(state.usage.resets_at)); // the draft stays in the box
     return;
   }
+  const files = takeFiles();
+  if (files === null) return; // a file is still uploading; the draft stays
   input.value = "";
   autosize();
-  send(content);
+  send(content, files);
 }
 
 /** Whether a message follows the last one shown (so it belongs on the path on screen). */
@@ -597,6 +603,7 @@ function branchFailure(err) {
     return "The daily limit is reached.";
   }
   if (err.code === "reply_in_progress") return "The reply is still being written: stop it first.";
+  if (err.code === "validation_failed" && err.fieldError("attachments")) return `a file ${err.fieldError("attachments")}.`;
   if (err.code === "validation_failed") return fieldMessage(err, "content", "The message");
   return describe(err);
 }
