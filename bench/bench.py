@@ -47,6 +47,8 @@ PG_DB = "gemchat_bench"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 # Issue 6's budgets. A miss is reported, never fatal: benchmarks are not tests.
+# Issue 14: a body far over UPLOAD_MAX_BYTES is refused while it arrives, never buffered.
+BUDGET_HUGE_UPLOAD_GROWTH_MIB = 5.0
 BUDGET_RATIO_OF_HEALTH = 0.5  # scenarios 2 and 3, against scenario 1
 BUDGET_P99_MS = 20.0  # scenarios 2 and 3
 BUDGET_RATIO_OF_PGBENCH = 0.5  # scenario 5 on PostgreSQL, against scenario 7
@@ -427,6 +429,11 @@ def run_mode(name: str, args, work: Path, logs: Path) -> dict:
             if profiler:
                 finish_profile(profiler)
             log(f"mode {name}: {key} {results['scenarios'][key]}")
+        if wanted(args, "9_uploads"):
+            log(f"mode {name}: scenario 9_uploads")
+            results["scenarios"]["9_uploads"] = uploads(api, port, users[0]["token"], tokens,
+                                                        work / name, args.seconds)
+            log(f"mode {name}: 9_uploads {results['scenarios']['9_uploads']}")
         if wanted(args, "8_branched_room"):
             log(f"mode {name}: scenario 8_branched_room")
             results["scenarios"]["8_branched_room"] = branched_room(
@@ -449,6 +456,54 @@ def run_mode(name: str, args, work: Path, logs: Path) -> dict:
             api.stop()
         fake.stop()
     return results
+
+
+def png_of(size: int) -> bytes:
+    """A PNG signature and header (1024 x 768) followed by `size` bytes in all: what the server
+    reads of an image is its first bytes; the rest is payload."""
+    header = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + (1024).to_bytes(4, "big") \
+        + (768).to_bytes(4, "big") + b"\x08\x02\x00\x00\x00" + b"\x00\x00\x00\x00"
+    return header + os.urandom(size - len(header))
+
+
+def uploads(api: Process, port: int, token: str, tokens: Path, work: Path, seconds: int) -> dict:
+    """Issue 14's figures: 1 MiB images uploaded under load (req/s, latency, peak RSS), and the
+    server's RSS while a 100 MiB body is refused (it must not be buffered)."""
+    boundary = "bench-boundary"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"photo.png\"\r\nContent-Type: image/png\r\n\r\n").encode() \
+        + png_of(1024 * 1024) + f"\r\n--{boundary}--\r\n".encode()
+    body = work / "upload-body.bin"
+    body.write_bytes(form)
+    api.reset_peak()
+    before = api.status_kib("VmRSS")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"huge.txt\"\r\n\r\n").encode()
+    chunk = b"a" * (1024 * 1024)
+    conn.putrequest("POST", "/uploads")
+    conn.putheader("Authorization", f"Bearer {token}")
+    conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+    conn.putheader("Content-Length", str(len(head) + 100 * len(chunk)))
+    conn.endheaders()
+    sent = 0
+    try:
+        conn.send(head)
+        for _ in range(100):
+            conn.send(chunk)
+            sent += len(chunk)
+    except OSError:
+        pass  # the server answered and closed once it had refused the body
+    status = conn.getresponse().status
+    conn.close()
+    huge = {"huge_body_status": status, "huge_body_sent_mib": round(sent / 2**20, 1),
+            "rss_before_huge_mib": round(before / 1024, 1),
+            "peak_rss_during_huge_mib": round(api.status_kib("VmHWM") / 1024, 1)}
+    # Then the load (the refusal first, so its figure is not hidden in memory the load freed).
+    # A short run: every accepted upload stays on disk until its day is up.
+    loaded = with_peak(api, lambda: wrk("9_uploads", port, "upload.lua", min(seconds, 5),
+                                        {"BENCH_TOKENS": str(tokens), "BENCH_BODY": str(body)}))
+    return {**loaded, **huge}
 
 
 def branched_room(port: int, token: str, work: Path, seconds: int) -> dict:
@@ -622,7 +677,13 @@ def verdicts(mode: str, r: dict) -> list[dict]:
         add("6_reply_throughput", f"{rt['replies_per_s']:.0f} replies/s "
             f"({rt['replies_per_s'] / rt['ceiling_per_s']:.0%} of {rt['ceiling_per_s']:.0f})",
             f">= {BUDGET_REPLIES_PER_S:.0f}/s", rt["replies_per_s"] >= BUDGET_REPLIES_PER_S)
-    peak = max((v.get("peak_rss_mib", 0) for v in s.values()), default=0)
+    # Uploads hold what is in flight (64 connections x 1 MiB): judged by their own figure.
+    peak = max((v.get("peak_rss_mib", 0) for k, v in s.items() if k != "9_uploads"), default=0)
+    up = s.get("9_uploads")
+    if up:
+        growth = up["peak_rss_during_huge_mib"] - up["rss_before_huge_mib"]
+        add("RSS growth while a 100 MiB upload is refused", f"{growth:.1f} MiB",
+            f"<= {BUDGET_HUGE_UPLOAD_GROWTH_MIB:.0f} MiB", growth <= BUDGET_HUGE_UPLOAD_GROWTH_MIB)
     add("peak RSS (any scenario)", f"{peak} MiB", f"<= {BUDGET_PEAK_RSS_MIB:.0f} MiB",
         peak <= BUDGET_PEAK_RSS_MIB)
     add("idle RSS after start", f"{r['startup']['idle_rss_mib']} MiB",
@@ -665,6 +726,11 @@ def markdown(report: dict) -> str:
     for mode, r in report["modes"].items():
         out.append("")
         out.append(f"{mode}: start-up {r['startup']}")
+        up = r["scenarios"].get("9_uploads")
+        if up:
+            out.append(f"{mode}: a 100 MiB upload body was answered {up['huge_body_status']} after "
+                       f"{up['huge_body_sent_mib']} MiB sent; RSS {up['rss_before_huge_mib']} MiB "
+                       f"before, peak {up['peak_rss_during_huge_mib']} MiB meanwhile")
     return "\n".join(out) + "\n"
 
 

@@ -1,8 +1,9 @@
 //! The object store adapter over the `object_store` crate: a local folder (`file://`) or an S3
 //! bucket (`s3://bucket/prefix`, with `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
 //! `AWS_REGION` and, for S3-compatible services, `AWS_ENDPOINT_URL`). Writes go through
-//! `BufWriter`: a file smaller than one part is one PUT, a larger one a multipart upload of
-//! 5 MiB parts, so memory per upload stays bounded whatever its size.
+//! `BufWriter`: a file smaller than one part is one PUT, a larger one a multipart upload (5 MiB
+//! parts on S3, 256 KiB writes to a staging file in a folder), so memory per upload stays
+//! bounded whatever its size.
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -19,13 +20,17 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use super::{ByteStream, ObjectError, ObjectWriter, Objects};
 use crate::config::Config;
 
-/// Bytes buffered before a write becomes a multipart upload (S3's smallest part).
-const PART_BYTES: usize = 5 * 1024 * 1024;
+/// Bytes buffered before a write to S3 becomes a multipart upload (S3's smallest part).
+const S3_PART_BYTES: usize = 5 * 1024 * 1024;
+/// The same for a folder, where a part is a write to a staging file: small, so that many
+/// uploads at once hold little memory.
+const FOLDER_PART_BYTES: usize = 256 * 1024;
 
 /// The store named by `STORAGE_URL`, or a folder `uploads` in `data_dir` when it is unset.
 pub(crate) struct CrateObjects {
     inner: Arc<dyn ObjectStore>,
     prefix: Path,
+    part_bytes: usize,
     /// What it is, for logs (no secret in it).
     pub(crate) described: String,
 }
@@ -50,6 +55,7 @@ impl CrateObjects {
         Ok(Self {
             inner: Arc::new(store),
             prefix: Path::default(),
+            part_bytes: FOLDER_PART_BYTES,
             described: format!("folder {}", dir.display()),
         })
     }
@@ -87,6 +93,7 @@ impl CrateObjects {
         Ok(Self {
             inner: Arc::new(store),
             prefix: Path::from(prefix),
+            part_bytes: S3_PART_BYTES,
             described: format!("s3 bucket {bucket}"),
         })
     }
@@ -107,7 +114,8 @@ fn unavailable(err: object_store::Error) -> ObjectError {
 #[async_trait]
 impl Objects for CrateObjects {
     async fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>, ObjectError> {
-        let writer = BufWriter::with_capacity(Arc::clone(&self.inner), self.path(key), PART_BYTES);
+        let path = self.path(key);
+        let writer = BufWriter::with_capacity(Arc::clone(&self.inner), path, self.part_bytes);
         Ok(Box::new(Writer(writer)))
     }
 
