@@ -287,8 +287,22 @@ pub(super) async fn insert_message(
 const OWNER_TIER: &str = "EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = $2 \
      AND s.pro_until > $3) AS value";
 
-fn tier(is_pro: Option<Scalar<bool>>) -> Option<Tier> {
-    is_pro.map(|Scalar(pro)| if pro { Tier::Pro } else { Tier::Basic })
+/// Runs `statement` (room `$1`, user `$2`, now `$3`, answering [`OWNER_TIER`]): the owner's
+/// tier, or `None` when the room is not the user's.
+async fn room_tier(
+    tx: &mut dyn Connection,
+    statement: String,
+    user: UserId,
+    room: ChatroomId,
+    now: DateTime<Utc>,
+) -> Result<Option<Tier>, StoreError> {
+    let is_pro: Option<Scalar<bool>> = sql(statement)
+        .bind(room.0)
+        .bind(user.0)
+        .bind(now)
+        .fetch_optional(tx)
+        .await?;
+    Ok(is_pro.map(|Scalar(pro)| if pro { Tier::Pro } else { Tier::Basic }))
 }
 
 impl SqlStore {
@@ -303,16 +317,11 @@ impl SqlStore {
         room: ChatroomId,
         now: DateTime<Utc>,
     ) -> Result<Option<Tier>, StoreError> {
-        let is_pro = sql(format!(
+        let statement = format!(
             "SELECT {OWNER_TIER} FROM chatrooms WHERE id = $1 AND user_id = $2{}",
             self.locked(Lock::NoKeyUpdate)
-        ))
-        .bind(room.0)
-        .bind(user.0)
-        .bind(now)
-        .fetch_optional(tx)
-        .await?;
-        Ok(tier(is_pro))
+        );
+        room_tier(tx, statement, user, room, now).await
     }
 
     /// As [`Self::lock_room`], for a transaction that adds a message: the same statement bumps
@@ -324,16 +333,11 @@ impl SqlStore {
         room: ChatroomId,
         now: DateTime<Utc>,
     ) -> Result<Option<Tier>, StoreError> {
-        let is_pro = sql(format!(
+        let statement = format!(
             "UPDATE chatrooms SET last_message_at = $3, activity_at = $3 \
              WHERE id = $1 AND user_id = $2 RETURNING {OWNER_TIER}"
-        ))
-        .bind(room.0)
-        .bind(user.0)
-        .bind(now)
-        .fetch_optional(tx)
-        .await?;
-        Ok(tier(is_pro))
+        );
+        room_tier(tx, statement, user, room, now).await
     }
 }
 

@@ -49,6 +49,21 @@ pub(crate) fn process_env(database_url: &str) -> HashMap<&'static str, String> {
     ])
 }
 
+/// The environment of processes that share PostgreSQL and Redis and ask Gemini at `gemini`.
+pub(crate) fn shared_env(
+    database_url: &str,
+    redis: String,
+    gemini: String,
+) -> HashMap<&'static str, String> {
+    let mut env = process_env(database_url);
+    env.extend([
+        ("REDIS_URL", redis),
+        ("GEMINI_API_KEY", GEMINI_KEY.into()),
+        ("GEMINI_BASE_URL", gemini),
+    ]);
+    env
+}
+
 /// Starts `gemchat <args>` and waits until it says it is up.
 pub(crate) async fn start(args: &[&str], env: &HashMap<&str, String>, ready: &str) -> Process {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gemchat"));
@@ -143,13 +158,8 @@ async fn two_api_and_two_worker_processes_share_the_work() {
         .respond_with(EchoGemini)
         .mount(&gemini.server)
         .await;
-    let mut env = process_env(&db.url);
-    env.extend([
-        ("REDIS_URL", redis),
-        ("GEMINI_API_KEY", GEMINI_KEY.into()),
-        ("GEMINI_BASE_URL", gemini.uri()),
-        ("WORKER_CONCURRENCY", "4".into()),
-    ]);
+    let mut env = shared_env(&db.url, redis, gemini.uri());
+    env.insert("WORKER_CONCURRENCY", "4".into());
     // All four start at once, and all migrate: concurrent starts are safe.
     let (a, b, _w1, _w2) = tokio::join!(
         start(&["serve", "--no-workers"], &env, "gemchat is serving"),
@@ -295,12 +305,7 @@ async fn a_cancel_on_one_process_stops_the_stream_on_another() {
     crate::harness::install_crypto();
     let db = TestDb::create(Backend::Postgres).await;
     let gemini = crate::gemini_stream::StreamingGemini::start().await;
-    let mut env = process_env(&db.url);
-    env.extend([
-        ("REDIS_URL", redis),
-        ("GEMINI_API_KEY", GEMINI_KEY.into()),
-        ("GEMINI_BASE_URL", gemini.uri.clone()),
-    ]);
+    let env = shared_env(&db.url, redis, gemini.uri.clone());
     let (api_process, _worker) = tokio::join!(
         start(&["serve", "--no-workers"], &env, "gemchat is serving"),
         start(&["worker"], &env, "job worker started"),
@@ -359,11 +364,8 @@ async fn a_file_uploaded_on_one_process_is_sent_by_a_worker_on_another() {
         .respond_with(sse_reply(&["A dot."]))
         .mount(&gemini.server)
         .await;
-    let mut env = process_env(&db.url);
+    let mut env = shared_env(&db.url, redis, gemini.uri());
     env.extend([
-        ("REDIS_URL", redis),
-        ("GEMINI_API_KEY", GEMINI_KEY.into()),
-        ("GEMINI_BASE_URL", gemini.uri()),
         (
             "STORAGE_URL",
             config.storage_url.clone().unwrap_or_default(),

@@ -66,6 +66,19 @@ fn send_body(content: &str, attachments: &[&str]) -> Value {
     json!({"content": content, "attachments": attachments})
 }
 
+/// Sends a prompt with files to the room.
+async fn send_with(
+    app: &TestApp,
+    token: &str,
+    room: &str,
+    content: &str,
+    files: &[&str],
+) -> crate::harness::TestResponse {
+    let path = format!("/chatroom/{room}/message");
+    app.post(&path, Some(token), send_body(content, files))
+        .await
+}
+
 async fn an_upload_is_served_back_to_its_owner_only(backend: Backend) {
     let app = spawn(backend, |_| {}).await;
     let (token, _) = app.new_user().await;
@@ -153,13 +166,7 @@ async fn a_prompt_carries_its_files_to_gemini_inline_and_in_later_history(backen
     let png = app.uploaded(&token, "dot.png", PNG).await;
     let pdf = app.uploaded(&token, "report.pdf", PDF).await;
 
-    let sent = app
-        .post(
-            &format!("/chatroom/{room}/message"),
-            Some(&token),
-            send_body("What is in these?", &[&png, &pdf]),
-        )
-        .await;
+    let sent = send_with(&app, &token, &room, "What is in these?", &[&png, &pdf]).await;
     let sent = sent.assert_status(202).clone();
     let names: Vec<&Value> = sent["message"]["attachments"]
         .as_array()
@@ -314,16 +321,13 @@ async fn a_prompt_names_only_its_authors_files(backend: Backend) {
         mine.push(app.uploaded(&token, &format!("{n}.txt"), b"words").await);
     }
     let unknown = uuid::Uuid::now_v7().to_string();
-    let path = format!("/chatroom/{room}/message");
     for attachments in [
         vec![theirs.as_str()],
         vec![unknown.as_str()],
         mine.iter().map(String::as_str).collect(),
         vec![mine[0].as_str(), mine[0].as_str()],
     ] {
-        let refused = app
-            .post(&path, Some(&token), send_body("look", &attachments))
-            .await;
+        let refused = send_with(&app, &token, &room, "look", &attachments).await;
         refused.assert_problem(422, "validation_failed");
         assert_eq!(refused.body["errors"][0]["field"], "attachments");
     }
@@ -347,10 +351,7 @@ async fn an_edit_keeps_or_replaces_the_prompts_files(backend: Backend) {
     let room = app.chatroom(&token, "edits").await;
     let png = app.uploaded(&token, "dot.png", PNG).await;
     let pdf = app.uploaded(&token, "report.pdf", PDF).await;
-    let path = format!("/chatroom/{room}/message");
-    let sent = app
-        .post(&path, Some(&token), send_body("first", &[&png]))
-        .await;
+    let sent = send_with(&app, &token, &room, "first", &[&png]).await;
     let prompt = sent.assert_status(202)["message"]["id"].clone();
     app.drain_jobs().await;
     let ids = |accepted: &Value| -> Vec<Value> {
@@ -404,13 +405,7 @@ async fn a_rooms_files_go_with_it(backend: Backend) {
         (&kept, vec![&shared]),
     ] {
         let files: Vec<&str> = files.into_iter().map(String::as_str).collect();
-        let sent = app
-            .post(
-                &format!("/chatroom/{room}/message"),
-                Some(&token),
-                send_body("hi", &files),
-            )
-            .await;
+        let sent = send_with(&app, &token, room, "hi", &files).await;
         sent.assert_status(202);
     }
     app.drain_jobs().await;
@@ -446,13 +441,7 @@ async fn an_upload_never_attached_expires_after_a_day(backend: Backend) {
     let room = app.chatroom(&token, "expiry").await;
     let loose = app.uploaded(&token, "loose.png", PNG).await;
     let attached = app.uploaded(&token, "attached.pdf", PDF).await;
-    let sent = app
-        .post(
-            &format!("/chatroom/{room}/message"),
-            Some(&token),
-            send_body("hi", &[&attached]),
-        )
-        .await;
+    let sent = send_with(&app, &token, &room, "hi", &[&attached]).await;
     sent.assert_status(202);
     app.drain_jobs().await;
     app.clock.advance(chrono::Duration::hours(23));
@@ -470,13 +459,7 @@ async fn an_upload_never_attached_expires_after_a_day(backend: Backend) {
         .assert_status(200);
     assert_eq!(app.stored_objects().await, 1);
     // An expired file cannot be attached any more.
-    let late = app
-        .post(
-            &format!("/chatroom/{room}/message"),
-            Some(&token),
-            send_body("again", &[&loose]),
-        )
-        .await;
+    let late = send_with(&app, &token, &room, "again", &[&loose]).await;
     late.assert_problem(422, "validation_failed");
 }
 
@@ -500,13 +483,7 @@ async fn an_unreachable_store_refuses_files_and_their_prompts_whole(backend: Bac
         .upload(&token, "dot.png", Some("image/png"), PNG)
         .await;
     refused.assert_problem(503, "unavailable");
-    let sent = cut_off
-        .post(
-            &format!("/chatroom/{room}/message"),
-            Some(&token),
-            send_body("hi", &[&png]),
-        )
-        .await;
+    let sent = send_with(&cut_off, &token, &room, "hi", &[&png]).await;
     sent.assert_problem(503, "unavailable");
     let served = cut_off.get(&format!("/uploads/{png}"), Some(&token)).await;
     served.assert_problem(503, "unavailable");
