@@ -63,7 +63,9 @@ async function enterChat() {
     if (err.status === 401) return;
   }
   await Promise.all([loadRooms(), route()]);
-  loadPlan();
+  // The plan first: an answer of loadPlan arriving after checkoutReturn saw Pro would show the
+  // Basic plan again.
+  await loadPlan();
   checkoutReturn();
 }
 

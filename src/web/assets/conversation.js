@@ -473,7 +473,9 @@ async function send(content, attachments = []) {
     }
     addMessage(body.reply, "end");
     setUsage(body.usage);
-    upsertRoom({ ...room, last_message_at: body.message.created_at }, true);
+    // The room as the sidebar knows it now: a title may have arrived while this was sent.
+    const current = state.rooms.find((r) => r.id === room.id) || room;
+    upsertRoom({ ...current, last_message_at: body.message.created_at }, true);
     scrollToEnd();
   } catch (err) {
     if (generation !== state.generation) return;
