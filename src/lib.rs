@@ -53,13 +53,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "gemchat is serving; API docs at /docs"
             );
             stop_on_signal(Arc::clone(&app));
-            let workers = (!args.no_workers).then(|| {
-                tokio::spawn(jobs::worker::run_until_stopped(
-                    Arc::clone(&app),
-                    job_handlers(),
-                    app.stopping(),
-                ))
-            });
+            let workers = (!args.no_workers).then(|| tokio::spawn(work(Arc::clone(&app))));
             let http_app = Arc::clone(&app);
             let served =
                 http::router::serve(app, listener, async move { http_app.stopped().await }).await;
@@ -73,8 +67,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init(config.log_format);
             let app = Arc::new(app::App::build(config, Arc::new(SystemClock)).await?);
             stop_on_signal(Arc::clone(&app));
-            let stopping = app.stopping();
-            jobs::worker::run_until_stopped(app, job_handlers(), stopping).await;
+            work(app).await;
             Ok(())
         }
         Command::Migrate(args) => {
@@ -87,12 +80,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Every kind of background job this service runs, each by its handler.
+/// Runs the job workers until shutdown, after making sure the recurring jobs are queued.
+async fn work(app: Arc<app::App>) {
+    if let Err(err) = uploads::cleanup::SweepObjects::schedule(&app).await {
+        tracing::warn!(error = %err, "the object store sweep could not be queued; the next start will");
+    }
+    let stopping = app.stopping();
+    jobs::worker::run_until_stopped(app, job_handlers(), stopping).await;
+}
+
 pub fn job_handlers() -> jobs::worker::Handlers {
     jobs::worker::Handlers::default()
         .with(replies::job::ReplyHandler)
         .with(chatrooms::title::TitleHandler)
         .with(uploads::cleanup::ExpireHandler)
         .with(uploads::cleanup::DeleteObjectsHandler)
+        .with(uploads::cleanup::SweepHandler)
 }
 
 /// Begins the app's shutdown on SIGINT or SIGTERM.

@@ -38,6 +38,16 @@ pub trait Objects: Send + Sync {
 
     /// Whether the object `key` is there.
     async fn exists(&self, key: &str) -> Result<bool, ObjectError>;
+
+    /// Every object in the store, with when it was last written.
+    async fn list(&self) -> Result<Vec<Listed>, ObjectError>;
+}
+
+/// An object found by [`Objects::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub written_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// An object being written.

@@ -17,7 +17,7 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use super::{ByteStream, ObjectError, ObjectWriter, Objects};
+use super::{ByteStream, Listed, ObjectError, ObjectWriter, Objects};
 use crate::config::Config;
 
 /// Bytes buffered before a write to S3 becomes a multipart upload (S3's smallest part).
@@ -134,6 +134,33 @@ impl Objects for CrateObjects {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(err) => Err(unavailable(err)),
         }
+    }
+
+    async fn list(&self) -> Result<Vec<Listed>, ObjectError> {
+        let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
+        let found: Vec<object_store::ObjectMeta> = self
+            .inner
+            .list(prefix)
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        let strip = |location: &Path| {
+            let key = location.as_ref();
+            match prefix {
+                Some(prefix) => key
+                    .strip_prefix(prefix.as_ref())
+                    .map_or(key, |rest| rest.trim_start_matches('/'))
+                    .to_owned(),
+                None => key.to_owned(),
+            }
+        };
+        Ok(found
+            .iter()
+            .map(|meta| Listed {
+                key: strip(&meta.location),
+                written_at: meta.last_modified,
+            })
+            .collect())
     }
 
     async fn exists(&self, key: &str) -> Result<bool, ObjectError> {

@@ -168,6 +168,21 @@ impl UploadRepo for SqlStore {
         .await
     }
 
+    async fn existing(&self, ids: &[UploadId]) -> Result<Vec<UploadId>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut lookup = sql(format!(
+            "SELECT id AS value FROM uploads WHERE id IN ({})",
+            placeholders(1, ids.len())
+        ));
+        for id in ids {
+            lookup = lookup.bind(id.0);
+        }
+        let found: Vec<Scalar<uuid::Uuid>> = lookup.fetch_all(&mut *self.db.reads()).await?;
+        Ok(found.into_iter().map(|Scalar(id)| UploadId(id)).collect())
+    }
+
     async fn owned(&self, user: UserId, ids: &[UploadId]) -> Result<Vec<Upload>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());

@@ -1,7 +1,7 @@
 //! Uploads: files (images, PDFs, text) that prompts carry to the model. Metadata in the
 //! database, bytes in the object store (`crate::objects`).
 
-pub(crate) mod cleanup;
+pub mod cleanup;
 pub(crate) mod model;
 pub(crate) mod repo;
 pub(crate) mod routes;

@@ -16,6 +16,9 @@ pub trait UploadRepo: Send + Sync {
     /// One of the user's uploads.
     async fn find(&self, user: UserId, id: UploadId) -> Result<Option<Upload>, StoreError>;
 
+    /// Those of `ids` that have a row (whoever owns them).
+    async fn existing(&self, ids: &[UploadId]) -> Result<Vec<UploadId>, StoreError>;
+
     /// Those of `ids` that are the user's, in the order asked.
     async fn owned(&self, user: UserId, ids: &[UploadId]) -> Result<Vec<Upload>, StoreError>;
 

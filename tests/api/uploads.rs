@@ -21,6 +21,7 @@ backend_tests!(
     a_rooms_files_go_with_it,
     an_upload_never_attached_expires_after_a_day,
     an_unreachable_store_refuses_files_and_their_prompts_whole,
+    objects_without_an_upload_are_swept_daily,
 );
 
 /// A 1 x 1 PNG.
@@ -497,4 +498,38 @@ async fn an_unreachable_store_refuses_files_and_their_prompts_whole(backend: Bac
     let me = app.get("/user/me", Some(&token)).await;
     assert_eq!(me.assert_status(200)["usage"]["used_today"], 0);
     assert_eq!(app.stored_objects().await, 1, "only the first file");
+}
+
+async fn objects_without_an_upload_are_swept_daily(backend: Backend) {
+    let app = spawn(backend, |_| {}).await;
+    let (token, _) = app.new_user().await;
+    let kept = app.uploaded(&token, "dot.png", PNG).await;
+    // Bytes whose row never committed (a crash in between), and something not ours.
+    let orphan = format!("{}/{}", uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    app.put_raw_object(&orphan, PNG).await;
+    app.put_raw_object("notes/readme.txt", b"not an upload")
+        .await;
+    assert_eq!(app.stored_objects().await, 3);
+
+    gemchat::uploads::cleanup::SweepObjects::schedule(&app.app)
+        .await
+        .expect("queued");
+    gemchat::uploads::cleanup::SweepObjects::schedule(&app.app)
+        .await
+        .expect("queued once");
+    app.drain_jobs().await;
+    assert_eq!(app.stored_objects().await, 3, "not before it is due");
+    app.clock.advance(chrono::Duration::hours(2));
+    assert_eq!(app.drain_jobs().await, 1, "one sweep");
+    assert_eq!(app.stored_objects().await, 2, "the orphan went");
+    app.get(&format!("/uploads/{kept}"), Some(&token))
+        .await
+        .assert_status(200);
+    assert_eq!(app.drain_jobs().await, 0, "the next sweep is a day away");
+    let later = format!("{}/{}", uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    app.put_raw_object(&later, PNG).await;
+    app.clock.advance(chrono::Duration::hours(25));
+    app.drain_jobs().await;
+    // The next day's sweep took the new orphan (and the unattached upload expired).
+    assert_eq!(app.stored_objects().await, 1, "only the foreign object is left");
 }

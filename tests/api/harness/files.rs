@@ -117,6 +117,30 @@ impl TestApp {
         id.expect("an upload id")
     }
 
+    /// Writes `bytes` under `key` straight into the app's store, as a crash or another program
+    /// could leave them.
+    pub async fn put_raw_object(&self, key: &str, bytes: &[u8]) {
+        let config = self.app.config();
+        match config.storage_url.as_deref() {
+            Some(url) if url.starts_with("s3://") => {
+                let (bucket, prefix) = url["s3://".len()..].split_once('/').unwrap_or_default();
+                let endpoint = config.aws_endpoint_url.as_deref().unwrap_or_default();
+                let put = reqwest::Client::new()
+                    .put(format!("{endpoint}/{bucket}/{prefix}/{key}"))
+                    .body(bytes.to_vec())
+                    .send()
+                    .await
+                    .expect("the S3 server answers");
+                assert!(put.status().is_success(), "{}", put.status());
+            }
+            _ => {
+                let path = config.data_dir.join("uploads").join(key);
+                std::fs::create_dir_all(path.parent().expect("a folder")).expect("a folder");
+                std::fs::write(path, bytes).expect("a file");
+            }
+        }
+    }
+
     /// How many objects the app's store holds (staging files of a folder count too).
     pub async fn stored_objects(&self) -> usize {
         let config = self.app.config();
