@@ -11,7 +11,7 @@ use crate::ai::{AiError, Conversation, Turn};
 use crate::app::App;
 use crate::jobs::queue::{ClaimedJob, NewJob};
 use crate::jobs::retry;
-use crate::jobs::worker::{JobHandler, count_outcome};
+use crate::jobs::worker::{JobHandler, count_outcome, drop_unreadable};
 use crate::messages::events::{self, RoomEvent};
 use crate::messages::model::{MessageStatus, Role};
 use crate::storage::error::StoreError;
@@ -75,11 +75,9 @@ impl JobHandler for TitleHandler {
     }
 
     async fn run(&self, app: &App, job: &ClaimedJob) -> Result<(), StoreError> {
-        let Ok(title) = job.payload::<TitleJob>() else {
-            count_outcome("bad_payload");
-            tracing::error!("a title job's payload is unreadable; dropping it");
-            app.store.jobs.finish(job).await?;
-            return Ok(());
+        let title: TitleJob = match job.payload() {
+            Ok(title) => title,
+            Err(err) => return drop_unreadable(app, job, &err).await,
         };
         match title_for(app, &title).await? {
             Ok(Some(name)) => name_room(app, &title, &name).await?,

@@ -58,6 +58,19 @@ pub(crate) fn count_outcome(name: &'static str) {
     metrics::counter!(JOB_OUTCOMES, "outcome" => name).increment(1);
 }
 
+/// Ends a job whose payload cannot be read (a bug, or a shape this version does not know):
+/// counted, logged and dropped, since every attempt would fail the same way.
+pub(crate) async fn drop_unreadable(
+    app: &App,
+    job: &ClaimedJob,
+    error: &serde_json::Error,
+) -> Result<(), StoreError> {
+    count_outcome("bad_payload");
+    tracing::error!(kind = %job.kind, error = %error, "a job's payload is unreadable; dropping it");
+    app.store.jobs.finish(job).await?;
+    Ok(())
+}
+
 /// The longest a worker sleeps without looking for due jobs (a safety net for lost wake-ups).
 const MAX_IDLE: Duration = Duration::from_secs(5);
 

@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::chatrooms::title::TitleJob;
 use crate::jobs::queue::ClaimedJob;
 use crate::jobs::retry;
-use crate::jobs::worker::{JobHandler, count_outcome};
+use crate::jobs::worker::{JobHandler, count_outcome, drop_unreadable};
 use crate::messages::events::{self, Heard, RoomEvent, RoomSubscription};
 use crate::messages::model::{MessageError, MessageStatus};
 use crate::metrics::{AI_DURATION, AI_ERRORS};
@@ -31,12 +31,7 @@ impl JobHandler for ReplyHandler {
     async fn run(&self, app: &App, job: &ClaimedJob) -> Result<(), StoreError> {
         let reply: ReplyJob = match job.payload() {
             Ok(reply) => reply,
-            Err(err) => {
-                count_outcome("bad_payload");
-                tracing::error!(error = %err, "a reply job's payload is unreadable; dropping it");
-                app.store.jobs.finish(job).await?;
-                return Ok(());
-            }
+            Err(err) => return drop_unreadable(app, job, &err).await,
         };
         let span = tracing::info_span!(
             "reply",

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::model::{Upload, UploadId};
 use crate::app::App;
 use crate::jobs::queue::{ClaimedJob, NewJob};
-use crate::jobs::worker::{JobHandler, count_outcome};
+use crate::jobs::worker::{JobHandler, drop_unreadable};
 use crate::objects::ObjectError;
 use crate::storage::error::StoreError;
 use crate::users::model::UserId;
@@ -152,8 +152,9 @@ impl JobHandler for ExpireHandler {
     }
 
     async fn run(&self, app: &App, job: &ClaimedJob) -> Result<(), StoreError> {
-        let Ok(expire) = job.payload::<ExpireUpload>() else {
-            return drop_unreadable(app, job).await;
+        let expire: ExpireUpload = match job.payload() {
+            Ok(expire) => expire,
+            Err(err) => return drop_unreadable(app, job, &err).await,
         };
         let uploads = &app.store.uploads;
         if let Some(key) = uploads
@@ -178,8 +179,9 @@ impl JobHandler for DeleteObjectsHandler {
     }
 
     async fn run(&self, app: &App, job: &ClaimedJob) -> Result<(), StoreError> {
-        let Ok(delete) = job.payload::<DeleteObjects>() else {
-            return drop_unreadable(app, job).await;
+        let delete: DeleteObjects = match job.payload() {
+            Ok(delete) => delete,
+            Err(err) => return drop_unreadable(app, job, &err).await,
         };
         for key in &delete.keys {
             if !remove(app, job, key).await? {
@@ -205,11 +207,4 @@ async fn remove(app: &App, job: &ClaimedJob, key: &str) -> Result<bool, StoreErr
             Ok(false)
         }
     }
-}
-
-async fn drop_unreadable(app: &App, job: &ClaimedJob) -> Result<(), StoreError> {
-    count_outcome("bad_payload");
-    tracing::error!(kind = %job.kind, "a job's payload is unreadable; dropping it");
-    app.store.jobs.finish(job).await?;
-    Ok(())
 }

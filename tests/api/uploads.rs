@@ -531,5 +531,9 @@ async fn objects_without_an_upload_are_swept_daily(backend: Backend) {
     app.clock.advance(chrono::Duration::hours(25));
     app.drain_jobs().await;
     // The next day's sweep took the new orphan (and the unattached upload expired).
-    assert_eq!(app.stored_objects().await, 1, "only the foreign object is left");
+    assert_eq!(
+        app.stored_objects().await,
+        1,
+        "only the foreign object is left"
+    );
 }
