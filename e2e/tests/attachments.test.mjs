@@ -1,7 +1,7 @@
 // Files in prompts, in headless Chromium: an image and a PDF attached with the paperclip wait
 // in the composer's tray, go with the prompt (the offline echo reply names them), show in the
 // sent prompt as a thumbnail and a chip, and the thumbnail opens the image large. A refused
-// file says why in the tray and is not sent; a pasted image is attached too.
+// file says why in the tray and is not sent; a pasted image and a dropped file are attached too.
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -85,7 +85,7 @@ describe("attachments", () => {
     assert.deepEqual(page.problems, []);
   });
 
-  test("a refused file says why and is not sent; a pasted image is attached", async () => {
+  test("a refused file says why and is not sent; pasted and dropped files are attached", async () => {
     const page = await browser.newPage();
     const session = await apiUser(gemchat.url, newNumber(), "Dev");
     await openSignedIn(page, gemchat.url, session);
@@ -105,11 +105,20 @@ describe("attachments", () => {
       document.getElementById("composer-input").dispatchEvent(event);
     }, [...gradientPng(16)]);
     await page.locator("#attachment-tray .tray-item.ready").waitFor();
+    // So is a file dropped on the conversation.
+    await page.evaluate(() => {
+      const data = new DataTransfer();
+      data.items.add(new File(["Packing list: umbrella, boots\n"], "list.txt", { type: "text/plain" }));
+      const zone = document.querySelector("main.conversation");
+      zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: data, bubbles: true, cancelable: true }));
+      zone.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+    });
+    await eventually(async () => (await page.locator("#attachment-tray .tray-item.ready").count()) === 2, { what: "the dropped file" });
     await sendWithEnter(page, "Only the good one");
     const reply = page.locator("#messages .from-model").last();
     await eventually(async () => (await reply.getAttribute("data-status")) === "completed", { what: "the reply" });
     const said = await reply.locator(".content").innerText();
-    assert.match(said, /You attached: pasted\.png \(image\/png/);
+    assert.match(said, /You attached: pasted\.png \(image\/png, \d+ bytes\), list\.txt \(text\/plain, 30 bytes\)/);
     assert.doesNotMatch(said, /page\.html/);
     assert.deepEqual(page.problems, []);
   });
