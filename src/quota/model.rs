@@ -58,6 +58,92 @@ pub(crate) fn next_reset(at: DateTime<Utc>) -> DateTime<Utc> {
     tomorrow.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
 }
 
+/// A user's use on one UTC day (`GET /user/me/usage`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct UsageDay {
+    #[schema(value_type = String, format = Date, example = "2026-11-22")]
+    pub date: NaiveDate,
+    /// Prompts taken (a prompt given back by a failed reply is not counted).
+    pub prompts: u32,
+    /// Tokens of the replies to that day's prompts, as Gemini counted them.
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub thinking_tokens: u64,
+}
+
+impl UsageDay {
+    /// A day without use.
+    pub(crate) fn idle(date: NaiveDate) -> Self {
+        Self {
+            date,
+            prompts: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            thinking_tokens: 0,
+        }
+    }
+}
+
+/// Every day from `last` back to `days` days before it, newest first, with what `used`
+/// says of it and zeros for days it does not name.
+pub(crate) fn history(last: NaiveDate, days: u32, used: &[UsageDay]) -> Vec<UsageDay> {
+    (0..u64::from(days))
+        .filter_map(|back| last.checked_sub_days(Days::new(back)))
+        .map(|date| {
+            used.iter()
+                .filter(|u| u.date == date)
+                .fold(UsageDay::idle(date), |day, u| UsageDay {
+                    prompts: day.prompts + u.prompts,
+                    input_tokens: day.input_tokens + u.input_tokens,
+                    output_tokens: day.output_tokens + u.output_tokens,
+                    thinking_tokens: day.thinking_tokens + u.thinking_tokens,
+                    ..day
+                })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+
+    #[test]
+    fn every_day_is_listed_newest_first_with_zeros_where_idle() {
+        let day = |d| NaiveDate::from_ymd_opt(2026, 11, d).expect("a date");
+        let used = [
+            UsageDay {
+                prompts: 3,
+                ..UsageDay::idle(day(20))
+            },
+            UsageDay {
+                input_tokens: 40,
+                output_tokens: 7,
+                thinking_tokens: 2,
+                ..UsageDay::idle(day(20))
+            },
+            UsageDay {
+                prompts: 1,
+                ..UsageDay::idle(day(18))
+            },
+        ];
+        let days = history(day(21), 4, &used);
+        let dates: Vec<NaiveDate> = days.iter().map(|d| d.date).collect();
+        assert_eq!(dates, [day(21), day(20), day(19), day(18)]);
+        assert_eq!(days[0], UsageDay::idle(day(21)));
+        assert_eq!(
+            days[1],
+            UsageDay {
+                prompts: 3,
+                input_tokens: 40,
+                output_tokens: 7,
+                thinking_tokens: 2,
+                date: day(20)
+            }
+        );
+        assert_eq!(days[3].prompts, 1);
+    }
+}
+
 /// A user's prompt usage today.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub(crate) struct Usage {

@@ -283,6 +283,9 @@ pub(crate) trait Dialect: Send + Sync {
     /// that only takes a lock can be skipped.
     fn lock(&self, lock: Lock) -> Option<&'static str>;
 
+    /// The UTC day (a `date` column) of the time column `column`.
+    fn utc_day(&self, column: &str) -> String;
+
     /// The full-text search for `query`, with `$1` bound; the caller binds the user (`$2`)
     /// and the limit (`$3`). Rows: the message columns, `chatroom_name` and `snippet`
     /// (matches wrapped in `**`), best first.

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -12,13 +12,15 @@ use super::model::{Tier, User};
 use super::service;
 use crate::error::Result;
 use crate::http::caller::AuthUser;
-use crate::http::extract::AppJson;
+use crate::http::extract::{AppJson, AppQuery};
 use crate::http::problem::Problem;
 use crate::http::state::AppState;
-use crate::quota::model::Usage;
+use crate::quota::model::{Usage, UsageDay};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(get_me, update_me))
+    OpenApiRouter::new()
+        .routes(routes!(get_me, update_me))
+        .routes(routes!(get_usage))
 }
 
 /// A user as clients see it.
@@ -75,6 +77,38 @@ async fn get_me(
         user: user.into(),
         usage,
     }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UsageQuery {
+    /// How many days back, today included: 1 to 90 (default 30).
+    #[param(minimum = 1, maximum = 90)]
+    pub(crate) days: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UsageHistory {
+    /// Newest first; days without use are zeros.
+    pub(crate) days: Vec<UsageDay>,
+}
+
+/// The caller's use per UTC day: prompts taken and the tokens of their replies (input,
+/// output, thinking), for charts and budgets.
+#[utoipa::path(get, path = "/user/me/usage", tag = "user", security(("bearer" = [])),
+    params(UsageQuery),
+    responses(
+        (status = 200, body = UsageHistory),
+        (status = 422, description = "`validation_failed`: `days` outside 1 to 90, or an unknown parameter", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_usage(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+    AppQuery(query): AppQuery<UsageQuery>,
+) -> Result<AppJson<UsageHistory>> {
+    let days = service::history(&state, who.user_id, query.days.unwrap_or(30)).await?;
+    Ok(AppJson(UsageHistory { days }))
 }
 
 /// Renames the caller.

@@ -3,7 +3,7 @@
 use super::model::{User, UserId, UserName};
 use crate::app::App;
 use crate::error::{AppError, Result};
-use crate::quota::model::{Usage, day_of};
+use crate::quota::model::{self as quota, Usage, UsageDay, day_of};
 
 /// The user and today's prompt usage.
 pub(crate) async fn me(app: &App, id: UserId) -> Result<(User, Usage)> {
@@ -16,6 +16,26 @@ pub(crate) async fn me(app: &App, id: UserId) -> Result<(User, Usage)> {
         .ok_or(AppError::Unauthorized)?;
     let usage = Usage::new(used, app.quota.limit_for(user.tier), now);
     Ok((user, usage))
+}
+
+/// Most days `GET /user/me/usage` reports.
+pub(crate) const MAX_HISTORY_DAYS: u32 = 90;
+
+/// The user's use on each of the last `days` UTC days (today included), newest first, idle
+/// days as zeros. 422 naming `days` outside 1 to 90.
+pub(crate) async fn history(app: &App, user: UserId, days: u32) -> Result<Vec<UsageDay>> {
+    if !(1..=MAX_HISTORY_DAYS).contains(&days) {
+        return Err(AppError::invalid(
+            "days",
+            &format!("must be from 1 to {MAX_HISTORY_DAYS}"),
+        ));
+    }
+    let today = day_of(app.clock.now());
+    let first = today
+        .checked_sub_days(chrono::Days::new(u64::from(days - 1)))
+        .unwrap_or(today);
+    let used = app.store.usage.history(user, first, today).await?;
+    Ok(quota::history(today, days, &used))
 }
 
 /// Today's usage of `user`, read from the counter the quota check takes from.

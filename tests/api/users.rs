@@ -1,4 +1,4 @@
-//! `/user/me`: the profile with usage, and renaming.
+//! `/user/me`: the profile with usage, renaming, and the usage history.
 
 use axum::http::Method;
 use serde_json::json;
@@ -8,7 +8,8 @@ use crate::harness::{Backend, TestApp};
 
 backend_tests!(
     me_reports_the_user_and_todays_usage,
-    renaming_validates_and_trims
+    renaming_validates_and_trims,
+    the_usage_history_counts_each_days_prompts_and_tokens,
 );
 
 async fn me_reports_the_user_and_todays_usage(backend: Backend) {
@@ -56,6 +57,74 @@ async fn renaming_validates_and_trims(backend: Backend) {
     let me = app.get("/user/me", Some(&token)).await;
     assert_eq!(me.assert_status(200)["name"], "Ravi K");
     app.request(Method::PATCH, "/user/me", None, Some(json!({"name": "x"})))
+        .await
+        .assert_problem(401, "unauthorized");
+}
+
+async fn the_usage_history_counts_each_days_prompts_and_tokens(backend: Backend) {
+    // The token outlives the days the test skips over.
+    let app = TestApp::spawn_with(backend, |config| config.jwt_ttl = 7 * 86_400).await;
+    let (token, _) = app.new_user().await;
+    let room = app.chatroom(&token, "days").await;
+    app.send_message(&token, &room, "two days ago").await;
+    app.drain_jobs().await;
+    app.clock.advance(chrono::Duration::days(2));
+    app.send_message(&token, &room, "today, first").await;
+    app.send_message(&token, &room, "today, second").await;
+    app.drain_jobs().await;
+
+    let page = app
+        .get(
+            &format!("/chatroom/{room}/messages?limit=100"),
+            Some(&token),
+        )
+        .await;
+    let messages = page.assert_status(200)["messages"].clone();
+    let tokens_of = |replies: &[usize], field: &str| -> u64 {
+        let usage = |i: usize| messages[i]["usage"][field].as_u64().unwrap_or_default();
+        replies.iter().map(|&i| usage(i)).sum()
+    };
+    let history = app.get("/user/me/usage?days=3", Some(&token)).await;
+    let days = history.assert_status(200)["days"].clone();
+    let today = app.clock_now().date_naive();
+    let date = |back: u64| {
+        let day = today
+            .checked_sub_days(chrono::Days::new(back))
+            .expect("a day");
+        json!(day.to_string())
+    };
+    assert_eq!(days.as_array().map(Vec::len), Some(3));
+    assert_eq!(days[0]["date"], date(0));
+    assert_eq!(days[0]["prompts"], 2);
+    assert_eq!(days[0]["input_tokens"], tokens_of(&[3, 5], "input_tokens"));
+    assert_eq!(
+        days[0]["output_tokens"],
+        tokens_of(&[3, 5], "output_tokens")
+    );
+    assert!(days[0]["output_tokens"].as_u64().is_some_and(|n| n > 0));
+    assert_eq!(days[0]["thinking_tokens"], 0);
+    assert_eq!(
+        days[1],
+        json!({"date": date(1), "prompts": 0, "input_tokens": 0, "output_tokens": 0,
+               "thinking_tokens": 0}),
+        "an idle day is zeros"
+    );
+    assert_eq!(days[2]["date"], date(2));
+    assert_eq!(days[2]["prompts"], 1);
+    assert_eq!(days[2]["output_tokens"], tokens_of(&[1], "output_tokens"));
+
+    let default = app.get("/user/me/usage", Some(&token)).await;
+    assert_eq!(
+        default.assert_status(200)["days"].as_array().map(Vec::len),
+        Some(30)
+    );
+    for bad in ["days=0", "days=91", "days=ten", "days=3&extra=1"] {
+        let refused = app
+            .get(&format!("/user/me/usage?{bad}"), Some(&token))
+            .await;
+        refused.assert_problem(422, "validation_failed");
+    }
+    app.get("/user/me/usage", None)
         .await
         .assert_problem(401, "unauthorized");
 }

@@ -91,6 +91,10 @@ impl Dialect for PgStore {
         })
     }
 
+    fn utc_day(&self, column: &str) -> String {
+        format!("(({column}) AT TIME ZONE 'UTC')::date")
+    }
+
     fn search(&self, query: &SearchQuery) -> Statement {
         sql(format!(
             "SELECT {}, c.name AS chatroom_name, \

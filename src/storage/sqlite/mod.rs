@@ -168,6 +168,10 @@ impl Dialect for SqliteStore {
         None
     }
 
+    fn utc_day(&self, column: &str) -> String {
+        format!("date(({column}) / 1000000, 'unixepoch')")
+    }
+
     fn search(&self, query: &SearchQuery) -> Statement {
         sql(format!(
             "SELECT {}, c.name AS chatroom_name, \
