@@ -12,11 +12,12 @@ use crate::auth::jwt::{self, JwtKeys};
 use crate::auth::otp::{IssuePolicy, OtpKey};
 use crate::auth::sms::{LogSmsSender, SmsSender};
 use crate::auth::tokens::Authenticator;
+use crate::auth::twilio::TwilioSender;
 use crate::billing::gateway::{PaymentGateway, Price};
 use crate::billing::stripe::StripeGateway;
 use crate::cache::{ListCache, MemoryListCache, RedisListCache};
 use crate::clock::Clock;
-use crate::config::{AiProviderKind, Config};
+use crate::config::{AiProviderKind, Config, OtpDelivery};
 use crate::database_gate::DatabaseGate;
 use crate::events::EventBus;
 use crate::quota::model::QuotaPolicy;
@@ -34,6 +35,8 @@ pub struct App {
     pub(crate) otp_policy: IssuePolicy,
     pub(crate) sms: Arc<dyn SmsSender>,
     pub(crate) region: phonenumber::country::Id,
+    /// Regions whose numbers may receive codes (`OTP_ALLOWED_REGIONS`); `None`: all.
+    pub(crate) allowed_regions: Option<Vec<phonenumber::country::Id>>,
     pub(crate) quota: QuotaPolicy,
     pub(crate) redis: Option<RedisLink>,
     /// Refuses database work at once while the database is unreachable.
@@ -117,17 +120,34 @@ impl AppBuilder {
     /// signing secret.
     pub async fn build(self) -> anyhow::Result<App> {
         let Self { config, clock, ai } = self;
-        let region = config
-            .default_region
-            .trim()
-            .to_ascii_uppercase()
-            .parse::<phonenumber::country::Id>()
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "DEFAULT_REGION must be an ISO 3166 region code such as IN, got {:?}",
-                    config.default_region
-                )
-            })?;
+        let region = parse_region("DEFAULT_REGION", &config.default_region)?;
+        let allowed_regions = config
+            .otp_allowed_regions
+            .as_deref()
+            .map(|list| {
+                list.split(',')
+                    .filter(|code| !code.trim().is_empty())
+                    .map(|code| parse_region("OTP_ALLOWED_REGIONS", code))
+                    .collect::<anyhow::Result<Vec<_>>>()
+            })
+            .transpose()?;
+        let sms: Arc<dyn SmsSender> = match config.otp_delivery {
+            OtpDelivery::Twilio => {
+                tracing::info!("one-time codes are sent by SMS through Twilio");
+                Arc::new(TwilioSender::from_config(&config)?)
+            }
+            OtpDelivery::Response | OtpDelivery::Log => {
+                tracing::warn!(
+                    "SMS is MOCKED: one-time codes are {} (set OTP_DELIVERY=twilio to send them)",
+                    if config.otp_delivery == OtpDelivery::Response {
+                        "returned in the response"
+                    } else {
+                        "written to the log"
+                    }
+                );
+                Arc::new(LogSmsSender)
+            }
+        };
         let store = Store::connect(&config.database_url, !config.skip_migrations).await?;
         let secret = jwt::load_or_generate_secret(
             config
@@ -187,8 +207,9 @@ impl AppBuilder {
         Ok(App {
             otp_key: OtpKey::derive(&secret),
             otp_policy: IssuePolicy::default(),
-            sms: Arc::new(LogSmsSender),
+            sms,
             region,
+            allowed_regions,
             quota: QuotaPolicy {
                 basic: Some(config.basic_daily_limit),
                 pro: config.pro_daily_limit,
@@ -237,6 +258,14 @@ impl App {
         let mut stopping = self.stopping();
         let _ = stopping.wait_for(|stopping| *stopping).await;
     }
+}
+
+/// An ISO 3166 region code of the setting `name` (`IN`, `us`).
+fn parse_region(name: &str, code: &str) -> anyhow::Result<phonenumber::country::Id> {
+    code.trim()
+        .to_ascii_uppercase()
+        .parse::<phonenumber::country::Id>()
+        .map_err(|_| anyhow::anyhow!("{name} takes ISO 3166 region codes such as IN, got {code:?}"))
 }
 
 /// The configured AI provider: Gemini when a key is set (or `AI_PROVIDER=gemini`), else the

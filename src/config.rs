@@ -49,13 +49,15 @@ pub(crate) struct MigrateArgs {
     pub(crate) config: Config,
 }
 
-/// Where one-time codes go (SMS is mocked).
+/// Where one-time codes go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OtpDelivery {
-    /// Return the code in the response body (development and tests).
+    /// Return the code in the response body (mocked SMS: development and tests).
     Response,
-    /// Write the code to the log only, as a stand-in for an SMS gateway.
+    /// Write the code to the log only (mocked SMS).
     Log,
+    /// Send a real SMS through Twilio's Messages API (`TWILIO_*`).
+    Twilio,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -139,9 +141,47 @@ pub struct Config {
     #[arg(long, env = "JWT_TTL", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(60..=31_536_000))]
     pub jwt_ttl: u64,
 
-    /// Where one-time codes go: returned in the response (mocked SMS) or logged only.
+    /// Where one-time codes go: returned in the response (mocked SMS), logged only, or sent
+    /// as a real SMS through Twilio.
     #[arg(long, env = "OTP_DELIVERY", value_enum, default_value = "response")]
     pub otp_delivery: OtpDelivery,
+
+    /// Regions (comma-separated ISO 3166 codes) whose numbers may receive codes; all when unset.
+    #[arg(long, env = "OTP_ALLOWED_REGIONS")]
+    pub otp_allowed_regions: Option<String>,
+
+    /// Codes a day (UTC) that may be sent to the numbers of one region, all users together;
+    /// unlimited when unset. A ceiling on SMS-pumping fraud, shared through Redis when set.
+    #[arg(long, env = "OTP_REGION_DAILY_LIMIT")]
+    pub otp_region_daily_limit: Option<u32>,
+
+    /// Twilio account SID (`AC...`): the Messages API's account and the Basic-auth user.
+    #[arg(long, env = "TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+
+    /// Twilio auth token: the Basic-auth password.
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<Secret>,
+
+    /// The sender number of the SMS (E.164), unless a messaging service sends them.
+    #[arg(long, env = "TWILIO_FROM")]
+    pub twilio_from: Option<String>,
+
+    /// The Twilio messaging service that sends the SMS (`MG...`), instead of `TWILIO_FROM`.
+    #[arg(long, env = "TWILIO_MESSAGING_SERVICE_SID")]
+    pub twilio_messaging_service_sid: Option<String>,
+
+    /// Twilio API base URL (for tests).
+    #[arg(
+        long,
+        env = "TWILIO_API_BASE",
+        default_value = "https://api.twilio.com"
+    )]
+    pub twilio_api_base: String,
+
+    /// Milliseconds Twilio has to accept an SMS before the send counts as failed.
+    #[arg(long, env = "TWILIO_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub twilio_timeout_ms: u64,
 
     /// Region (ISO 3166 code) for mobile numbers written without `+`.
     #[arg(long, env = "DEFAULT_REGION", default_value = "IN")]

@@ -93,6 +93,13 @@ pub(crate) enum AppError {
     /// Stripe failed or could not be reached (502 `billing_unavailable`); the cause is logged.
     #[error("billing unavailable: {0}")]
     BillingUnavailable(String),
+    /// The SMS gateway failed or could not be reached (502 `sms_unavailable`); the cause is
+    /// logged.
+    #[error("sms unavailable: {0}")]
+    SmsUnavailable(String),
+    /// A number of a region `OTP_ALLOWED_REGIONS` does not list (422 `region_not_allowed`).
+    #[error("region not allowed")]
+    RegionNotAllowed,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -107,7 +114,9 @@ impl AppError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::MalformedRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Validation(_) | Self::InvalidMobileNumber(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) | Self::InvalidMobileNumber(_) | Self::RegionNotAllowed => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::PayloadTooLarge | Self::FileTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -124,7 +133,7 @@ impl AppError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::InvalidSignature => StatusCode::BAD_REQUEST,
-            Self::BillingUnavailable(_) => StatusCode::BAD_GATEWAY,
+            Self::BillingUnavailable(_) | Self::SmsUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -151,6 +160,8 @@ impl AppError {
             Self::InvalidSignature => "invalid_signature",
             Self::BillingNotConfigured => "billing_not_configured",
             Self::BillingUnavailable(_) => "billing_unavailable",
+            Self::SmsUnavailable(_) => "sms_unavailable",
+            Self::RegionNotAllowed => "region_not_allowed",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -185,6 +196,12 @@ impl AppError {
             Self::BillingNotConfigured => "Billing is not configured on this server.".into(),
             Self::BillingUnavailable(_) => {
                 "The payment provider could not be reached; try again shortly.".into()
+            }
+            Self::SmsUnavailable(_) => {
+                "The text message with the code could not be sent; try again shortly.".into()
+            }
+            Self::RegionNotAllowed => {
+                "This server does not send codes to numbers of that region.".into()
             }
             Self::Internal(_) => "An unexpected error occurred; it has been logged.".into(),
         }

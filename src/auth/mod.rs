@@ -9,3 +9,4 @@ pub(crate) mod routes;
 pub(crate) mod service;
 pub(crate) mod sms;
 pub(crate) mod tokens;
+pub(crate) mod twilio;

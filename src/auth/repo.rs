@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use super::model::{Session, SessionId};
 use super::otp::{IssuePolicy, OtpAttempt, OtpPurpose, OtpRefusal};
@@ -18,15 +19,28 @@ pub struct NewOtp {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A send recorded against a user's cooldown and hourly cap, before the code goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OtpSend(pub Uuid);
+
 #[async_trait]
 pub trait OtpRepo: Send + Sync {
     /// In one transaction, serialised per user: checks `policy` against the codes sent to this
-    /// user in the last hour, records this send, and replaces any code of the same purpose.
-    async fn issue(
+    /// user in the last hour and records a send at `at`. The code itself is stored only once
+    /// it was delivered ([`OtpRepo::store`]); a failed delivery gives the send back
+    /// ([`OtpRepo::release`]), so it spends no cooldown.
+    async fn reserve(
         &self,
-        otp: &NewOtp,
+        user_id: UserId,
+        at: DateTime<Utc>,
         policy: &IssuePolicy,
-    ) -> Result<Result<(), OtpRefusal>, StoreError>;
+    ) -> Result<Result<OtpSend, OtpRefusal>, StoreError>;
+
+    /// Forgets a reserved send whose code could not be delivered.
+    async fn release(&self, send: OtpSend) -> Result<(), StoreError>;
+
+    /// Makes a delivered code the live one of its user and purpose, replacing any earlier one.
+    async fn store(&self, otp: &NewOtp) -> Result<(), StoreError>;
 
     /// Counts one attempt against the unconsumed code of this user and purpose, atomically,
     /// and returns the code's state after counting; `None` when there is no such code.

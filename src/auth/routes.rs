@@ -61,8 +61,12 @@ pub(crate) struct SendOtpRequest {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Delivery {
+    /// Mocked SMS: the code is in this response.
     Response,
+    /// Mocked SMS: the code went to the server's log.
     Log,
+    /// A real text message was accepted by the SMS gateway.
+    Sms,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -85,6 +89,7 @@ impl From<OtpIssued> for OtpIssuedResponse {
             delivery: match issued.delivery {
                 OtpDelivery::Response => Delivery::Response,
                 OtpDelivery::Log => Delivery::Log,
+                OtpDelivery::Twilio => Delivery::Sms,
             },
         }
     }
@@ -189,7 +194,7 @@ pub(crate) struct SessionsResponse {
     responses(
         (status = 201, body = SignupResponse),
         (status = 409, description = "`mobile_number_taken`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed` or `invalid_mobile_number`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`, `invalid_mobile_number`, or `region_not_allowed` (`OTP_ALLOWED_REGIONS`)", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn signup(
     _: PerIpLimit,
@@ -211,13 +216,15 @@ async fn signup(
     ))
 }
 
-/// Sends a sign-in code (mocked SMS: returned in the body with `OTP_DELIVERY=response`).
+/// Sends a sign-in code: by SMS with `OTP_DELIVERY=twilio`; mocked otherwise (returned in the
+/// body with `OTP_DELIVERY=response`).
 #[utoipa::path(post, path = "/auth/send-otp", tag = "auth", request_body = SendOtpRequest,
     responses(
         (status = 200, body = OtpIssuedResponse),
         (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid_mobile_number`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`otp_cooldown` (30 s) or `otp_rate_limited` (10 an hour), with `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_mobile_number` (also when the SMS gateway says the number cannot receive texts) or `region_not_allowed` (`OTP_ALLOWED_REGIONS`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`otp_cooldown` (30 s), `otp_rate_limited` (10 an hour) or `otp_region_limit` (`OTP_REGION_DAILY_LIMIT`), with `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`sms_unavailable`: the SMS could not be sent; no code is usable and no cooldown is spent", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn send_otp(
     _: PerIpLimit,
@@ -268,8 +275,9 @@ async fn login(
     responses(
         (status = 200, body = OtpIssuedResponse),
         (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid_mobile_number`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`otp_cooldown` or `otp_rate_limited`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_mobile_number` (also when the SMS gateway says the number cannot receive texts) or `region_not_allowed` (`OTP_ALLOWED_REGIONS`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`otp_cooldown` (30 s), `otp_rate_limited` (10 an hour) or `otp_region_limit` (`OTP_REGION_DAILY_LIMIT`), with `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`sms_unavailable`: the SMS could not be sent; no code is usable and no cooldown is spent", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn forgot_password(
     _: PerIpLimit,

@@ -11,6 +11,7 @@ use super::tokens::Authenticated;
 use crate::app::App;
 use crate::config::OtpDelivery;
 use crate::error::{AppError, Result};
+use crate::ratelimit::Scope;
 use crate::storage::error::StoreError;
 use crate::users::model::{MobileNumber, Tier, User, UserId, UserName};
 
@@ -41,6 +42,7 @@ pub(crate) fn parse_mobile(app: &App, input: &str) -> Result<MobileNumber> {
 
 pub(crate) async fn signup(app: &App, input: SignupInput) -> Result<User> {
     let mobile = parse_mobile(app, &input.mobile_number)?;
+    check_region(app, &mobile)?;
     let name = input
         .name
         .as_deref()
@@ -86,49 +88,111 @@ async fn existing_user(app: &App, mobile: &MobileNumber) -> Result<User> {
         })
 }
 
-/// Issues a code for `purpose` to an existing account, within the send limits.
-pub(crate) async fn send_otp(
-    app: &App,
-    mobile_input: &str,
-    purpose: OtpPurpose,
-) -> Result<OtpIssued> {
-    let mobile = parse_mobile(app, mobile_input)?;
-    let user = existing_user(app, &mobile).await?;
-    let code = otp::generate_code();
-    let now = app.clock.now();
-    let new = NewOtp {
-        user_id: user.id,
-        purpose,
-        code_hash: app.otp_key.hash(user.id, purpose, &code),
-        created_at: now,
-        expires_at: now + otp::CODE_TTL,
+/// Refuses numbers of regions that `OTP_ALLOWED_REGIONS` leaves out (SMS-pumping fraud sends
+/// codes to premium-rate numbers abroad).
+fn check_region(app: &App, mobile: &MobileNumber) -> Result<()> {
+    let Some(allowed) = &app.allowed_regions else {
+        return Ok(());
     };
-    match app.store.otps.issue(&new, &app.otp_policy).await? {
-        Ok(()) => {}
-        Err(OtpRefusal::Cooldown { retry_after }) => {
+    match mobile.region() {
+        Some(region) if allowed.contains(&region) => Ok(()),
+        _ => Err(AppError::RegionNotAllowed),
+    }
+}
+
+/// Counts a code against its region's daily ceiling (`OTP_REGION_DAILY_LIMIT`), shared by every
+/// process through Redis.
+async fn count_against_region(app: &App, mobile: &MobileNumber, now: DateTime<Utc>) -> Result<()> {
+    let Some(limit) = app.config.otp_region_daily_limit else {
+        return Ok(());
+    };
+    let region = mobile
+        .region()
+        .map_or_else(|| "unknown".to_owned(), |region| format!("{region:?}"));
+    app.limiter
+        .hit(Scope::SmsRegion, &region, limit, now)
+        .await
+        .map_err(|retry_after| {
+            metrics::counter!("gemchat_rate_limited_total", "scope" => Scope::SmsRegion.as_str())
+                .increment(1);
+            tracing::warn!(region, limit, "daily ceiling of codes for a region reached");
+            AppError::RateLimited {
+                code: "otp_region_limit",
+                detail: format!(
+                    "Today's codes for numbers of this region are used up; ask again in {retry_after} s."
+                ),
+                retry_after,
+            }
+        })
+}
+
+fn refusal(app: &App, refusal: OtpRefusal) -> AppError {
+    match refusal {
+        OtpRefusal::Cooldown { retry_after } => {
             let secs = otp::retry_after_secs(retry_after);
-            return Err(AppError::RateLimited {
+            AppError::RateLimited {
                 code: "otp_cooldown",
                 detail: format!("A code was sent moments ago; ask again in {secs} s."),
                 retry_after: secs,
-            });
+            }
         }
-        Err(OtpRefusal::HourlyCap { retry_after }) => {
+        OtpRefusal::HourlyCap { retry_after } => {
             let secs = otp::retry_after_secs(retry_after);
-            return Err(AppError::RateLimited {
+            AppError::RateLimited {
                 code: "otp_rate_limited",
                 detail: format!(
                     "At most {} codes an hour may be sent to one number; ask again in {secs} s.",
                     app.otp_policy.per_hour
                 ),
                 retry_after: secs,
-            });
+            }
         }
     }
+}
+
+/// Issues a code for `purpose` to an existing account, within the send limits. The send is
+/// reserved first (so concurrent requests meet the cooldown), then the code is delivered, and
+/// only a delivered code is stored and usable; a failed delivery gives the send back.
+pub(crate) async fn send_otp(
+    app: &App,
+    mobile_input: &str,
+    purpose: OtpPurpose,
+) -> Result<OtpIssued> {
+    let mobile = parse_mobile(app, mobile_input)?;
+    check_region(app, &mobile)?;
+    let user = existing_user(app, &mobile).await?;
+    let now = app.clock.now();
+    let send = app
+        .store
+        .otps
+        .reserve(user.id, now, &app.otp_policy)
+        .await?
+        .map_err(|refused| refusal(app, refused))?;
+    let code = otp::generate_code();
     let delivery = app.config.otp_delivery;
-    if delivery == OtpDelivery::Log {
-        app.sms.send_code(&mobile, &code).await?;
+    let delivered = match count_against_region(app, &mobile, now).await {
+        Err(refused) => Err(refused),
+        Ok(()) if delivery == OtpDelivery::Response => Ok(()),
+        Ok(()) => app
+            .sms
+            .send_code(&mobile, &code)
+            .await
+            .map_err(AppError::from),
+    };
+    if let Err(err) = delivered {
+        app.store.otps.release(send).await?;
+        return Err(err);
     }
+    app.store
+        .otps
+        .store(&NewOtp {
+            user_id: user.id,
+            purpose,
+            code_hash: app.otp_key.hash(user.id, purpose, &code),
+            created_at: now,
+            expires_at: now + otp::CODE_TTL,
+        })
+        .await?;
     Ok(OtpIssued {
         code: (delivery == OtpDelivery::Response).then_some(code),
         expires_in: otp::CODE_TTL.num_seconds(),

@@ -41,6 +41,7 @@ impl IntoResponse for AppError {
         match &self {
             Self::Internal(cause) => tracing::error!(error = ?cause, "internal error"),
             Self::BillingUnavailable(cause) => tracing::error!(error = %cause, "Stripe failed"),
+            Self::SmsUnavailable(cause) => tracing::error!(error = %cause, "SMS failed"),
             _ => {}
         }
         let problem = Problem {

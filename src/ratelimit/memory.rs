@@ -7,10 +7,26 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{RateLimiter, Scope, WINDOW_SECS, window};
+use super::{RateLimiter, Scope};
+
+type Key = (Scope, String, i64);
 
 pub(crate) struct MemoryLimiter {
-    counts: moka::future::Cache<(Scope, String, i64), Arc<AtomicU32>>,
+    counts: moka::future::Cache<Key, Arc<AtomicU32>>,
+}
+
+/// A counter lives two windows of its scope: a minute's goes soon, a day's stays a day.
+struct TwoWindows;
+
+impl moka::Expiry<Key, Arc<AtomicU32>> for TwoWindows {
+    fn expire_after_create(
+        &self,
+        key: &Key,
+        _: &Arc<AtomicU32>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(Duration::from_secs(2 * key.0.window_secs().unsigned_abs()))
+    }
 }
 
 impl Default for MemoryLimiter {
@@ -18,7 +34,7 @@ impl Default for MemoryLimiter {
         Self {
             counts: moka::future::Cache::builder()
                 .max_capacity(200_000)
-                .time_to_live(Duration::from_secs(2 * WINDOW_SECS.unsigned_abs()))
+                .expire_after(TwoWindows)
                 .build(),
         }
     }
@@ -33,7 +49,7 @@ impl RateLimiter for MemoryLimiter {
         limit: u32,
         now: DateTime<Utc>,
     ) -> Result<(), u64> {
-        let (index, retry_after) = window(now);
+        let (index, retry_after) = scope.window(now);
         let counter = self
             .counts
             .get_with((scope, key.to_owned(), index), async {

@@ -1,6 +1,7 @@
-//! Abuse limits beyond the daily quota: a fixed one-minute window per key (an IP for the
-//! unauthenticated auth routes, a user for everything else). In-process, or in Redis so every
-//! process shares the count; if Redis fails, the in-process limiter takes over.
+//! Abuse limits beyond the daily quota: a fixed window per key (a minute per IP on the
+//! unauthenticated auth routes and per user everywhere else; a UTC day per region for the codes
+//! sent by SMS). In-process, or in Redis so every process shares the count; if Redis fails, the
+//! in-process limiter takes over.
 
 mod memory;
 mod redis;
@@ -11,9 +12,6 @@ use chrono::{DateTime, Utc};
 pub(crate) use memory::MemoryLimiter;
 pub(crate) use redis::RedisLimiter;
 
-/// The window every limit counts over.
-pub(crate) const WINDOW_SECS: i64 = 60;
-
 /// Which limit a key counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Scope {
@@ -21,6 +19,8 @@ pub(crate) enum Scope {
     Auth,
     /// Authenticated requests, per user.
     User,
+    /// One-time codes sent to the numbers of a region, per UTC day.
+    SmsRegion,
 }
 
 impl Scope {
@@ -28,16 +28,26 @@ impl Scope {
         match self {
             Self::Auth => "auth",
             Self::User => "user",
+            Self::SmsRegion => "sms_region",
         }
     }
-}
 
-/// The window `now` falls in, and the seconds until it ends.
-pub(crate) fn window(now: DateTime<Utc>) -> (i64, u64) {
-    let secs = now.timestamp();
-    let index = secs.div_euclid(WINDOW_SECS);
-    let left = WINDOW_SECS - secs.rem_euclid(WINDOW_SECS);
-    (index, u64::try_from(left).unwrap_or(1))
+    /// The length of the window this scope counts over, in seconds.
+    pub(crate) fn window_secs(self) -> i64 {
+        match self {
+            Self::Auth | Self::User => 60,
+            Self::SmsRegion => 86_400,
+        }
+    }
+
+    /// The window `now` falls in, and the seconds until it ends.
+    pub(crate) fn window(self, now: DateTime<Utc>) -> (i64, u64) {
+        let length = self.window_secs();
+        let secs = now.timestamp();
+        let index = secs.div_euclid(length);
+        let left = length - secs.rem_euclid(length);
+        (index, u64::try_from(left).unwrap_or(1))
+    }
 }
 
 /// The refusal of a request over its limit.
@@ -52,7 +62,8 @@ pub(crate) fn refused(scope: Scope, retry_after: u64) -> crate::error::AppError 
 
 #[async_trait]
 pub(crate) trait RateLimiter: Send + Sync {
-    /// Counts one request of `key` against `limit` per minute; `Err(retry_after_secs)` past it.
+    /// Counts one request of `key` against `limit` per window of `scope`;
+    /// `Err(retry_after_secs)` past it.
     async fn hit(&self, scope: Scope, key: &str, limit: u32, now: DateTime<Utc>)
     -> Result<(), u64>;
 }
@@ -63,10 +74,12 @@ mod tests {
     use chrono::TimeZone;
 
     #[test]
-    fn windows_are_whole_minutes() {
+    fn windows_are_whole_minutes_or_utc_days() {
         let at = |s| Utc.timestamp_opt(s, 0).single().unwrap_or_default();
-        assert_eq!(window(at(120)), (2, 60));
-        assert_eq!(window(at(179)), (2, 1));
-        assert_eq!(window(at(180)), (3, 60));
+        assert_eq!(Scope::Auth.window(at(120)), (2, 60));
+        assert_eq!(Scope::User.window(at(179)), (2, 1));
+        assert_eq!(Scope::Auth.window(at(180)), (3, 60));
+        assert_eq!(Scope::SmsRegion.window(at(86_400 + 3_600)), (1, 82_800));
+        assert_eq!(Scope::SmsRegion.window(at(2 * 86_400 - 1)), (1, 1));
     }
 }

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{MemoryLimiter, RateLimiter, Scope, WINDOW_SECS, window};
+use super::{MemoryLimiter, RateLimiter, Scope};
 use crate::redis_link::RedisLink;
 
 pub(crate) struct RedisLimiter {
@@ -31,7 +31,7 @@ impl RateLimiter for RedisLimiter {
         limit: u32,
         now: DateTime<Utc>,
     ) -> Result<(), u64> {
-        let (index, retry_after) = window(now);
+        let (index, retry_after) = scope.window(now);
         let counter = format!("gemchat:rl:{}:{key}:{index}", scope.as_str());
         let counted = self
             .link
@@ -39,7 +39,7 @@ impl RateLimiter for RedisLimiter {
                 redis::pipe()
                     .atomic()
                     .incr(&counter, 1)
-                    .expire(&counter, WINDOW_SECS * 2)
+                    .expire(&counter, scope.window_secs() * 2)
                     .ignore()
                     .query_async::<(u64,)>(&mut conn)
                     .await

@@ -8,7 +8,7 @@ use super::SqlStore;
 use super::sql::{Connection, FromRecord, Record, Scalar, sql, to_u32};
 use crate::auth::model::{ClientInfo, Session, SessionId, SessionMethod};
 use crate::auth::otp::{IssuePolicy, OtpAttempt, OtpPurpose, OtpRefusal};
-use crate::auth::repo::{NewOtp, OtpRepo, Replacing, SessionRepo};
+use crate::auth::repo::{NewOtp, OtpRepo, OtpSend, Replacing, SessionRepo};
 use crate::storage::error::StoreError;
 use crate::users::model::UserId;
 
@@ -24,36 +24,51 @@ impl FromRecord for OtpAttempt {
 
 #[async_trait]
 impl OtpRepo for SqlStore {
-    async fn issue(
+    async fn reserve(
         &self,
-        otp: &NewOtp,
+        user_id: UserId,
+        at: DateTime<Utc>,
         policy: &IssuePolicy,
-    ) -> Result<Result<(), OtpRefusal>, StoreError> {
+    ) -> Result<Result<OtpSend, OtpRefusal>, StoreError> {
         let mut tx = self.db.begin().await?;
         // Serialise sends per user, so two concurrent requests cannot both pass the cooldown.
-        self.lock_user(&mut *tx, otp.user_id).await?;
-        let window_start = otp.created_at - IssuePolicy::WINDOW;
+        self.lock_user(&mut *tx, user_id).await?;
+        let window_start = at - IssuePolicy::WINDOW;
         let sent: Vec<Scalar<DateTime<Utc>>> =
             sql("SELECT issued_at AS value FROM otp_sends WHERE user_id = $1 AND issued_at > $2")
-                .bind(otp.user_id.0)
+                .bind(user_id.0)
                 .bind(window_start)
                 .fetch_all(&mut *tx)
                 .await?;
         let sent: Vec<DateTime<Utc>> = sent.into_iter().map(|Scalar(at)| at).collect();
-        if let Err(refusal) = policy.check(&sent, otp.created_at) {
+        if let Err(refusal) = policy.check(&sent, at) {
             return Ok(Err(refusal));
         }
         sql("DELETE FROM otp_sends WHERE user_id = $1 AND issued_at <= $2")
-            .bind(otp.user_id.0)
+            .bind(user_id.0)
             .bind(window_start)
             .execute(&mut *tx)
             .await?;
+        let send = OtpSend(Uuid::now_v7());
         sql("INSERT INTO otp_sends (id, user_id, issued_at) VALUES ($1, $2, $3)")
-            .bind(Uuid::now_v7())
-            .bind(otp.user_id.0)
-            .bind(otp.created_at)
+            .bind(send.0)
+            .bind(user_id.0)
+            .bind(at)
             .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
+        Ok(Ok(send))
+    }
+
+    async fn release(&self, send: OtpSend) -> Result<(), StoreError> {
+        sql("DELETE FROM otp_sends WHERE id = $1")
+            .bind(send.0)
+            .execute(&mut *self.db.writes())
+            .await?;
+        Ok(())
+    }
+
+    async fn store(&self, otp: &NewOtp) -> Result<(), StoreError> {
         sql(
             "INSERT INTO otps (user_id, purpose, code_hash, attempts, created_at, expires_at) \
              VALUES ($1, $2, $3, 0, $4, $5) \
@@ -66,10 +81,9 @@ impl OtpRepo for SqlStore {
         .bind(otp.code_hash.as_slice())
         .bind(otp.created_at)
         .bind(otp.expires_at)
-        .execute(&mut *tx)
+        .execute(&mut *self.db.writes())
         .await?;
-        tx.commit().await?;
-        Ok(Ok(()))
+        Ok(())
     }
 
     async fn record_attempt(

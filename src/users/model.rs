@@ -64,6 +64,13 @@ impl MobileNumber {
     pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The region (ISO 3166) the number belongs to, when its country code tells one.
+    pub(crate) fn region(&self) -> Option<phonenumber::country::Id> {
+        phonenumber::parse(None, &self.0)
+            .ok()
+            .and_then(|number| number.country().id())
+    }
 }
 
 impl fmt::Display for MobileNumber {
@@ -217,6 +224,22 @@ mod tests {
             MobileNumber::parse("+1 415 555 2671", IN).map(|n| n.0),
             Ok("+14155552671".to_string())
         );
+    }
+
+    #[test]
+    fn numbers_know_their_region() {
+        use phonenumber::country::Id;
+        for (input, region) in [
+            ("+919876543210", Id::IN),
+            ("+16502530001", Id::US),
+            ("+447400123456", Id::GB),
+            ("+14165550123", Id::CA),
+        ] {
+            let number = MobileNumber::parse(input, IN).expect(input);
+            assert_eq!(number.region(), Some(region), "{input}");
+            let stored = MobileNumber::from_trusted(number.as_str().to_owned());
+            assert_eq!(stored.region(), Some(region), "{input}");
+        }
     }
 
     #[test]

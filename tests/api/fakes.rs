@@ -221,3 +221,94 @@ impl FakeStripe {
             .collect()
     }
 }
+
+pub const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
+pub const TWILIO_TOKEN: &str = "twilio-test-auth-token";
+pub const TWILIO_FROM: &str = "+15005550006";
+
+/// Twilio's Messages API on a local port: form-encoded requests with Basic auth in, JSON out.
+pub struct FakeTwilio {
+    pub server: MockServer,
+}
+
+impl FakeTwilio {
+    pub async fn start() -> Self {
+        Self {
+            server: MockServer::start().await,
+        }
+    }
+
+    /// Points `config` at this Twilio, sending from [`TWILIO_FROM`].
+    pub fn configure(&self, config: &mut gemchat::config::Config) {
+        config.otp_delivery = gemchat::config::OtpDelivery::Twilio;
+        config.twilio_api_base = self.server.uri();
+        config.twilio_account_sid = Some(TWILIO_SID.into());
+        config.twilio_auth_token = Some(gemchat::config::Secret::new(TWILIO_TOKEN));
+        config.twilio_from = Some(TWILIO_FROM.into());
+    }
+
+    /// Matches a send as the adapter must make it: the account's Messages resource, Basic auth
+    /// with the SID and token, a form body.
+    pub fn send_call() -> MockBuilder {
+        use base64::Engine;
+        let credentials = base64::engine::general_purpose::STANDARD
+            .encode(format!("{TWILIO_SID}:{TWILIO_TOKEN}"));
+        Mock::given(method("POST"))
+            .and(path(format!(
+                "/2010-04-01/Accounts/{TWILIO_SID}/Messages.json"
+            )))
+            .and(header(
+                "authorization",
+                format!("Basic {credentials}").as_str(),
+            ))
+            .and(header("content-type", "application/x-www-form-urlencoded"))
+    }
+
+    /// Accepts every send, as Twilio does: 201 and the queued message.
+    pub async fn accept(&self) {
+        Self::send_call()
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+                "sid": "SM0123456789abcdef0123456789abcdef", "account_sid": TWILIO_SID,
+                "status": "queued", "num_segments": "1", "direction": "outbound-api",
+                "error_code": null, "error_message": null, "uri": "/2010-04-01/Accounts/x/Messages/SM1.json"
+            })))
+            .mount(&self.server)
+            .await;
+    }
+
+    /// Refuses every send with Twilio's error body.
+    pub async fn refuse(&self, status: u16, code: u32, message: &str) {
+        Self::send_call()
+            .respond_with(ResponseTemplate::new(status).set_body_json(json!({
+                "code": code, "message": message, "status": status,
+                "more_info": format!("https://www.twilio.com/docs/errors/{code}")
+            })))
+            .mount(&self.server)
+            .await;
+    }
+
+    /// The form bodies of the sends received, in order.
+    pub async fn sends(&self) -> Vec<std::collections::HashMap<String, String>> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(form)
+            .collect()
+    }
+
+    /// The six-digit code in the body of the `n`th send.
+    pub async fn code_sent(&self, n: usize) -> String {
+        let sends = self.sends().await;
+        let body = sends
+            .get(n)
+            .and_then(|s| s.get("Body"))
+            .cloned()
+            .unwrap_or_default();
+        body.split(|c: char| !c.is_ascii_digit())
+            .find(|part| part.len() == 6)
+            .unwrap_or_else(|| panic!("no code in SMS {n}: {body:?}"))
+            .to_owned()
+    }
+}

@@ -22,6 +22,7 @@ mod scale;
 mod serve;
 mod sessions;
 mod slow_clients;
+mod sms;
 mod storage;
 mod storage_billing;
 mod storage_chat;

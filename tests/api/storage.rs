@@ -138,30 +138,48 @@ async fn otp_sends_follow_the_policy_even_when_concurrent(backend: Backend) {
     f.store.users.insert(&user).await.expect("insert");
     let at = now();
     let policy = IssuePolicy::default();
-    let attempts = (0..8).map(|i| {
+    let attempts = (0..8).map(|_| {
         let otps = f.store.otps.clone();
-        let otp = otp_for(user.id, OtpPurpose::Login, &[i], at);
-        tokio::spawn(async move { otps.issue(&otp, &policy).await })
+        tokio::spawn(async move { otps.reserve(user.id, at, &policy).await })
     });
-    let mut sent = 0;
+    let mut sent = Vec::new();
     for attempt in futures::future::join_all(attempts).await {
         match attempt.expect("join").expect("store") {
-            Ok(()) => sent += 1,
+            Ok(send) => sent.push(send),
             Err(OtpRefusal::Cooldown { .. }) => {}
             Err(other) => panic!("unexpected refusal {other:?}"),
         }
     }
     assert_eq!(
-        sent, 1,
+        sent.len(),
+        1,
         "exactly one of eight concurrent sends passes the cooldown"
     );
 
+    // A send given back (its SMS failed) spends no cooldown.
+    f.store.otps.release(sent[0]).await.expect("release");
+    let again = f.store.otps.reserve(user.id, at, &policy).await;
+    assert!(matches!(again, Ok(Ok(_))), "{again:?}");
+
     let later = at + Duration::seconds(31);
-    let otp = otp_for(user.id, OtpPurpose::Reset, b"r", later);
-    assert_eq!(
-        f.store.otps.issue(&otp, &policy).await.expect("store"),
-        Ok(())
+    let again = f.store.otps.reserve(user.id, later, &policy).await;
+    assert!(matches!(again, Ok(Ok(_))), "{again:?}");
+    let cooling = f.store.otps.reserve(user.id, later, &policy).await;
+    assert!(
+        matches!(cooling, Ok(Err(OtpRefusal::Cooldown { .. }))),
+        "{cooling:?}"
     );
+}
+
+/// Reserves a send and stores `otp` as delivered.
+async fn issue(f: &Fixture, otp: &NewOtp) {
+    f.store
+        .otps
+        .reserve(otp.user_id, otp.created_at, &IssuePolicy::default())
+        .await
+        .expect("store")
+        .expect("sent");
+    f.store.otps.store(otp).await.expect("store");
 }
 
 async fn otp_attempts_count_and_codes_are_consumed_once(backend: Backend) {
@@ -169,7 +187,6 @@ async fn otp_attempts_count_and_codes_are_consumed_once(backend: Backend) {
     let user = new_user();
     f.store.users.insert(&user).await.expect("insert");
     let at = now();
-    let policy = IssuePolicy::default();
     assert!(
         f.store
             .otps
@@ -179,12 +196,7 @@ async fn otp_attempts_count_and_codes_are_consumed_once(backend: Backend) {
             .is_none()
     );
     let otp = otp_for(user.id, OtpPurpose::Login, b"hash-1", at);
-    f.store
-        .otps
-        .issue(&otp, &policy)
-        .await
-        .expect("store")
-        .expect("sent");
+    issue(&f, &otp).await;
 
     for expected in 1..=3 {
         let attempt = f
@@ -244,12 +256,7 @@ async fn otp_attempts_count_and_codes_are_consumed_once(backend: Backend) {
         b"hash-2",
         at + Duration::seconds(31),
     );
-    f.store
-        .otps
-        .issue(&replacement, &policy)
-        .await
-        .expect("store")
-        .expect("sent");
+    issue(&f, &replacement).await;
     let attempt = f
         .store
         .otps
