@@ -100,6 +100,9 @@ pub(crate) enum AppError {
     /// A number of a region `OTP_ALLOWED_REGIONS` does not list (422 `region_not_allowed`).
     #[error("region not allowed")]
     RegionNotAllowed,
+    /// The token is too old for this (403 `reauthentication_required`): sign in again.
+    #[error("reauthentication required")]
+    ReauthenticationRequired,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -133,6 +136,7 @@ impl AppError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::InvalidSignature => StatusCode::BAD_REQUEST,
+            Self::ReauthenticationRequired => StatusCode::FORBIDDEN,
             Self::BillingUnavailable(_) | Self::SmsUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -162,6 +166,7 @@ impl AppError {
             Self::BillingUnavailable(_) => "billing_unavailable",
             Self::SmsUnavailable(_) => "sms_unavailable",
             Self::RegionNotAllowed => "region_not_allowed",
+            Self::ReauthenticationRequired => "reauthentication_required",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -202,6 +207,9 @@ impl AppError {
             }
             Self::RegionNotAllowed => {
                 "This server does not send codes to numbers of that region.".into()
+            }
+            Self::ReauthenticationRequired => {
+                "This needs a recent sign-in: sign in again, then retry within 10 minutes.".into()
             }
             Self::Internal(_) => "An unexpected error occurred; it has been logged.".into(),
         }

@@ -37,6 +37,8 @@ const CAPACITY: u64 = 100_000;
 pub(crate) struct Authenticated {
     pub(crate) user_id: UserId,
     pub(crate) session_id: SessionId,
+    /// When the token was issued (its `iat`): how recent the sign-in behind it is.
+    pub(crate) issued_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -231,6 +233,7 @@ impl Authenticator {
             SessionState::Live(user_id) if user_id.0 == claims.sub => Ok(Authenticated {
                 user_id,
                 session_id,
+                issued_at: chrono::DateTime::from_timestamp(claims.iat, 0).unwrap_or_default(),
             }),
             _ => Err(AppError::Unauthorized),
         }

@@ -67,4 +67,12 @@ pub(crate) trait PaymentGateway: Send + Sync {
     ) -> Result<SubscriptionUpdate, GatewayError>;
 
     async fn price(&self, price_id: &str) -> Result<Price, GatewayError>;
+
+    /// Cancels the subscription at once (no waiting for the period's end). One Stripe no
+    /// longer has counts as cancelled.
+    async fn cancel_subscription_now(&self, subscription: &str) -> Result<(), GatewayError>;
+
+    /// Deletes the customer, and with it what Stripe holds about the person (the phone
+    /// number). One Stripe no longer has counts as deleted.
+    async fn delete_customer(&self, customer: &str) -> Result<(), GatewayError>;
 }

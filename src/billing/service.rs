@@ -255,6 +255,41 @@ pub(crate) async fn reactivate(app: &App, user: UserId) -> Result<Status> {
     set_cancel(app, user, &subscription, false).await
 }
 
+/// Ends what Stripe holds for an account about to be deleted: its subscription at once,
+/// then its customer (and the phone number on it). Nothing when billing is off; a Stripe
+/// failure is 502 `billing_unavailable`, and the account stays.
+pub(crate) async fn forget_customer(app: &App, user: UserId) -> Result<()> {
+    let Some(gateway) = &app.payments else {
+        return Ok(());
+    };
+    let subscription = app.store.billing.subscription_of(user).await?;
+    let mut customers: Vec<String> = app
+        .store
+        .billing
+        .customer_of(user)
+        .await?
+        .into_iter()
+        .collect();
+    if let Some(subscription) = subscription {
+        if !subscription.status.is_terminal() {
+            gateway
+                .cancel_subscription_now(&subscription.id)
+                .await
+                .map_err(unavailable)?;
+        }
+        if !customers.contains(&subscription.customer_id) {
+            customers.push(subscription.customer_id);
+        }
+    }
+    for customer in customers {
+        gateway
+            .delete_customer(&customer)
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
 /// A Stripe Billing Portal link for the user.
 pub(crate) async fn portal(app: &App, user: UserId) -> Result<String> {
     let gateway = gateway(app)?;

@@ -34,13 +34,14 @@ impl StripeGateway {
         })
     }
 
-    async fn call(
+    /// Makes one call; Stripe's answer with its status, whatever the status.
+    async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
         form: &[(&str, &str)],
         idempotency_key: Option<&str>,
-    ) -> Result<Value, GatewayError> {
+    ) -> Result<(reqwest::StatusCode, Value), GatewayError> {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -62,17 +63,44 @@ impl StripeGateway {
                 err.without_url()
             ))
         })?;
+        Ok((status, body))
+    }
+
+    /// Makes one call that must succeed.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        form: &[(&str, &str)],
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, GatewayError> {
+        let (status, body) = self.send(method, path, form, idempotency_key).await?;
         if !status.is_success() {
-            let error = &body["error"];
-            return Err(GatewayError(format!(
-                "Stripe {path}: HTTP {status}: {} {} {}",
-                error["type"].as_str().unwrap_or("?"),
-                error["code"].as_str().unwrap_or(""),
-                error["message"].as_str().unwrap_or("")
-            )));
+            return Err(refused(path, status, &body));
         }
         Ok(body)
     }
+
+    /// Deletes a Stripe object; one that is already gone (404) counts as deleted.
+    async fn delete(&self, path: &str) -> Result<(), GatewayError> {
+        let (status, body) = self.send(reqwest::Method::DELETE, path, &[], None).await?;
+        if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(refused(path, status, &body))
+        }
+    }
+}
+
+/// Stripe's error object, for the log.
+fn refused(path: &str, status: reqwest::StatusCode, body: &Value) -> GatewayError {
+    let error = &body["error"];
+    GatewayError(format!(
+        "Stripe {path}: HTTP {status}: {} {} {}",
+        error["type"].as_str().unwrap_or("?"),
+        error["code"].as_str().unwrap_or(""),
+        error["message"].as_str().unwrap_or("")
+    ))
 }
 
 fn field(body: &Value, name: &str) -> Result<String, GatewayError> {
@@ -169,6 +197,15 @@ impl PaymentGateway for StripeGateway {
             .await?;
         subscription_from_object(&body, 0)
             .ok_or_else(|| GatewayError("Stripe's answer is not a subscription".into()))
+    }
+
+    async fn cancel_subscription_now(&self, subscription: &str) -> Result<(), GatewayError> {
+        self.delete(&format!("/v1/subscriptions/{subscription}"))
+            .await
+    }
+
+    async fn delete_customer(&self, customer: &str) -> Result<(), GatewayError> {
+        self.delete(&format!("/v1/customers/{customer}")).await
     }
 
     async fn price(&self, price_id: &str) -> Result<Price, GatewayError> {

@@ -161,7 +161,7 @@ impl<'a> CancelWatch<'a> {
         }
     }
 
-    /// Returns once the reply is cancelled; never otherwise. Cancel-safe.
+    /// Returns once the reply is cancelled or its room deleted; never otherwise. Cancel-safe.
     async fn cancelled(&mut self) {
         loop {
             match self.events.recv().await {
@@ -170,6 +170,8 @@ impl<'a> CancelWatch<'a> {
                 {
                     return;
                 }
+                // The room (or the whole account) is gone: nobody is left to read the reply.
+                Some(Heard::Event(RoomEvent::ChatroomDeleted)) => return,
                 Some(Heard::Gap) if self.cancelled_in_store().await => return,
                 Some(_) => {}
                 None => std::future::pending().await,

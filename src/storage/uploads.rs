@@ -122,6 +122,19 @@ pub(super) async fn uploads_only_in_room(
     .await
 }
 
+/// Every upload of `user`, attached or not.
+pub(super) async fn uploads_of_user(
+    on: &mut dyn Connection,
+    user: UserId,
+) -> Result<Vec<Upload>, StoreError> {
+    sql(format!(
+        "SELECT {UPLOAD_COLUMNS} FROM uploads u WHERE u.user_id = $1"
+    ))
+    .bind(user.0)
+    .fetch_all(on)
+    .await
+}
+
 /// Deletes the rows of `uploads` (no prompt carries them any more).
 pub(super) async fn delete_rows(
     on: &mut dyn Connection,

@@ -4,10 +4,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::SqlStore;
-use super::sql::{FromRecord, Record, Statement, sql, to_u32};
+use super::sql::{FromRecord, Record, Scalar, Statement, sql, to_u32};
+use crate::chatrooms::model::ChatroomId;
 use crate::storage::error::StoreError;
+use crate::uploads::cleanup::DeleteObjects;
 use crate::users::model::{MobileNumber, Tier, User, UserId};
-use crate::users::repo::UserRepo;
+use crate::users::repo::{DeletedAccount, UserRepo};
 
 impl FromRecord for User {
     fn from_record(row: &dyn Record) -> Result<Self, StoreError> {
@@ -123,6 +125,48 @@ impl UserRepo for SqlStore {
         }
         // Read from the writer: a reader could lag behind the write just made.
         by_id(id, now).fetch_one(&mut *self.db.writes()).await
+    }
+
+    async fn delete(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DeletedAccount>, StoreError> {
+        let mut tx = self.db.begin().await?;
+        // Locks the user against concurrent sends and sign-ins; gone already: nothing to do.
+        let Some(Scalar(_)) = sql(format!(
+            "SELECT 1 AS value FROM users WHERE id = $1{}",
+            self.locked(super::sql::Lock::Update)
+        ))
+        .bind(id.0)
+        .fetch_optional::<Scalar<i64>>(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let rooms: Vec<Scalar<uuid::Uuid>> =
+            sql("SELECT id AS value FROM chatrooms WHERE user_id = $1")
+                .bind(id.0)
+                .fetch_all(&mut *tx)
+                .await?;
+        let files = super::uploads::uploads_of_user(&mut *tx, id).await?;
+        // Every row of the account goes by cascade from its user row.
+        sql("DELETE FROM users WHERE id = $1")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        // The bytes go through jobs that belong to no one, so they outlive the account; were
+        // they lost anyway, the daily sweep finds objects without rows.
+        for batch in files.chunks(DeleteObjects::MAX_KEYS) {
+            if let Some(job) = DeleteObjects::queued(batch, now) {
+                self.enqueue_in(&mut *tx, &job).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(DeletedAccount {
+            chatrooms: rooms.into_iter().map(|Scalar(id)| ChatroomId(id)).collect(),
+            files: files.len(),
+        }))
     }
 }
 

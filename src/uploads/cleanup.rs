@@ -51,6 +51,8 @@ pub struct DeleteObjects {
 
 impl DeleteObjects {
     pub const KIND: &'static str = "objects.delete";
+    /// Keys one job removes at most (an account's files are split over several jobs).
+    pub(crate) const MAX_KEYS: usize = 1_000;
 
     /// The job for the bytes of `uploads`, due now. It belongs to no one, so it outlives the
     /// account whose deletion queued it.

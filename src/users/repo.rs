@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::model::{MobileNumber, User, UserId};
+use crate::chatrooms::model::ChatroomId;
 use crate::storage::error::StoreError;
 
 #[async_trait]
@@ -32,4 +33,22 @@ pub trait UserRepo: Send + Sync {
         name: &str,
         now: DateTime<Utc>,
     ) -> Result<User, StoreError>;
+
+    /// In one transaction: deletes the user and everything the account owns (chatrooms,
+    /// messages, uploads, sessions, codes, usage, subscriptions, queued work) and queues the
+    /// removal of its files from the object store. `None` when there is no such user.
+    async fn delete(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DeletedAccount>, StoreError>;
+}
+
+/// What was deleted with an account, for what follows the commit.
+#[derive(Debug, Clone, Default)]
+pub struct DeletedAccount {
+    /// Its chatrooms: their listeners and replies being produced are told.
+    pub chatrooms: Vec<ChatroomId>,
+    /// Files queued for removal from the object store.
+    pub files: usize,
 }

@@ -1,6 +1,7 @@
 //! HTTP handlers of `/user/*`, and the `User` shape shared with the auth responses.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -19,7 +20,7 @@ use crate::quota::model::{Usage, UsageDay};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(get_me, update_me))
+        .routes(routes!(get_me, update_me, delete_me))
         .routes(routes!(get_usage))
 }
 
@@ -125,4 +126,19 @@ async fn update_me(
 ) -> Result<AppJson<UserResponse>> {
     let user = service::rename(&state, who.user_id, &body.name).await?;
     Ok(AppJson(user.into()))
+}
+
+/// Erases the caller's account: chatrooms, messages, attachments and their files, sessions,
+/// codes and usage. A Stripe subscription is cancelled at once first. Needs a token issued in
+/// the last 10 minutes. The mobile number can sign up again afterwards.
+#[utoipa::path(delete, path = "/user/me", tag = "user", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The account is gone; every token of it stops working"),
+        (status = 401, description = "`unauthorized` (also when the account is already deleted)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`reauthentication_required`: the token is older than 10 minutes; sign in again", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`billing_unavailable`: Stripe failed; nothing was deleted", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn delete_me(State(state): State<AppState>, AuthUser(who): AuthUser) -> Result<StatusCode> {
+    service::delete_account(&state, who).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

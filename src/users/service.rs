@@ -1,8 +1,11 @@
-//! User use cases: the caller's profile with today's usage, and renaming.
+//! User use cases: the caller's profile with today's usage, renaming, and deleting the
+//! account.
 
 use super::model::{User, UserId, UserName};
 use crate::app::App;
+use crate::auth::tokens::Authenticated;
 use crate::error::{AppError, Result};
+use crate::messages::events::{self, RoomEvent};
 use crate::quota::model::{self as quota, Usage, UsageDay, day_of};
 
 /// The user and today's prompt usage.
@@ -52,4 +55,36 @@ pub(crate) async fn rename(app: &App, id: UserId, name: &str) -> Result<User> {
         .users
         .update_name(id, name.as_str(), app.clock.now())
         .await?)
+}
+
+/// How recent the sign-in behind a token must be for it to delete its account.
+pub(crate) const RECENT_SIGN_IN: chrono::Duration = chrono::Duration::minutes(10);
+
+/// Erases the caller's account: Stripe first (a failure leaves everything in place), then
+/// every row in one transaction, the files through the job queue. Every token of the account
+/// stops working at once on every process, and its chatrooms' streams and replies end.
+pub(crate) async fn delete_account(app: &App, who: Authenticated) -> Result<()> {
+    let now = app.clock.now();
+    if now - who.issued_at > RECENT_SIGN_IN {
+        return Err(AppError::ReauthenticationRequired);
+    }
+    crate::billing::service::forget_customer(app, who.user_id).await?;
+    let deleted = app
+        .store
+        .users
+        .delete(who.user_id, now)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    app.auth.forget_user(who.user_id).await;
+    app.list_cache.invalidate(who.user_id).await;
+    for room in &deleted.chatrooms {
+        events::publish(app, *room, &RoomEvent::ChatroomDeleted).await;
+    }
+    tracing::info!(
+        user_id = %who.user_id,
+        chatrooms = deleted.chatrooms.len(),
+        files = deleted.files,
+        "account deleted"
+    );
+    Ok(())
 }

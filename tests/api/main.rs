@@ -6,6 +6,7 @@ mod fakes;
 mod harness;
 mod limits;
 
+mod account;
 mod auth;
 mod billing;
 mod branches;

@@ -25,7 +25,7 @@ backend_tests!(
 );
 
 /// A 1 x 1 PNG.
-const PNG: &[u8] = &[
+pub(crate) const PNG: &[u8] = &[
     0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
     0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4,
     0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0,
@@ -33,13 +33,13 @@ const PNG: &[u8] = &[
     0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
 ];
 
-const PDF: &[u8] = b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n\
+pub(crate) const PDF: &[u8] = b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n\
 2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj\n\
 3 0 obj << /Type /Page /Parent 2 0 R >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
 
 /// A gemchat whose files live in a folder (SQLite) or a fresh S3 bucket (PostgreSQL, when an
 /// S3 server is given).
-async fn spawn(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
+pub(crate) async fn spawn(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
     let bucket = match (backend, s3_url()) {
         (Backend::Postgres, Some(url)) => Some(FreshBucket::create(&url).await),
         _ => None,
@@ -68,7 +68,7 @@ fn send_body(content: &str, attachments: &[&str]) -> Value {
 }
 
 /// Sends a prompt with files to the room.
-async fn send_with(
+pub(crate) async fn send_with(
     app: &TestApp,
     token: &str,
     room: &str,

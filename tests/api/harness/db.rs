@@ -184,3 +184,51 @@ pub fn test_config(db: &TestDb) -> Config {
     config.data_dir = std::env::temp_dir().join(format!("gemchat-test-data-{}", Uuid::now_v7()));
     config
 }
+
+/// Every table that holds an account's data (with SQLite's search index).
+pub const ACCOUNT_TABLES: [&str; 12] = [
+    "users",
+    "otps",
+    "otp_sends",
+    "sessions",
+    "daily_usage",
+    "chatrooms",
+    "messages",
+    "jobs",
+    "uploads",
+    "message_attachments",
+    "subscriptions",
+    "stripe_events",
+];
+
+/// How many rows each of [`ACCOUNT_TABLES`] holds (plus `messages_fts` on SQLite), read
+/// straight from the database at `url`.
+pub async fn row_counts(url: &str) -> std::collections::BTreeMap<String, i64> {
+    let mut tables: Vec<&str> = ACCOUNT_TABLES.to_vec();
+    let mut counts = std::collections::BTreeMap::new();
+    if url.starts_with("sqlite:") {
+        tables.push("messages_fts");
+        let pool = sqlx::SqlitePool::connect(url).await.expect("open");
+        for table in tables {
+            let count: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                    .fetch_one(&pool)
+                    .await
+                    .expect(table);
+            counts.insert(table.to_owned(), count);
+        }
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.expect("connect");
+        for table in tables {
+            let count: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                    .fetch_one(&pool)
+                    .await
+                    .expect(table);
+            counts.insert(table.to_owned(), count);
+        }
+        pool.close().await;
+    }
+    counts
+}
