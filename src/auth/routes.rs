@@ -170,7 +170,7 @@ pub(crate) struct SessionInfo {
 }
 
 impl SessionInfo {
-    fn new(session: Session, current: SessionId) -> Self {
+    pub(crate) fn new(session: Session, current: SessionId) -> Self {
         Self {
             id: session.id.0,
             created_at: session.created_at,

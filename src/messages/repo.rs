@@ -78,6 +78,15 @@ pub trait MessageRepo: Send + Sync {
     /// The first `limit` messages of the chatroom's active path, oldest first.
     async fn opening(&self, chatroom: ChatroomId, limit: u32) -> Result<Vec<Message>, StoreError>;
 
+    /// Up to `limit` messages of the room after `after` (from the start when `None`), of
+    /// every branch, oldest first, with their versions and files: the export's pages.
+    async fn every_branch(
+        &self,
+        chatroom: ChatroomId,
+        after: Option<MessageId>,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError>;
+
     /// The user's messages matching `query` (every required term, no excluded one), best
     /// matches first, using the database's full-text index.
     async fn search(

@@ -461,6 +461,27 @@ impl MessageRepo for SqlStore {
         .await
     }
 
+    async fn every_branch(
+        &self,
+        chatroom: ChatroomId,
+        after: Option<MessageId>,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let mut reads = self.db.reads();
+        let page: Vec<Stored> = sql(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE chatroom_id = $1 AND ($2 IS NULL OR id > $2) \
+             ORDER BY id LIMIT $3"
+        ))
+        .bind(chatroom.0)
+        .bind(after.map(|a| a.0))
+        .bind(limit)
+        .fetch_all(&mut *reads)
+        .await?;
+        self.assembled(&mut *reads, page).await
+    }
+
     async fn search(
         &self,
         user: UserId,

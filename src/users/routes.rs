@@ -22,6 +22,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_me, update_me, delete_me))
         .routes(routes!(get_usage))
+        .routes(routes!(export_me))
 }
 
 /// A user as clients see it.
@@ -141,4 +142,35 @@ async fn update_me(
 async fn delete_me(State(state): State<AppState>, AuthUser(who): AuthUser) -> Result<StatusCode> {
     service::delete_account(&state, who).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Everything the account holds as one JSON document, to keep or take elsewhere: the user,
+/// the subscription, the sessions and every chatroom with every message of every branch
+/// (files listed with a `download_path`). Streamed: any history size, flat memory.
+#[utoipa::path(get, path = "/user/me/export", tag = "user", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`{\"user\", \"subscription\", \"sessions\", \"chatrooms\": [Chatroom plus \"messages\": [Message]], \"exported_at\"}`, as an attachment", content_type = "application/json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn export_me(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+) -> Result<axum::response::Response> {
+    use axum::http::{HeaderValue, header};
+    use axum::response::IntoResponse;
+    let export = super::export::export(state.0.clone(), who).await?;
+    let disposition = format!("attachment; filename=\"{}\"", export.file_name);
+    let headers = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ),
+        (
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_str(&disposition)
+                .unwrap_or_else(|_| HeaderValue::from_static("attachment")),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ];
+    Ok((headers, axum::body::Body::from_stream(export.body)).into_response())
 }

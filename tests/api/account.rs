@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::http::Method;
 use gemchat::config::{AiProviderKind, Secret};
 use gemchat::messages::model::MessageId;
-use serde_json::json;
+use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -26,6 +26,9 @@ backend_tests!(
     deleting_needs_a_recent_sign_in_and_happens_once,
     a_subscription_is_cancelled_first_and_a_stripe_failure_deletes_nothing,
     deleting_during_a_streaming_reply_stops_it_and_leaves_nothing,
+    an_export_holds_every_branch_every_room_and_where_the_files_are,
+    an_empty_account_exports_empty_lists,
+    a_long_history_exports_whole_across_pages,
 );
 
 async fn delete_me(app: &TestApp, token: &str) -> TestResponse {
@@ -303,4 +306,157 @@ async fn a_deleted_accounts_tokens_stop_on_every_process() {
         || async { b.get("/user/me", Some(&token)).await.status.as_u16() == 401 },
     )
     .await;
+}
+
+/// Downloads the export and checks how it is served.
+async fn export(app: &TestApp, token: &str) -> Value {
+    let response = app.get("/user/me/export", Some(token)).await;
+    assert_eq!(response.status.as_u16(), 200, "{:?}", response.body);
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    let disposition = response.header("content-disposition").unwrap_or_default();
+    assert!(
+        disposition.starts_with("attachment; filename=\"gemchat-export-"),
+        "{disposition}"
+    );
+    assert_eq!(response.header("cache-control"), Some("no-store"));
+    serde_json::from_slice(&response.bytes).expect("the export is one JSON document")
+}
+
+fn control(room: &str, message: &Value, what: &str) -> String {
+    let id = message["id"].as_str().unwrap_or_default();
+    format!("/chatroom/{room}/messages/{id}/{what}")
+}
+
+async fn an_export_holds_every_branch_every_room_and_where_the_files_are(backend: Backend) {
+    let app = spawn(backend, |_| {}).await;
+    let (bob, _) = app.new_user().await;
+    app.chatroom(&bob, "bob's secret").await;
+    let mobile = random_mobile();
+    let user = app.signup(&mobile, None).await;
+    let token = app.otp_login(&mobile).await;
+    app.after_cooldown();
+    app.otp_login(&mobile).await;
+
+    let room = app.chatroom(&token, "trip").await;
+    let png = app.uploaded(&token, "dot.png", PNG).await;
+    let sent = send_with(&app, &token, &room, "look at this", &[&png]).await;
+    let sent = sent.assert_status(202).clone();
+    app.drain_jobs().await;
+    // A second version of the reply, and an edited prompt with its own reply: three branches.
+    app.post(
+        &control(&room, &sent["reply"], "regenerate"),
+        Some(&token),
+        json!({}),
+    )
+    .await
+    .assert_status(202);
+    app.drain_jobs().await;
+    app.post(
+        &control(&room, &sent["message"], "edit"),
+        Some(&token),
+        json!({"content": "look at this instead"}),
+    )
+    .await
+    .assert_status(202);
+    app.drain_jobs().await;
+    let empty = app.chatroom(&token, "empty").await;
+
+    let document = export(&app, &token).await;
+    let keys: Vec<&str> = document
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        keys,
+        [
+            "chatrooms",
+            "exported_at",
+            "sessions",
+            "subscription",
+            "user"
+        ]
+    );
+    assert_eq!(document["user"]["id"], user["id"]);
+    assert_eq!(document["user"]["mobile_number"], json!(mobile));
+    assert_eq!(document["subscription"]["tier"], "basic");
+    assert_eq!(document["sessions"].as_array().map(Vec::len), Some(2));
+    let rooms = document["chatrooms"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<&str> = rooms.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names.contains(&"trip") && names.contains(&"empty"),
+        "Bob's room stays out: {names:?}"
+    );
+    let trip = rooms
+        .iter()
+        .find(|r| r["id"] == json!(room))
+        .expect("the room");
+    let messages = trip["messages"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        messages.len(),
+        5,
+        "two prompts, three replies: {messages:#?}"
+    );
+    assert!(messages.iter().all(|m| m["status"] != "pending"));
+    let prompts: Vec<&Value> = messages.iter().filter(|m| m["role"] == "user").collect();
+    assert_eq!(prompts.len(), 2);
+    assert_eq!(
+        prompts[0]["versions"]["ids"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let file = &prompts[0]["attachments"][0];
+    assert_eq!(file["id"], json!(png));
+    assert_eq!(file["mime_type"], "image/png");
+    let download = file["download_path"].as_str().expect("a download path");
+    assert_eq!(download, format!("/uploads/{png}"));
+    let bytes = app.get(download, Some(&token)).await;
+    assert_eq!(bytes.bytes.as_ref(), PNG);
+    let replies = messages.iter().filter(|m| m["role"] == "model").count();
+    assert_eq!(replies, 3);
+    let empty = rooms
+        .iter()
+        .find(|r| r["id"] == json!(empty))
+        .expect("the empty room");
+    assert_eq!(empty["messages"], json!([]));
+    assert!(document["exported_at"].as_str().is_some());
+}
+
+async fn an_empty_account_exports_empty_lists(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (token, user) = app.new_user().await;
+    let document = export(&app, &token).await;
+    assert_eq!(document["user"]["id"], user["id"]);
+    assert_eq!(document["chatrooms"], json!([]));
+    assert_eq!(document["subscription"]["status"], Value::Null);
+    app.get("/user/me/export", None)
+        .await
+        .assert_problem(401, "unauthorized");
+}
+
+async fn a_long_history_exports_whole_across_pages(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| config.basic_daily_limit = 1_000).await;
+    let (token, _) = app.new_user().await;
+    let room = app.chatroom(&token, "long").await;
+    // 250 exchanges: 500 messages, more than two pages of the export's reads.
+    for i in 0..250 {
+        app.send_message(&token, &room, &format!("prompt number {i}"))
+            .await;
+    }
+    app.drain_jobs().await;
+    let document = export(&app, &token).await;
+    let messages = document["chatrooms"][0]["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(messages.len(), 500);
+    let ids: Vec<&str> = messages.iter().filter_map(|m| m["id"].as_str()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted, ids, "oldest first, each once");
+    assert_eq!(messages[0]["content"], "prompt number 0");
+    assert_eq!(messages[498]["content"], "prompt number 249");
 }
