@@ -439,6 +439,10 @@ def run_mode(name: str, args, work: Path, logs: Path) -> dict:
             results["scenarios"]["8_branched_room"] = branched_room(
                 port, users[0]["token"], work / name, args.seconds)
             log(f"mode {name}: 8_branched_room {results['scenarios']['8_branched_room']}")
+        if wanted(args, "10_export"):
+            log(f"mode {name}: scenario 10_export")
+            results["scenarios"]["10_export"] = export(api, port, users[1]["token"])
+            log(f"mode {name}: 10_export {results['scenarios']['10_export']}")
         api.stop()
         api = None
 
@@ -544,6 +548,67 @@ def branched_room(port: int, token: str, work: Path, seconds: int) -> dict:
         read = wrk(f"branched-{key}", port, "get.lua", seconds,
                    {"BENCH_PATH": path, "BENCH_TOKENS": str(tokens)})
         results[key] = {k: read[k] for k in ("rps", "p50_ms", "p99_ms")}
+    expect(204, request(port, "DELETE", f"/chatroom/{room}", None, token), "delete the room")
+    return results
+
+
+def download(port: int, path: str, token: str, pause_every_mib: float = 0.0) -> tuple[int, bytes]:
+    """GETs `path` reading 64 KiB at a time; a slow reader when `pause_every_mib` is set
+    (a 50 ms pause after each such amount). Returns (time to first byte in ms, the body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    started = time.monotonic()
+    conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+    response = conn.getresponse()
+    if response.status != 200:
+        raise SystemExit(f"bench: export answered {response.status}")
+    parts, first_byte, since_pause = [], None, 0
+    while True:
+        part = response.read1(65_536)
+        if not part:
+            break
+        if first_byte is None:
+            first_byte = (time.monotonic() - started) * 1000
+        parts.append(part)
+        since_pause += len(part)
+        if pause_every_mib and since_pause >= pause_every_mib * 2**20:
+            time.sleep(0.05)
+            since_pause = 0
+    conn.close()
+    return round(first_byte or 0.0, 1), b"".join(parts)
+
+
+def export(api: Process, port: int, token: str) -> dict:
+    """Issue 15's question: does exporting a long history keep memory flat? One room of 10,000
+    messages (5,000 prompts of 1 KiB, their replies queued), exported by a fast reader and by a
+    slow one (50 ms pause per MiB); gemchat's peak RSS during each against its RSS before. The
+    room is deleted afterwards."""
+    room = expect(201, request(port, "POST", "/chatroom", {"name": "Exported"}, token),
+                  "create the exported room")["id"]
+    filler = "x" * 1000
+    for n in range(5_000):
+        expect(202, request(port, "POST", f"/chatroom/{room}/message",
+                            {"content": f"message {n} {filler}"}, token), "send")
+    results: dict = {"messages": 10_000}
+    for reader, pause in [("fast", 0.0), ("slow", 1.0)]:
+        time.sleep(1)
+        before = api.status_kib("VmRSS")
+        api.reset_peak()
+        started = time.monotonic()
+        first_byte_ms, body = download(port, "/user/me/export", token, pause)
+        seconds = time.monotonic() - started
+        peak = api.status_kib("VmHWM")
+        document = json.loads(body)
+        exported = sum(len(r["messages"]) for r in document["chatrooms"])
+        if exported < 10_000:
+            raise SystemExit(f"bench: the export holds {exported} messages, not 10,000")
+        results[reader] = {
+            "mib": round(len(body) / 2**20, 1),
+            "seconds": round(seconds, 2),
+            "first_byte_ms": first_byte_ms,
+            "rss_before_mib": round(before / 1024, 1),
+            "peak_rss_mib": round(peak / 1024, 1),
+            "peak_growth_mib": round((peak - before) / 1024, 1),
+        }
     expect(204, request(port, "DELETE", f"/chatroom/{room}", None, token), "delete the room")
     return results
 
@@ -726,6 +791,14 @@ def markdown(report: dict) -> str:
     for mode, r in report["modes"].items():
         out.append("")
         out.append(f"{mode}: start-up {r['startup']}")
+        ex = r["scenarios"].get("10_export")
+        if ex:
+            for reader in ("fast", "slow"):
+                e = ex[reader]
+                out.append(f"{mode}: export of {ex['messages']} messages ({e['mib']} MiB) to a "
+                           f"{reader} reader in {e['seconds']} s, first byte after "
+                           f"{e['first_byte_ms']} ms; RSS {e['rss_before_mib']} MiB before, "
+                           f"peak {e['peak_rss_mib']} MiB (+{e['peak_growth_mib']})")
         up = r["scenarios"].get("9_uploads")
         if up:
             out.append(f"{mode}: a 100 MiB upload body was answered {up['huge_body_status']} after "

@@ -1,7 +1,9 @@
 // The user and their plan: the name, today's usage and the daily limit, Pro through Stripe
-// Checkout and the billing portal, and the account dialog (name, password, signed-in devices).
+// Checkout and the billing portal, and the account dialog (name, password, signed-in devices,
+// the usage chart; its data section is account-data.js).
 
 import { call, saveSession } from "./api.js";
+import { loadUsageChart } from "./usage-chart.js";
 import { state } from "./state.js";
 import { $, dateFormat, describe, fieldError, fieldMessage, h, sleep, stampFormat, timeFormat, toast, untilText } from "./ui.js";
 
@@ -223,6 +225,7 @@ function openAccount() {
   renderPasswordForm();
   $("account-dialog").showModal();
   loadSessions();
+  loadUsageChart();
 }
 
 function renderPasswordForm() {

@@ -84,6 +84,14 @@ export async function uploadFile(file) {
   return response.json();
 }
 
+/** Downloads `path` as a file: its bytes and the name the server gives it. */
+export async function download(path) {
+  const response = await send(path, { method: "GET", headers: {} });
+  const disposition = response.headers.get("Content-Disposition") || "";
+  const name = /filename="([^"]+)"/.exec(disposition)?.[1] || "download";
+  return { blob: await response.blob(), name };
+}
+
 const fileUrls = new Map();
 
 /**

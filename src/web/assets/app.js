@@ -3,7 +3,8 @@
 // text goes in as text (textContent, text nodes) or through the Markdown renderer, which builds
 // elements itself. This module starts the client and routes clicks on `data-action` controls
 // to the module that owns them:
-//   signin.js (sign-in steps) · account.js (user, usage, plan, account dialog) · rooms.js
+//   signin.js (sign-in steps) · account.js (user, usage, plan, account dialog) ·
+//   account-data.js (export, deletion) · usage-chart.js (30 days as SVG) · rooms.js
 //   (the sidebar) · conversation.js (history, live events, sending) · attachments.js (files
 //   in prompts) · search.js ·
 //   api.js (fetch, problem+json, the SSE reader) · markdown.js · ui.js (helpers) · state.js
@@ -11,6 +12,7 @@
 import { clearSession, loadSession, call, setUnauthorizedHandler } from "./api.js";
 import { attachmentActions, wireAttachments } from "./attachments.js";
 import { accountActions, checkoutReturn, loadPlan, renderAccount, setUsage, wireAccount } from "./account.js";
+import { dataActions, resumeDeletion, wireAccountData } from "./account-data.js";
 import { autosize, closeStream, conversationActions, route, wireConversation } from "./conversation.js";
 import { loadRooms, roomActions, wireRooms } from "./rooms.js";
 import { clearSearch, searchActions, wireSearch } from "./search.js";
@@ -21,6 +23,7 @@ import { $, describe, toast } from "./ui.js";
 const actions = {
   ...signinActions,
   ...accountActions,
+  ...dataActions,
   ...roomActions,
   ...conversationActions,
   ...attachmentActions,
@@ -62,6 +65,7 @@ async function enterChat() {
     if (err.status !== 401) toast(describe(err), "error");
     if (err.status === 401) return;
   }
+  resumeDeletion();
   await Promise.all([loadRooms(), route()]);
   // The plan first: an answer of loadPlan arriving after checkoutReturn saw Pro would show the
   // Basic plan again.
@@ -81,6 +85,7 @@ function wire() {
   });
   wireSignin({ signedIn: enterChat });
   wireAccount({ signedOut });
+  wireAccountData({ signedOut });
   wireRooms();
   wireConversation();
   wireAttachments();
