@@ -17,4 +17,8 @@ class H(BaseHTTPRequestHandler):
         elif p.startswith("/v1/checkout/sessions"): self.reply({"id": "cs_fuzz", "object": "checkout.session", "url": "https://checkout.stripe.com/c/pay/cs_fuzz"})
         elif p.startswith("/v1/billing_portal"): self.reply({"id": "bps_fuzz", "url": "https://billing.stripe.com/p/session/fuzz"})
         else: self.reply({"id": p.rsplit("/", 1)[-1], "object": "subscription", "customer": "cus_fuzz", "status": "active", "cancel_at_period_end": False, "items": {"data": []}})
+    def do_DELETE(self):
+        # Cancelling a subscription at once, deleting a customer (account deletion).
+        kind = "customer" if self.path.startswith("/v1/customers") else "subscription"
+        self.reply({"id": self.path.rsplit("/", 1)[-1], "object": kind, "deleted": True, "status": "canceled"})
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()

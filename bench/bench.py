@@ -579,9 +579,9 @@ def download(port: int, path: str, token: str, pause_every_mib: float = 0.0) -> 
 
 def export(api: Process, port: int, token: str) -> dict:
     """Issue 15's question: does exporting a long history keep memory flat? One room of 10,000
-    messages (5,000 prompts of 1 KiB, their replies queued), exported by a fast reader and by a
-    slow one (50 ms pause per MiB); gemchat's peak RSS during each against its RSS before. The
-    room is deleted afterwards."""
+    messages (5,000 prompts of 1 KiB, their replies queued), exported by a first reader (the
+    data not yet cached), a fast one and a slow one (50 ms pause per MiB); gemchat's peak RSS
+    during each against its RSS before. The room is deleted afterwards."""
     room = expect(201, request(port, "POST", "/chatroom", {"name": "Exported"}, token),
                   "create the exported room")["id"]
     filler = "x" * 1000
@@ -589,7 +589,8 @@ def export(api: Process, port: int, token: str) -> dict:
         expect(202, request(port, "POST", f"/chatroom/{room}/message",
                             {"content": f"message {n} {filler}"}, token), "send")
     results: dict = {"messages": 10_000}
-    for reader, pause in [("fast", 0.0), ("slow", 1.0)]:
+    # The first read also fills the database's page cache (SQLite's lives in the process).
+    for reader, pause in [("cold", 0.0), ("fast", 0.0), ("slow", 1.0)]:
         time.sleep(1)
         before = api.status_kib("VmRSS")
         api.reset_peak()
@@ -793,7 +794,7 @@ def markdown(report: dict) -> str:
         out.append(f"{mode}: start-up {r['startup']}")
         ex = r["scenarios"].get("10_export")
         if ex:
-            for reader in ("fast", "slow"):
+            for reader in ("cold", "fast", "slow"):
                 e = ex[reader]
                 out.append(f"{mode}: export of {ex['messages']} messages ({e['mib']} MiB) to a "
                            f"{reader} reader in {e['seconds']} s, first byte after "
