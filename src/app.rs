@@ -261,7 +261,7 @@ impl App {
 }
 
 /// An ISO 3166 region code of the setting `name` (`IN`, `us`).
-fn parse_region(name: &str, code: &str) -> anyhow::Result<phonenumber::country::Id> {
+pub(crate) fn parse_region(name: &str, code: &str) -> anyhow::Result<phonenumber::country::Id> {
     code.trim()
         .to_ascii_uppercase()
         .parse::<phonenumber::country::Id>()

@@ -26,6 +26,31 @@ pub(crate) enum Command {
     Worker(WorkerArgs),
     /// Bring the database schema up to date, then exit.
     Migrate(MigrateArgs),
+    /// Grant or revoke the admin role (on the configured database; no HTTP route can).
+    Admin(AdminArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AdminArgs {
+    #[command(subcommand)]
+    pub(crate) action: AdminAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AdminAction {
+    /// Make the account with this mobile number an admin.
+    Grant(RoleArgs),
+    /// Take the admin role from the account with this mobile number.
+    Revoke(RoleArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RoleArgs {
+    /// The account's mobile number, written as at sign-in (`+91 98765 43210`; without `+`, in
+    /// DEFAULT_REGION).
+    pub(crate) mobile: String,
+    #[command(flatten)]
+    pub(crate) config: Config,
 }
 
 #[derive(Debug, Args)]

@@ -100,6 +100,12 @@ pub(crate) enum AppError {
     /// A number of a region `OTP_ALLOWED_REGIONS` does not list (422 `region_not_allowed`).
     #[error("region not allowed")]
     RegionNotAllowed,
+    /// The account was disabled by an admin (403 `account_disabled`).
+    #[error("account disabled")]
+    AccountDisabled,
+    /// The caller may not do this (403 `forbidden`): an admin route for a non-admin.
+    #[error("forbidden")]
+    Forbidden,
     /// The token is too old for this (403 `reauthentication_required`): sign in again.
     #[error("reauthentication required")]
     ReauthenticationRequired,
@@ -136,7 +142,9 @@ impl AppError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::InvalidSignature => StatusCode::BAD_REQUEST,
-            Self::ReauthenticationRequired => StatusCode::FORBIDDEN,
+            Self::ReauthenticationRequired | Self::AccountDisabled | Self::Forbidden => {
+                StatusCode::FORBIDDEN
+            }
             Self::BillingUnavailable(_) | Self::SmsUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -167,6 +175,8 @@ impl AppError {
             Self::SmsUnavailable(_) => "sms_unavailable",
             Self::RegionNotAllowed => "region_not_allowed",
             Self::ReauthenticationRequired => "reauthentication_required",
+            Self::AccountDisabled => "account_disabled",
+            Self::Forbidden => "forbidden",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -211,6 +221,8 @@ impl AppError {
             Self::ReauthenticationRequired => {
                 "This needs a recent sign-in: sign in again, then retry within 10 minutes.".into()
             }
+            Self::AccountDisabled => "This account is disabled; contact the service's team.".into(),
+            Self::Forbidden => "This needs the admin role.".into(),
             Self::Internal(_) => "An unexpected error occurred; it has been logged.".into(),
         }
     }

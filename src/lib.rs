@@ -1,6 +1,7 @@
 //! gemchat: a backend for Gemini-style AI chat. `main.rs` parses the command line and calls
 //! [`run`]; everything else lives here, by domain (see the README's map of the code).
 
+pub mod admin;
 pub mod ai;
 pub mod app;
 pub mod auth;
@@ -76,7 +77,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("database is up to date");
             Ok(())
         }
+        Command::Admin(args) => set_admin_role(args.action).await,
     }
+}
+
+/// `gemchat admin grant|revoke <mobile>`: says what it did on stdout; an impossible or unknown
+/// number is an error (exit code 1).
+#[allow(clippy::print_stdout, reason = "the command's answer to its operator")]
+async fn set_admin_role(action: config::AdminAction) -> anyhow::Result<()> {
+    let (args, admin) = match action {
+        config::AdminAction::Grant(args) => (args, true),
+        config::AdminAction::Revoke(args) => (args, false),
+    };
+    let config = args.config;
+    let region = app::parse_region("DEFAULT_REGION", &config.default_region)?;
+    let mobile = users::model::MobileNumber::parse(&args.mobile, region)
+        .map_err(|why| anyhow::anyhow!("the mobile number {:?} {why}", args.mobile))?;
+    let store = storage::Store::connect(&config.database_url, !config.skip_migrations).await?;
+    let now = chrono::Utc::now();
+    let outcome = admin::service::set_admin(&store, &mobile, admin, now).await?;
+    use admin::service::RoleChange;
+    let role = if admin { "an admin" } else { "not an admin" };
+    match outcome {
+        RoleChange::NoSuchUser => anyhow::bail!("no account has the mobile number {mobile}"),
+        RoleChange::Changed => println!("{mobile} is now {role}"),
+        RoleChange::AlreadySo => println!("{mobile} was already {role}; nothing changed"),
+    }
+    Ok(())
 }
 
 /// Every kind of background job this service runs, each by its handler.

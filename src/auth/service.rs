@@ -64,6 +64,7 @@ pub(crate) async fn signup(app: &App, input: SignupInput) -> Result<User> {
         name: name.map(|n| n.as_str().to_owned()),
         password_hash,
         tier: Tier::Basic,
+        disabled: false,
         created_at: now,
         updated_at: now,
     };
@@ -78,14 +79,19 @@ pub(crate) async fn signup(app: &App, input: SignupInput) -> Result<User> {
 }
 
 async fn existing_user(app: &App, mobile: &MobileNumber) -> Result<User> {
-    app.store
+    let user = app
+        .store
         .users
         .find_by_mobile(mobile, app.clock.now())
         .await?
         .ok_or(AppError::NotFoundCode {
             code: "user_not_found",
             detail: "No account has this mobile number; sign up first.",
-        })
+        })?;
+    if user.disabled {
+        return Err(AppError::AccountDisabled);
+    }
+    Ok(user)
 }
 
 /// Refuses numbers of regions that `OTP_ALLOWED_REGIONS` leaves out (SMS-pumping fraud sends
@@ -228,15 +234,18 @@ async fn redeem_otp(
     let now = app.clock.now();
     match otp::judge(&attempt, &presented, now) {
         AttemptOutcome::Accepted => {
-            if app
+            if !app
                 .store
                 .otps
                 .consume(user.id, purpose, &presented, now)
                 .await?
             {
-                Ok(user)
-            } else {
                 Err(AppError::InvalidOtp)
+            } else if user.disabled {
+                // Told only to whoever holds a valid code.
+                Err(AppError::AccountDisabled)
+            } else {
+                Ok(user)
             }
         }
         AttemptOutcome::Invalid => Err(AppError::InvalidOtp),
@@ -312,6 +321,8 @@ pub(crate) async fn login(
     // Verify even for unknown numbers, so timing does not reveal which numbers exist.
     let matches = password::verify(password, stored).await?;
     match user {
+        // Told only to whoever knows the password.
+        Some(user) if matches && user.disabled => Err(AppError::AccountDisabled),
         Some(user) if matches => start_session(app, user, SessionMethod::Password, client).await,
         _ => Err(AppError::InvalidCredentials),
     }

@@ -137,3 +137,22 @@ mod tests {
         assert_eq!(bearer_token("Bearer "), None);
     }
 }
+
+/// The caller, proven an admin: a valid token (401 `unauthorized` otherwise) of a user who
+/// holds the admin role now (403 `forbidden` otherwise). The role is read from the database on
+/// every request, so a revocation applies at once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Admin(pub Authenticated);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let AuthUser(who) = AuthUser::from_request_parts(parts, state).await?;
+        if state.store.admin.is_admin(who.user_id).await? {
+            Ok(Admin(who))
+        } else {
+            Err(AppError::Forbidden)
+        }
+    }
+}

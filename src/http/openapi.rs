@@ -25,6 +25,7 @@ use crate::http::problem::PROBLEM_JSON;
         (name = "chatrooms", description = "Chatrooms, messages and AI replies"),
         (name = "uploads", description = "Files (images, PDFs, text) for prompts"),
         (name = "billing", description = "Pro subscriptions through Stripe"),
+        (name = "admin", description = "Administration, for users holding the admin role"),
         (name = "operations", description = "Health, readiness, documentation"),
     )
 )]
@@ -41,6 +42,19 @@ impl utoipa::Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "admin",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A token of a user holding the admin role (granted with `gemchat admin \
+                         grant <mobile>`); any other caller gets 403 `forbidden`.",
+                    ))
                     .build(),
             ),
         );

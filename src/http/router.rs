@@ -40,6 +40,7 @@ fn api(
         .merge(crate::replies::routes::router())
         .merge(crate::billing::routes::router())
         .merge(crate::uploads::routes::router(config.upload_max_bytes))
+        .merge(crate::admin::routes::router())
         .split_for_parts();
     let (operations, operations_doc) = crate::ops::routes::router().split_for_parts();
     doc.merge(operations_doc);

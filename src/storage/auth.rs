@@ -160,8 +160,11 @@ impl SessionRepo for SqlStore {
     }
 
     async fn touch(&self, id: SessionId, now: DateTime<Utc>) -> Result<Option<UserId>, StoreError> {
+        // A session signed in while its account was being disabled is dead too.
         let owner: Option<Scalar<Uuid>> = sql("UPDATE sessions SET last_used_at = $2 \
-             WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 RETURNING user_id AS value")
+             WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 AND NOT EXISTS \
+             (SELECT 1 FROM users u WHERE u.id = sessions.user_id AND u.disabled_at IS NOT NULL) \
+             RETURNING user_id AS value")
         .bind(id.0)
         .bind(now)
         .fetch_optional(&mut *self.db.writes())

@@ -284,8 +284,8 @@ pub(super) async fn insert_message(
 }
 
 /// The owner's tier, read in the transaction that writes (a plan change applies at once).
-const OWNER_TIER: &str = "EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = $2 \
-     AND s.pro_until > $3) AS value";
+const OWNER_TIER: &str = "(EXISTS (SELECT 1 FROM users o WHERE o.id = $2 AND o.pro_override) \
+     OR EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = $2 AND s.pro_until > $3)) AS value";
 
 /// Runs `statement` (room `$1`, user `$2`, now `$3`, answering [`OWNER_TIER`]): the owner's
 /// tier, or `None` when the room is not the user's.

@@ -1,6 +1,7 @@
 //! Storage: [`Store`] holds one adapter per repository port, chosen by the `DATABASE_URL`
 //! scheme (`sqlite:` or `postgres:`), and [`StoreError`], the one error every adapter returns.
 
+mod admin;
 mod auth;
 mod billing;
 mod branches;
@@ -93,6 +94,7 @@ impl HealthCheck for SqlStore {
 #[derive(Clone)]
 pub struct Store {
     pub users: Arc<dyn UserRepo>,
+    pub admin: Arc<dyn crate::admin::repo::AdminRepo>,
     pub otps: Arc<dyn OtpRepo>,
     pub sessions: Arc<dyn SessionRepo>,
     pub usage: Arc<dyn UsageRepo>,
@@ -135,6 +137,7 @@ impl Store {
         });
         Ok(Self {
             users: shared.clone(),
+            admin: shared.clone(),
             otps: shared.clone(),
             sessions: shared.clone(),
             usage: shared.clone(),

@@ -23,6 +23,7 @@ impl FromRecord for User {
             } else {
                 Tier::Basic
             },
+            disabled: row.get("disabled")?,
             created_at: row.get("created_at")?,
             updated_at: row.get("updated_at")?,
         })
@@ -46,9 +47,11 @@ impl FromRecord for WithUsage {
 macro_rules! user_columns {
     () => {
         "u.id, u.mobile_number, u.name, u.password_hash, u.created_at, u.updated_at, \
-         EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = u.id AND s.pro_until > $2) AS is_pro"
+         u.disabled_at IS NOT NULL AS disabled, (u.pro_override OR EXISTS (SELECT 1 FROM \
+         subscriptions s WHERE s.user_id = u.id AND s.pro_until > $2)) AS is_pro"
     };
 }
+pub(crate) use user_columns;
 
 #[async_trait]
 impl UserRepo for SqlStore {

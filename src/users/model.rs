@@ -168,6 +168,8 @@ pub struct User {
     /// Argon2id PHC string; `None` for an OTP-only account.
     pub password_hash: Option<String>,
     pub tier: Tier,
+    /// Disabled by an admin: no token works and no sign-in succeeds.
+    pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

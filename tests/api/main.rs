@@ -7,6 +7,7 @@ mod harness;
 mod limits;
 
 mod account;
+mod admin;
 mod auth;
 mod billing;
 mod branches;

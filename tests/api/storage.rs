@@ -49,6 +49,7 @@ pub(crate) fn new_user() -> User {
         name: Some("Contract".into()),
         password_hash: None,
         tier: Tier::Basic,
+        disabled: false,
         created_at: at,
         updated_at: at,
     }

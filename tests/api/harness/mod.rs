@@ -148,6 +148,26 @@ impl TestApp {
         (self.otp_login(&mobile).await, user)
     }
 
+    /// A new account holding the admin role (granted as the command line does); returns
+    /// (token, user).
+    pub async fn new_admin(&self) -> (String, Value) {
+        let (token, user) = self.new_user().await;
+        let mobile = gemchat::users::model::MobileNumber::parse(
+            user["mobile_number"].as_str().unwrap_or_default(),
+            phonenumber::country::Id::IN,
+        )
+        .expect("a stored number");
+        let granted = self
+            .app
+            .store()
+            .admin
+            .set_admin(&mobile, true, self.clock_now())
+            .await
+            .expect("granting the role");
+        assert_eq!(granted, Some(true));
+        (token, user)
+    }
+
     pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
         use gemchat::clock::Clock;
         self.clock.now()
