@@ -250,9 +250,13 @@ pub struct Config {
     #[arg(long, env = "GEMINI_API_KEY", hide_env_values = true)]
     pub gemini_api_key: Option<Secret>,
 
-    /// Gemini model.
+    /// Gemini model (for Basic users, and for titles).
     #[arg(long, env = "GEMINI_MODEL", default_value = "gemini-2.5-flash")]
     pub(crate) gemini_model: String,
+
+    /// The Gemini model that answers Pro users (unset: GEMINI_MODEL).
+    #[arg(long, env = "PRO_GEMINI_MODEL")]
+    pub pro_gemini_model: Option<String>,
 
     /// Gemini API base URL (for proxies and tests).
     #[arg(

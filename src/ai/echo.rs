@@ -129,6 +129,7 @@ mod tests {
     #[tokio::test]
     async fn echo_streams_a_deterministic_offline_reply() {
         let conversation = Conversation {
+            model: None,
             system: "be brief".into(),
             turns: vec![super::super::Turn::text(Role::User, "héllo there")],
         };

@@ -26,7 +26,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) struct GeminiProvider {
     http: reqwest::Client,
-    url: String,
+    /// The API's base URL, without a trailing slash.
+    base: String,
+    /// `GEMINI_MODEL`: the model of a conversation that names none.
+    model: String,
     /// `:generateContent`, for short answers in one piece (titles).
     complete_url: String,
     /// 2.5 Flash models can think for nothing (a cheaper, quicker short answer).
@@ -50,10 +53,10 @@ impl GeminiProvider {
             .connect_timeout(CONNECT_TIMEOUT)
             .build()?;
         let base = base_url.trim_end_matches('/');
-        let url = format!("{base}/v1beta/models/{model}:streamGenerateContent?alt=sse");
         Ok(Self {
             http,
-            url,
+            base: base.to_owned(),
+            model: model.to_owned(),
             complete_url: format!("{base}/v1beta/models/{model}:generateContent"),
             can_skip_thinking: model.contains("flash"),
             api_key,
@@ -97,7 +100,15 @@ impl AiProvider for GeminiProvider {
     }
 
     async fn stream_reply(&self, conversation: Conversation) -> Result<ReplyStream, AiError> {
-        let response = self.post(&self.url, &request_body(&conversation)).await?;
+        let model = conversation
+            .model
+            .clone()
+            .unwrap_or_else(|| self.model.clone());
+        let url = format!(
+            "{}/v1beta/models/{model}:streamGenerateContent?alt=sse",
+            self.base
+        );
+        let response = self.post(&url, &request_body(&conversation)).await?;
         let status = response.status();
         if !status.is_success() {
             let body = tokio::time::timeout(self.idle_timeout, response.bytes())
@@ -111,7 +122,15 @@ impl AiProvider for GeminiProvider {
             .bytes_stream()
             .map(|r| r.map_err(|err| without_url(&err)))
             .boxed();
-        Ok(sse_replies(bytes, self.idle_timeout))
+        // A reply names the model asked when Gemini's answer names none.
+        let replies = sse_replies(bytes, self.idle_timeout).map(move |chunk| match chunk {
+            Ok(Chunk::Done(mut meta)) => {
+                meta.model_version.get_or_insert_with(|| model.clone());
+                Ok(Chunk::Done(meta))
+            }
+            other => other,
+        });
+        Ok(replies.boxed())
     }
 }
 
@@ -675,6 +694,7 @@ mod tests {
     #[test]
     fn the_request_merges_consecutive_turns_and_carries_the_system_instruction() {
         let conversation = Conversation {
+            model: None,
             system: "Be concise.".into(),
             turns: vec![
                 Turn::text(Role::User, "first"),

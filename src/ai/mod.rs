@@ -62,6 +62,8 @@ impl std::fmt::Debug for InlineFile {
 pub struct Conversation {
     pub(crate) system: String,
     pub(crate) turns: Vec<Turn>,
+    /// The model to ask; `None`: the provider's own (`GEMINI_MODEL`).
+    pub(crate) model: Option<String>,
 }
 
 /// A piece of a streamed reply.

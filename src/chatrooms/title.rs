@@ -125,6 +125,7 @@ async fn title_for(
         return Ok(Ok(None));
     }
     let conversation = Conversation {
+        model: None,
         system: INSTRUCTION.into(),
         turns: [prompt, reply]
             .into_iter()

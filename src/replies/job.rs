@@ -193,6 +193,23 @@ impl<'a> CancelWatch<'a> {
     }
 }
 
+/// The model for the reply's owner, by their plan as the attempt starts (a plan that lapses
+/// while the reply streams does not change it): `PRO_GEMINI_MODEL` for Pro, when set; else
+/// the provider's own.
+async fn model_for(app: &App, reply: &ReplyJob) -> Result<Option<String>, StoreError> {
+    let Some(pro_model) = &app.config.pro_gemini_model else {
+        return Ok(None);
+    };
+    let owner = app
+        .store
+        .users
+        .find_by_id(reply.user_id, app.clock.now())
+        .await?;
+    Ok(owner
+        .filter(|user| user.tier == crate::users::model::Tier::Pro)
+        .map(|_| pro_model.clone()))
+}
+
 /// Streams the reply from the provider to the chatroom's listeners and stores it when done.
 /// The outer error is storage; the inner one the provider's.
 async fn generate(
@@ -221,6 +238,7 @@ async fn generate(
     let conversation = Conversation {
         system: app.config.ai_system_prompt.clone(),
         turns,
+        model: model_for(app, reply).await?,
     };
     // Listening before the reply is marked streaming: a cancel from then on is heard.
     let mut watch = CancelWatch::new(app, reply);

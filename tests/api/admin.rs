@@ -26,7 +26,122 @@ backend_tests!(
     the_audit_log_records_each_change_once_newest_first,
     users_are_found_by_number_or_name_a_page_at_a_time,
     bad_input_is_refused_and_changes_nothing,
+    pro_and_basic_replies_come_from_their_plans_models,
+    a_plan_that_lapses_mid_reply_keeps_the_model_it_started_with,
 );
+
+const PRO_MODEL: &str = "gemini-2.5-pro";
+
+/// A streamed answer as Gemini sends it, without `modelVersion`.
+fn unnamed_reply(text: &str) -> wiremock::ResponseTemplate {
+    let event = json!({
+        "candidates": [{"content": {"parts": [{"text": text}], "role": "model"},
+                        "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 3, "totalTokenCount": 8},
+    });
+    wiremock::ResponseTemplate::new(200)
+        .insert_header("content-type", "text/event-stream")
+        .set_body_string(format!("data: {event}\r\n\r\n"))
+}
+
+fn with_models(config: &mut gemchat::config::Config, uri: String) {
+    config.ai_provider = Some(gemchat::config::AiProviderKind::Gemini);
+    config.gemini_api_key = Some(gemchat::config::Secret::new(GEMINI_KEY));
+    config.gemini_base_url = uri;
+    config.pro_gemini_model = Some(PRO_MODEL.into());
+}
+
+async fn pro_and_basic_replies_come_from_their_plans_models(backend: Backend) {
+    let gemini = FakeGemini::start().await;
+    FakeGemini::stream_call()
+        .respond_with(crate::fakes::sse_reply(&["basic answer"]))
+        .mount(&gemini.server)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path(format!(
+            "/v1beta/models/{PRO_MODEL}:streamGenerateContent"
+        )))
+        .and(wiremock::matchers::header("x-goog-api-key", GEMINI_KEY))
+        .respond_with(unnamed_reply("pro answer"))
+        .mount(&gemini.server)
+        .await;
+    let uri = gemini.uri();
+    let app = TestApp::spawn_with(backend, move |config| with_models(config, uri)).await;
+    let (admin, _) = app.new_admin().await;
+    let (basic, _) = app.new_user().await;
+    let (pro, pro_user) = app.new_user().await;
+    patch_user(&app, &admin, &pro_user, json!({"pro_override": true}))
+        .await
+        .assert_status(200);
+    let mut replies = Vec::new();
+    for token in [&basic, &pro] {
+        let room = app.chatroom(token, "which model?").await;
+        app.send_message(token, &room, "hello").await;
+        app.drain_jobs().await;
+        let page = app.get(&format!("/chatroom/{room}"), Some(token)).await;
+        replies.push(page.assert_status(200)["messages"][1].clone());
+    }
+    assert_eq!(replies[0]["content"], "basic answer");
+    assert_eq!(
+        replies[0]["model"], "gemini-2.5-flash-001",
+        "Gemini's own name for it"
+    );
+    assert_eq!(replies[1]["content"], "pro answer");
+    assert_eq!(
+        replies[1]["model"], PRO_MODEL,
+        "the model asked, when Gemini names none"
+    );
+    let paths: Vec<String> = gemini
+        .server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r.url.path().to_owned())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            format!(
+                "/v1beta/models/{}:streamGenerateContent",
+                crate::fakes::GEMINI_MODEL
+            ),
+            format!("/v1beta/models/{PRO_MODEL}:streamGenerateContent"),
+        ]
+    );
+}
+
+async fn a_plan_that_lapses_mid_reply_keeps_the_model_it_started_with(backend: Backend) {
+    let gemini = crate::gemini_stream::StreamingGemini::start().await;
+    let uri = gemini.uri.clone();
+    let app = TestApp::spawn_with(backend, move |config| with_models(config, uri)).await;
+    let (admin, _) = app.new_admin().await;
+    let (token, user) = app.new_user().await;
+    patch_user(&app, &admin, &user, json!({"pro_override": true}))
+        .await
+        .assert_status(200);
+    let room = app.chatroom(&token, "long answer").await;
+    let sent = app.send_message(&token, &room, "tell me everything").await;
+    let worker_app = std::sync::Arc::clone(&app.app);
+    let worker = tokio::spawn(async move {
+        gemchat::jobs::worker::run_next(&worker_app, &gemchat::job_handlers()).await
+    });
+    let call = gemini.next_call().await;
+    assert_eq!(call.target, format!("{PRO_MODEL}:streamGenerateContent"));
+    call.send("Part one, ").await;
+    patch_user(&app, &admin, &user, json!({"pro_override": false}))
+        .await
+        .assert_status(200);
+    call.send("part two.").await;
+    call.finish().await;
+    assert!(worker.await.expect("the worker").expect("a job ran"));
+    let page = app.get(&format!("/chatroom/{room}"), Some(&token)).await;
+    let reply = page.assert_status(200)["messages"][1].clone();
+    assert_eq!(reply["id"], sent["reply"]["id"]);
+    assert_eq!(reply["status"], "completed");
+    assert_eq!(reply["content"], "Part one, part two.");
+    assert_eq!(reply["model"], format!("{PRO_MODEL}-001"), "{reply}");
+}
 
 const ROUTES: [(&str, &str); 5] = [
     ("GET", "/admin/users"),

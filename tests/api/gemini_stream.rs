@@ -21,6 +21,8 @@ use crate::harness::eventually;
 
 /// One call the fake received, whose answer the test streams.
 pub struct Call {
+    /// What follows `/v1beta/models/`: the model and the method.
+    pub target: String,
     pub body: Value,
     chunks: mpsc::Sender<Bytes>,
     closed: Arc<AtomicBool>,
@@ -32,12 +34,32 @@ impl Call {
         let event = json!({
             "candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}],
             "usageMetadata": {"promptTokenCount": 10, "totalTokenCount": 10},
-            "modelVersion": "gemini-2.5-flash-001",
+            "modelVersion": self.model_version(),
         });
         let _ = self
             .chunks
             .send(Bytes::from(format!("data: {event}\r\n\r\n")))
             .await;
+    }
+
+    /// Ends the answer as Gemini does: a last event with `finishReason: STOP` and the usage,
+    /// then the end of the response.
+    pub async fn finish(self) {
+        let event = json!({
+            "candidates": [{"content": {"parts": [{"text": ""}], "role": "model"},
+                            "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 15},
+            "modelVersion": self.model_version(),
+        });
+        let _ = self
+            .chunks
+            .send(Bytes::from(format!("data: {event}\r\n\r\n")))
+            .await;
+    }
+
+    /// The version Gemini names for the model asked (`gemini-2.5-flash` -> `…-001`).
+    fn model_version(&self) -> String {
+        format!("{}-001", self.target.split(':').next().unwrap_or_default())
     }
 
     /// Waits until the client has closed this stream.
@@ -62,10 +84,12 @@ impl StreamingGemini {
         let (calls, received) = mpsc::channel::<Call>(16);
         let app = Router::new().route(
             "/v1beta/models/{call}",
-            post(move |body: Bytes| {
-                let calls = calls.clone();
-                async move { answer(&calls, &body).await }
-            }),
+            post(
+                move |axum::extract::Path(target): axum::extract::Path<String>, body: Bytes| {
+                    let calls = calls.clone();
+                    async move { answer(&calls, target, &body).await }
+                },
+            ),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -86,10 +110,11 @@ impl StreamingGemini {
     }
 }
 
-async fn answer(calls: &mpsc::Sender<Call>, body: &Bytes) -> Response {
+async fn answer(calls: &mpsc::Sender<Call>, target: String, body: &Bytes) -> Response {
     let (chunks, pieces) = mpsc::channel::<Bytes>(16);
     let closed = Arc::new(AtomicBool::new(false));
     let call = Call {
+        target,
         body: serde_json::from_slice(body).unwrap_or(Value::Null),
         chunks,
         closed: Arc::clone(&closed),
