@@ -100,9 +100,17 @@ export async function startGemchat(env = {}) {
     },
     { what: "gemchat to start" },
   );
+  const databaseUrl = storage.DATABASE_URL || env.DATABASE_URL || `sqlite://${dir}/data/gemchat.db`;
   return {
     url,
     log: () => log,
+    /** Runs `gemchat admin <verb> <mobile>` on this gemchat's database; resolves to its stdout. */
+    admin(verb, mobile) {
+      return execFileSync(BINARY, ["admin", verb, mobile], {
+        env: { PATH: process.env.PATH, DATABASE_URL: databaseUrl, LOG_FORMAT: "json", RUST_LOG: "warn" },
+        encoding: "utf8",
+      });
+    },
     async stop() {
       child.kill("SIGTERM");
       await new Promise((r) => (child.exitCode !== null ? r() : child.once("exit", r)));
@@ -313,11 +321,12 @@ export function useBrowser() {
 
 /** A gemchat started with `env` before the calling file's (or suite's) tests, stopped after. */
 export function useGemchat(env) {
-  const shared = { url: null };
+  const shared = { url: null, admin: null };
   let server = null;
   before(async () => {
     server = await startGemchat(env);
     shared.url = server.url;
+    shared.admin = (verb, mobile) => server.admin(verb, mobile);
   });
   after(async () => {
     await server?.stop();

@@ -65,6 +65,7 @@ pub(crate) async fn signup(app: &App, input: SignupInput) -> Result<User> {
         password_hash,
         tier: Tier::Basic,
         disabled: false,
+        is_admin: false,
         created_at: now,
         updated_at: now,
     };

@@ -24,6 +24,7 @@ impl FromRecord for User {
                 Tier::Basic
             },
             disabled: row.get("disabled")?,
+            is_admin: row.get("is_admin")?,
             created_at: row.get("created_at")?,
             updated_at: row.get("updated_at")?,
         })
@@ -47,7 +48,7 @@ impl FromRecord for WithUsage {
 macro_rules! user_columns {
     () => {
         "u.id, u.mobile_number, u.name, u.password_hash, u.created_at, u.updated_at, \
-         u.disabled_at IS NOT NULL AS disabled, (u.pro_override OR EXISTS (SELECT 1 FROM \
+         u.disabled_at IS NOT NULL AS disabled, u.is_admin, (u.pro_override OR EXISTS (SELECT 1 FROM \
          subscriptions s WHERE s.user_id = u.id AND s.pro_until > $2)) AS is_pro"
     };
 }

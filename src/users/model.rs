@@ -170,6 +170,8 @@ pub struct User {
     pub tier: Tier,
     /// Disabled by an admin: no token works and no sign-in succeeds.
     pub disabled: bool,
+    /// Holds the admin role (granted on the command line).
+    pub is_admin: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

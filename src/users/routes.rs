@@ -56,6 +56,9 @@ pub(crate) struct MeResponse {
     #[serde(flatten)]
     pub(crate) user: UserResponse,
     pub(crate) usage: Usage,
+    /// Whether the caller holds the admin role (`/admin/*`); only here, on the caller's own
+    /// account.
+    pub(crate) is_admin: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -76,6 +79,7 @@ async fn get_me(
 ) -> Result<AppJson<MeResponse>> {
     let (user, usage) = service::me(&state, who.user_id).await?;
     Ok(AppJson(MeResponse {
+        is_admin: user.is_admin,
         user: user.into(),
         usage,
     }))

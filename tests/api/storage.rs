@@ -50,6 +50,7 @@ pub(crate) fn new_user() -> User {
         password_hash: None,
         tier: Tier::Basic,
         disabled: false,
+        is_admin: false,
         created_at: at,
         updated_at: at,
     }

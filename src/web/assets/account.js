@@ -41,6 +41,7 @@ export function renderAccount(user) {
   $("user-name").textContent = user.name || "You";
   $("user-number").textContent = user.mobile_number;
   $("welcome-title").textContent = user.name ? `Hello, ${user.name}` : "Hello";
+  $("admin-link").hidden = !user.is_admin;
 }
 
 export function setUsage(usage) {

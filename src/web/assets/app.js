@@ -4,12 +4,14 @@
 // elements itself. This module starts the client and routes clicks on `data-action` controls
 // to the module that owns them:
 //   signin.js (sign-in steps) · account.js (user, usage, plan, account dialog) ·
-//   account-data.js (export, deletion) · usage-chart.js (30 days as SVG) · rooms.js
+//   account-data.js (export, deletion) · usage-chart.js (30 days as SVG) · admin.js (the
+//   Admin view, for admins) · rooms.js
 //   (the sidebar) · conversation.js (history, live events, sending) · attachments.js (files
 //   in prompts) · search.js ·
 //   api.js (fetch, problem+json, the SSE reader) · markdown.js · ui.js (helpers) · state.js
 
 import { clearSession, loadSession, call, setUnauthorizedHandler } from "./api.js";
+import { adminActions, wireAdmin } from "./admin.js";
 import { attachmentActions, wireAttachments } from "./attachments.js";
 import { accountActions, checkoutReturn, loadPlan, renderAccount, setUsage, wireAccount } from "./account.js";
 import { dataActions, resumeDeletion, wireAccountData } from "./account-data.js";
@@ -24,6 +26,7 @@ const actions = {
   ...signinActions,
   ...accountActions,
   ...dataActions,
+  ...adminActions,
   ...roomActions,
   ...conversationActions,
   ...attachmentActions,
@@ -86,6 +89,7 @@ function wire() {
   wireSignin({ signedIn: enterChat });
   wireAccount({ signedOut });
   wireAccountData({ signedOut });
+  wireAdmin();
   wireRooms();
   wireConversation();
   wireAttachments();

@@ -3,6 +3,7 @@
 // prompt shown at once, retrying what failed, and the controls of the message tree: stop a
 // reply, regenerate it, edit a prompt, and switch between versions.
 
+import { hideAdmin, showAdmin } from "./admin.js";
 import { call, loadSession, readEvents } from "./api.js";
 import { refreshUsage, setUsage, showLimit } from "./account.js";
 import { renderAttachments, takeFiles } from "./attachments.js";
@@ -42,6 +43,13 @@ export function wireConversation() {
 
 export function route() {
   closeSidebar();
+  if (window.location.hash === "#/admin" && state.user?.is_admin) {
+    resetConversation();
+    state.room = null;
+    renderRooms();
+    return showAdmin();
+  }
+  hideAdmin();
   const match = window.location.hash.match(/^#\/c\/([0-9a-fA-F-]{36})$/);
   return match ? openRoom(match[1]) : openNewChat();
 }

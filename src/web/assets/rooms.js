@@ -99,7 +99,7 @@ async function deleteRoom(event) {
 function openSidebar() {
   document.body.classList.add("sidebar-open");
   $("scrim").hidden = false;
-  document.querySelector('[data-action="open-sidebar"]').setAttribute("aria-expanded", "true");
+  for (const button of document.querySelectorAll('[data-action="open-sidebar"]')) button.setAttribute("aria-expanded", "true");
   document.querySelector(".new-chat").focus();
 }
 
@@ -107,5 +107,5 @@ export function closeSidebar() {
   if (!document.body.classList.contains("sidebar-open")) return;
   document.body.classList.remove("sidebar-open");
   $("scrim").hidden = true;
-  document.querySelector('[data-action="open-sidebar"]').setAttribute("aria-expanded", "false");
+  for (const button of document.querySelectorAll('[data-action="open-sidebar"]')) button.setAttribute("aria-expanded", "false");
 }
