@@ -269,7 +269,7 @@ def prepare_users(port: int, count: int, rooms_each: int, first_number: int) -> 
         expect(200, request(port, "POST", "/webhook/stripe", event,
                             headers={"Stripe-Signature": sign_webhook(event),
                                      "Content-Type": "application/json"}), "webhook")
-        users.append({"token": token, "rooms": rooms, "id": uid})
+        users.append({"token": token, "rooms": rooms, "id": uid, "mobile": mobile})
     me = expect(200, request(port, "GET", "/user/me", token=users[0]["token"]), "user/me")
     if me.get("tier") != "pro":
         raise SystemExit(f"bench: prepared users are not Pro: {me}")
@@ -439,6 +439,11 @@ def run_mode(name: str, args, work: Path, logs: Path) -> dict:
             results["scenarios"]["8_branched_room"] = branched_room(
                 port, users[0]["token"], work / name, args.seconds)
             log(f"mode {name}: 8_branched_room {results['scenarios']['8_branched_room']}")
+        if wanted(args, "11_admin_stats"):
+            log(f"mode {name}: scenario 11_admin_stats (seeding a million messages)")
+            results["scenarios"]["11_admin_stats"] = admin_stats(
+                mode, port, gemini_port, users[2], work / name, args.seconds, logs)
+            log(f"mode {name}: 11_admin_stats {results['scenarios']['11_admin_stats']}")
         if wanted(args, "10_export"):
             log(f"mode {name}: scenario 10_export")
             results["scenarios"]["10_export"] = export(api, port, users[1]["token"])
@@ -612,6 +617,93 @@ def export(api: Process, port: int, token: str) -> dict:
         }
     expect(204, request(port, "DELETE", f"/chatroom/{room}", None, token), "delete the room")
     return results
+
+
+def uuid7_at(millis: int, n: int) -> bytes:
+    """A UUIDv7 of the millisecond `millis` (the rest from `n` and random bits)."""
+    rand = os.urandom(10)
+    head = millis.to_bytes(6, "big")
+    return head + bytes([0x70 | (n >> 8 & 0x0F), n & 0xFF, 0x80 | (rand[0] & 0x3F)]) + rand[1:8]
+
+
+def seed_messages(mode: Mode, user: str, room: str, count: int, work: Path) -> None:
+    """`count` finished messages (one in a thousand a failed reply) straight into the
+    database, off the room's active path, spread over the last ~23 days (two seconds apart),
+    with time-ordered ids, as gemchat writes them."""
+    now_ms = int(time.time() * 1000)
+    rows = []
+    for i in range(count):
+        at_ms = now_ms - (i + 1) * 2000
+        model = i % 2 == 1
+        status = "failed" if i % 1000 == 999 else "completed"
+        rows.append((uuid7_at(at_ms, i), "model" if model else "user", f"seeded message {i}",
+                     status, at_ms * 1000, 40 if model else None, 120 if model else None))
+    if mode.redis_url is None:
+        db = sqlite3.connect(f"{mode.data_dir}/gemchat.db", timeout=60)
+        with db:
+            db.executemany(
+                "INSERT INTO messages (id, chatroom_id, user_id, role, content, status, on_path, "
+                "created_at, updated_at, prompt_tokens, output_tokens, total_tokens) "
+                "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
+                ((id_, uuid_bytes(room), uuid_bytes(user), role, content, status, at, at, p, o,
+                  None if p is None else p + o)
+                 for (id_, role, content, status, at, p, o) in rows))
+        db.close()
+        return
+    csv_path = work / "seed.csv"
+    with open(csv_path, "w") as out:
+        for (id_, role, content, status, at, p, o) in rows:
+            stamp = dt.datetime.fromtimestamp(at / 1_000_000, dt.timezone.utc).isoformat()
+            tokens = "" if p is None else f"{p},{o},{p + o}"
+            if not tokens:
+                tokens = ",,"
+            out.write(f"{uuid_text(id_)},{room},{user},{role},{content},{status},false,"
+                      f"{stamp},{stamp},{tokens}\n")
+    psql(mode.database_url,
+         f"\\copy messages (id, chatroom_id, user_id, role, content, status, on_path, "
+         f"created_at, updated_at, prompt_tokens, output_tokens, total_tokens) "
+         f"FROM '{csv_path}' CSV")
+    psql(mode.database_url, "ANALYZE messages")
+
+
+def uuid_bytes(text: str) -> bytes:
+    return bytes.fromhex(text.replace("-", ""))
+
+
+def uuid_text(raw: bytes) -> str:
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def admin_stats(mode: Mode, port: int, gemini_port: int, user: dict, work: Path,
+                seconds: int, logs: Path) -> dict:
+    """Issue 16's question: what does `/admin/stats` cost on a database of a million messages?
+    Seeds them into one user's room, grants that user the admin role with the real command,
+    then times 20 calls one by one and loads the route with wrk."""
+    started = time.monotonic()
+    seed_messages(mode, user["id"], user["rooms"][0], 1_000_000, work)
+    seeded = round(time.monotonic() - started, 1)
+    grant = subprocess.run([str(GEMCHAT), "admin", "grant", user["mobile"]],
+                           env=gemchat_env(mode, port, gemini_port),
+                           capture_output=True, text=True, timeout=60)
+    if grant.returncode != 0:
+        raise SystemExit(f"bench: admin grant failed: {grant.stderr}")
+    timings = []
+    for _ in range(20):
+        began = time.monotonic()
+        stats = expect(200, request(port, "GET", "/admin/stats", token=user["token"]), "stats")
+        timings.append((time.monotonic() - began) * 1000)
+    tokens = work / "admin-token.txt"
+    tokens.write_text(user["token"] + "\n")
+    load = wrk("admin-stats", port, "get.lua", seconds,
+               {"BENCH_PATH": "/admin/stats", "BENCH_TOKENS": str(tokens)})
+    timings.sort()
+    return {"messages": mode.count("SELECT count(*) FROM messages"), "seed_s": seeded,
+            "failed_24h": stats["replies"]["failed_24h"],
+            "one_by_one_ms_median": round(timings[len(timings) // 2], 2),
+            "one_by_one_ms_max": round(timings[-1], 2),
+            "rps": load["rps"], "p50_ms": load["p50_ms"], "p99_ms": load["p99_ms"],
+            "errors": load["errors"]}
 
 
 def reply_throughput(mode: Mode, gemini_port: int, args, logs: Path) -> dict:
@@ -792,6 +884,11 @@ def markdown(report: dict) -> str:
     for mode, r in report["modes"].items():
         out.append("")
         out.append(f"{mode}: start-up {r['startup']}")
+        st = r["scenarios"].get("11_admin_stats")
+        if st:
+            out.append(f"{mode}: /admin/stats on {st['messages']} messages: one by one median "
+                       f"{st['one_by_one_ms_median']} ms (max {st['one_by_one_ms_max']}); under "
+                       f"load {st['rps']:.0f} req/s, p50 {st['p50_ms']} ms, p99 {st['p99_ms']} ms")
         ex = r["scenarios"].get("10_export")
         if ex:
             for reader in ("cold", "fast", "slow"):
