@@ -870,7 +870,7 @@ def markdown(report: dict) -> str:
         for key, s in r["scenarios"].items():
             if "rps" in s:
                 out.append(f"| {mode} | {key} | {s['rps']:.0f} | {s['p50_ms']} | {s['p99_ms']} "
-                           f"| {s['errors']} | {s['peak_rss_mib']} |")
+                           f"| {s['errors']} | {s.get('peak_rss_mib', '')} |")
             elif "replies_per_s" in s:
                 out.append(f"| {mode} | {key} | {s['replies_per_s']:.0f} replies/s | | | "
                            f"| {s['peak_rss_mib']} |")

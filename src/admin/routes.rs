@@ -138,7 +138,7 @@ pub(crate) struct UpdateUserRequest {
         (status = 200, body = AdminUserView),
         (status = 403, description = "`forbidden`: the caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`: no such user", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`: neither setting given, or an unknown field", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: neither setting given, an unknown field, or an admin disabling their own account", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn update_user(
     State(state): State<AppState>,

@@ -89,6 +89,13 @@ pub(crate) async fn change_user(
             "must set `disabled` or `pro_override`",
         ));
     }
+    if admin == target && change.disabled == Some(true) {
+        // The one change that would lock the last way back in out.
+        return Err(AppError::invalid(
+            "disabled",
+            "an admin cannot disable their own account",
+        ));
+    }
     let now = app.clock.now();
     let (user, actions) = app
         .store

@@ -619,7 +619,7 @@ async fn users_are_found_by_number_or_name_a_page_at_a_time(backend: Backend) {
 
 async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let (admin, _) = app.new_admin().await;
+    let (admin, admin_user) = app.new_admin().await;
     let (_, user) = app.new_user().await;
     let unknown = json!({"id": uuid::Uuid::now_v7()});
     patch_user(&app, &admin, &unknown, json!({"disabled": true}))
@@ -634,6 +634,9 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
             .await
             .assert_problem(422, "validation_failed");
     }
+    patch_user(&app, &admin, &admin_user, json!({"disabled": true}))
+        .await
+        .assert_problem(422, "validation_failed");
     call(
         &app,
         "PATCH",
