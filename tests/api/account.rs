@@ -12,8 +12,8 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::backend_tests;
-use crate::billing::{WEBHOOK_SECRET, deliver_signed, subscription_event};
-use crate::fakes::{FakeStripe, GEMINI_KEY, PRO_PRICE, STRIPE_KEY};
+use crate::billing::{deliver_signed, subscription_event};
+use crate::fakes::{FakeStripe, GEMINI_KEY, STRIPE_KEY};
 use crate::gemini_stream::StreamingGemini;
 use crate::harness::{
     Backend, TestApp, TestResponse, eventually, postgres_url, random_mobile, redis_url, row_counts,
@@ -147,14 +147,7 @@ async fn deleting_needs_a_recent_sign_in_and_happens_once(backend: Backend) {
 
 async fn a_subscription_is_cancelled_first_and_a_stripe_failure_deletes_nothing(backend: Backend) {
     let stripe = FakeStripe::start().await;
-    let uri = stripe.server.uri();
-    let app = TestApp::spawn_with(backend, move |config| {
-        config.stripe_secret_key = Some(Secret::new(STRIPE_KEY));
-        config.stripe_price_id = Some(PRO_PRICE.into());
-        config.stripe_webhook_secret = Some(Secret::new(WEBHOOK_SECRET));
-        config.stripe_api_base = uri;
-    })
-    .await;
+    let app = crate::subscriptions::stripe_app(backend, stripe.server.uri()).await;
     let (token, user) = app.new_user().await;
     let period_end = (app.clock_now() + chrono::Duration::days(30)).timestamp();
     deliver_signed(

@@ -23,7 +23,7 @@ backend_tests!(
     return_urls_are_validated,
 );
 
-async fn stripe_app(backend: Backend, stripe_base: String) -> TestApp {
+pub(crate) async fn stripe_app(backend: Backend, stripe_base: String) -> TestApp {
     TestApp::spawn_with(backend, move |config| {
         config.stripe_secret_key = Some(Secret::new(STRIPE_KEY));
         config.stripe_price_id = Some(PRO_PRICE.into());

@@ -205,30 +205,36 @@ pub const ACCOUNT_TABLES: [&str; 12] = [
 /// straight from the database at `url`.
 pub async fn row_counts(url: &str) -> std::collections::BTreeMap<String, i64> {
     let mut tables: Vec<&str> = ACCOUNT_TABLES.to_vec();
-    let mut counts = std::collections::BTreeMap::new();
     if url.starts_with("sqlite:") {
         tables.push("messages_fts");
         let pool = sqlx::SqlitePool::connect(url).await.expect("open");
-        for table in tables {
-            let count: i64 =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-                    .fetch_one(&pool)
-                    .await
-                    .expect(table);
-            counts.insert(table.to_owned(), count);
-        }
-        pool.close().await;
+        count_rows(&pool, &tables).await
     } else {
         let pool = sqlx::PgPool::connect(url).await.expect("connect");
-        for table in tables {
-            let count: i64 =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-                    .fetch_one(&pool)
-                    .await
-                    .expect(table);
-            counts.insert(table.to_owned(), count);
-        }
-        pool.close().await;
+        count_rows(&pool, &tables).await
     }
+}
+
+/// `SELECT COUNT(*)` of each table, then closes the pool.
+async fn count_rows<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    tables: &[&str],
+) -> std::collections::BTreeMap<String, i64>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    i64: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+{
+    let mut counts = std::collections::BTreeMap::new();
+    for table in tables {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        let (count,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_one(pool)
+            .await
+            .expect(table);
+        counts.insert((*table).to_owned(), count);
+    }
+    pool.close().await;
     counts
 }
