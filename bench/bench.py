@@ -34,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 GEMCHAT = ROOT / "target/release/gemchat"
 FAKE_GEMINI = ROOT / "target/release/examples/fake_gemini"
+BARE_AXUM = ROOT / "target/release/examples/bare_axum"
 LUA = ROOT / "bench/lua"
 PGBENCH_SCRIPT = ROOT / "bench/pgbench/send_message.sql"
 
@@ -53,6 +54,10 @@ BUDGET_RATIO_OF_HEALTH = 0.5  # scenarios 2 and 3, against scenario 1
 BUDGET_P99_MS = 20.0  # scenarios 2 and 3
 BUDGET_RATIO_OF_PGBENCH = 0.5  # scenario 5 on PostgreSQL, against scenario 7
 BUDGET_REPLIES_PER_S = 500.0  # scenario 6
+# Issue 17's budgets.
+BUDGET_HEALTH_VS_BARE = 0.70  # scenario 1 against scenario 0
+BUDGET_QUEUE_P99_IDLE_MS = 15.0  # scenario 12
+BUDGET_QUEUE_P99_LOADED_MS = 50.0  # scenario 12
 BUDGET_PEAK_RSS_MIB = 60.0
 BUDGET_IDLE_RSS_MIB = 30.0
 BUDGET_READY_S = 1.0  # serve, SQLite, fresh data directory
@@ -412,6 +417,15 @@ def run_mode(name: str, args, work: Path, logs: Path) -> dict:
             log(f"mode {name}: registered at {signup['rps']}/s")
         for token in (u["token"] for u in users):  # warm the chatroom-list cache
             expect(200, request(port, "GET", "/chatroom", token=token), "warm list")
+        if wanted(args, "0_bare_axum"):
+            log(f"mode {name}: scenario 0_bare_axum")
+            results["scenarios"]["0_bare_axum"] = bare_axum(logs, args.seconds, tokens)
+            log(f"mode {name}: 0_bare_axum {results['scenarios']['0_bare_axum']}")
+        if wanted(args, "12_queue_latency"):
+            log(f"mode {name}: scenario 12_queue_latency")
+            results["scenarios"]["12_queue_latency"] = queue_latency(
+                mode, users, work / name, args.seconds, logs)
+            log(f"mode {name}: 12_queue_latency {results['scenarios']['12_queue_latency']}")
 
         scenarios = [
             ("1_health", "get.lua", {"BENCH_PATH": "/health", "BENCH_TOKENS": str(tokens)}),
@@ -617,6 +631,132 @@ def export(api: Process, port: int, token: str) -> dict:
         }
     expect(204, request(port, "DELETE", f"/chatroom/{room}", None, token), "delete the room")
     return results
+
+
+def bare_axum(logs: Path, seconds: int, tokens: Path) -> dict:
+    """Issue 17's yardstick: a bare axum route answering constant JSON, loaded as scenario 1
+    loads `/health` (same script, same connections), in the same run."""
+    port = free_port()
+    bare = Process("bare-axum", [str(BARE_AXUM), str(port)], dict(os.environ), logs)
+    try:
+        wait_until("bare axum", lambda: bare.log_path.read_text().startswith("ready"), 10)
+        return with_peak(bare, lambda: wrk("bare", port, "get.lua", seconds,
+                                           {"BENCH_PATH": "/", "BENCH_TOKENS": str(tokens)}))
+    finally:
+        bare.stop()
+
+
+class EventReader:
+    """A room's event stream read on a thread, each event stamped when it arrives."""
+
+    def __init__(self, port: int, room: str, token: str):
+        import threading
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.conn.request("GET", f"/chatroom/{room}/events",
+                          headers={"Authorization": f"Bearer {token}",
+                                   "Accept": "text/event-stream"})
+        self.response = self.conn.getresponse()
+        if self.response.status != 200:
+            raise SystemExit(f"bench: event stream answered {self.response.status}")
+        self.first_delta: dict[str, float] = {}
+        self.completed: dict[str, float] = {}
+        self.arrived = threading.Condition()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        kind, data = None, None
+        try:
+            for raw in self.response:
+                line = raw.decode().rstrip("\r\n")
+                if line.startswith("event:"):
+                    kind = line[6:].strip()
+                elif line.startswith("data:"):
+                    data = line[5:].strip()
+                elif not line and kind and data:
+                    at = time.monotonic()
+                    body = json.loads(data)
+                    with self.arrived:
+                        if kind == "reply.delta":
+                            self.first_delta.setdefault(body["message_id"], at)
+                        elif kind in ("reply.completed", "reply.failed"):
+                            self.completed[body["id"]] = at
+                        self.arrived.notify_all()
+                    kind, data = None, None
+        except (OSError, ValueError):
+            pass
+
+    def wait(self, table: dict, key: str, timeout: float = 30.0) -> float:
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: key in table, timeout):
+                raise SystemExit(f"bench: no event for {key} within {timeout} s")
+            return table[key]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * share))], 2)
+
+
+def queue_latency(mode: Mode, users: list[dict], work: Path, seconds: int, logs: Path) -> dict:
+    """Issue 17's first figure: from sending a prompt to the first words of its reply on the
+    room's event stream (everything gemchat adds to Gemini's own time), with a fake Gemini that
+    answers at once and one `serve` (API and workers). 200 prompts one after another in one
+    room, idle; then again while 64 other rooms send prompts and wait for their replies
+    (`?wait=true`, a closed loop). Each prompt waits for its reply to end before the next."""
+    gemini_port = free_port()
+    fake = Process(f"{mode.name}-fake-gemini-0", [str(FAKE_GEMINI), str(gemini_port), "0", "3"],
+                   dict(os.environ), logs)
+    port = free_port()
+    serve = None
+    try:
+        wait_until("the instant fake Gemini",
+                   lambda: fake.log_path.read_text().startswith("ready"), 10)
+        serve = Process(f"{mode.name}-latency", [str(GEMCHAT), "serve"],
+                        gemchat_env(mode, port, gemini_port), logs)
+        wait_healthy(port, serve)
+        user = users[3]
+        room = user["rooms"][1]
+        events = EventReader(port, room, user["token"])
+
+        def measure(count: int) -> list[float]:
+            latencies = []
+            for n in range(count):
+                started = time.monotonic()
+                sent = expect(202, request(port, "POST", f"/chatroom/{room}/message",
+                                           {"content": f"latency probe {n}"}, user["token"]),
+                              "send a probe")
+                reply = sent["reply"]["id"]
+                latencies.append((events.wait(events.first_delta, reply) - started) * 1000)
+                events.wait(events.completed, reply)
+            return latencies
+
+        measure(10)  # warm-up: connections, caches
+        idle = measure(200)
+        others = work / "latency-rooms.txt"
+        others.write_text("\n".join(f"{u['token']} {u['rooms'][2]}" for u in users[4:68]) + "\n")
+        import threading
+        load_result: dict = {}
+        load = threading.Thread(target=lambda: load_result.update(wrk(
+            "latency-load", port, "post_message.lua", seconds + 5,
+            {"BENCH_ROOMS": str(others), "BENCH_QUERY": "?wait=true"})))
+        load.start()
+        time.sleep(1)  # the load is under way before the probes start
+        loaded = measure(200)
+        load.join()
+        events.close()
+        figures = lambda xs: {"p50_ms": percentile(xs, 0.5), "p90_ms": percentile(xs, 0.9),
+                              "p99_ms": percentile(xs, 0.99), "max_ms": round(max(xs), 2)}
+        return {"idle": figures(idle), "loaded": figures(loaded),
+                "load_rps": load_result.get("rps"), "load_p99_ms": load_result.get("p99_ms"),
+                "peak_rss_mib": round(serve.status_kib("VmHWM") / 1024, 1)}
+    finally:
+        if serve:
+            serve.stop()
+        fake.stop()
 
 
 def uuid7_at(millis: int, n: int) -> bytes:
@@ -830,6 +970,18 @@ def verdicts(mode: str, r: dict) -> list[dict]:
         add("5_post_message req/s vs pgbench",
             f"{s['5_post_message']['rps']:.0f} ({ratio:.0%} of {s['7_pgbench']['tps']:.0f} tps)",
             f">= {BUDGET_RATIO_OF_PGBENCH:.0%}", ratio >= BUDGET_RATIO_OF_PGBENCH)
+    bare = s.get("0_bare_axum")
+    if bare and health:
+        ratio = health / bare["rps"]
+        add("1_health req/s vs bare axum", f"{health:.0f} ({ratio:.0%} of {bare['rps']:.0f})",
+            f">= {BUDGET_HEALTH_VS_BARE:.0%}", ratio >= BUDGET_HEALTH_VS_BARE)
+    ql = s.get("12_queue_latency")
+    if ql:
+        add("queue latency p99, idle", f"{ql['idle']['p99_ms']} ms",
+            f"<= {BUDGET_QUEUE_P99_IDLE_MS:.0f} ms", ql["idle"]["p99_ms"] <= BUDGET_QUEUE_P99_IDLE_MS)
+        add("queue latency p99, 64 rooms of load", f"{ql['loaded']['p99_ms']} ms",
+            f"<= {BUDGET_QUEUE_P99_LOADED_MS:.0f} ms",
+            ql["loaded"]["p99_ms"] <= BUDGET_QUEUE_P99_LOADED_MS)
     rt = s.get("6_reply_throughput")
     if rt:
         add("6_reply_throughput", f"{rt['replies_per_s']:.0f} replies/s "
@@ -884,6 +1036,12 @@ def markdown(report: dict) -> str:
     for mode, r in report["modes"].items():
         out.append("")
         out.append(f"{mode}: start-up {r['startup']}")
+        ql = r["scenarios"].get("12_queue_latency")
+        if ql:
+            out.append(f"{mode}: queue latency (prompt to first delta), idle p50/p90/p99 "
+                       f"{ql['idle']['p50_ms']}/{ql['idle']['p90_ms']}/{ql['idle']['p99_ms']} ms; "
+                       f"with 64 rooms sending ({ql['load_rps']} req/s) "
+                       f"{ql['loaded']['p50_ms']}/{ql['loaded']['p90_ms']}/{ql['loaded']['p99_ms']} ms")
         st = r["scenarios"].get("11_admin_stats")
         if st:
             out.append(f"{mode}: /admin/stats on {st['messages']} messages: one by one median "
@@ -926,9 +1084,10 @@ def main() -> None:
                         help="scenarios to record with perf, e.g. 2_user_me,5_post_message")
     args = parser.parse_args()
     if args.bin_dir:
-        global GEMCHAT, FAKE_GEMINI
+        global GEMCHAT, FAKE_GEMINI, BARE_AXUM
         GEMCHAT = Path(args.bin_dir) / "gemchat"
         FAKE_GEMINI = Path(args.bin_dir) / "fake_gemini"
+        BARE_AXUM = Path(args.bin_dir) / "bare_axum"
 
     for tool in ("wrk", "psql", "pgbench", "redis-cli"):
         if shutil.which(tool) is None:
