@@ -31,6 +31,11 @@ async fn main() -> anyhow::Result<()> {
     std::io::Write::write_all(&mut out, b"ready\n")?;
     std::io::Write::flush(&mut out)?;
     drop(out);
+    // As gemchat's own server: small writes (headers, then each event) go out at once, not after
+    // the peer's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).await?;
     Ok(())
 }
