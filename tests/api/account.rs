@@ -13,6 +13,7 @@ use wiremock::{Mock, ResponseTemplate};
 
 use crate::backend_tests;
 use crate::billing::{deliver_signed, subscription_event};
+use crate::branches::control;
 use crate::fakes::{FakeStripe, GEMINI_KEY, STRIPE_KEY};
 use crate::gemini_stream::StreamingGemini;
 use crate::harness::{
@@ -313,11 +314,6 @@ async fn export(app: &TestApp, token: &str) -> Value {
     );
     assert_eq!(response.header("cache-control"), Some("no-store"));
     serde_json::from_slice(&response.bytes).expect("the export is one JSON document")
-}
-
-fn control(room: &str, message: &Value, what: &str) -> String {
-    let id = message["id"].as_str().unwrap_or_default();
-    format!("/chatroom/{room}/messages/{id}/{what}")
 }
 
 async fn an_export_holds_every_branch_every_room_and_where_the_files_are(backend: Backend) {

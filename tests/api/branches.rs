@@ -32,7 +32,7 @@ fn ids(messages: &[Value]) -> Vec<Value> {
     messages.iter().map(|m| m["id"].clone()).collect()
 }
 
-fn control(room: &str, message: &Value, what: &str) -> String {
+pub(crate) fn control(room: &str, message: &Value, what: &str) -> String {
     let id = message["id"].as_str().unwrap_or_default();
     format!("/chatroom/{room}/messages/{id}/{what}")
 }
