@@ -705,8 +705,9 @@ def queue_latency(mode: Mode, users: list[dict], work: Path, seconds: int, logs:
     """Issue 17's first figure: from sending a prompt to the first words of its reply on the
     room's event stream (everything gemchat adds to Gemini's own time), with a fake Gemini that
     answers at once and one `serve` (API and workers). 200 prompts one after another in one
-    room, idle; then again while 64 other rooms send prompts and wait for their replies
-    (`?wait=true`, a closed loop). Each prompt waits for its reply to end before the next."""
+    room: idle; while 64 other rooms each send a prompt a second (as people chat); and while
+    64 other rooms send as fast as their replies come back (`?wait=true` under wrk, a closed
+    loop that saturates the machine). Each probe waits for its reply to end before the next."""
     gemini_port = free_port()
     fake = Process(f"{mode.name}-fake-gemini-0", [str(FAKE_GEMINI), str(gemini_port), "0", "3"],
                    dict(os.environ), logs)
@@ -736,9 +737,36 @@ def queue_latency(mode: Mode, users: list[dict], work: Path, seconds: int, logs:
 
         measure(10)  # warm-up: connections, caches
         idle = measure(200)
+        # 64 other rooms, each sending a prompt a second and waiting for its reply (as people
+        # chat), while the probes run.
+        import threading
+        stop = threading.Event()
+        paced_sent: list[int] = []
+
+        def room_typing(peer: dict, offset: float) -> None:
+            next_at = time.monotonic() + offset
+            while not stop.is_set():
+                stop.wait(max(0.0, next_at - time.monotonic()))
+                if stop.is_set():
+                    break
+                request(port, "POST", f"/chatroom/{peer['rooms'][2]}/message?wait=true",
+                        {"content": "a paced prompt"}, peer["token"])
+                paced_sent.append(1)
+                next_at += 1.0
+
+        typists = [threading.Thread(target=room_typing, args=(peer, n / 64), daemon=True)
+                   for n, peer in enumerate(users[4:68])]
+        for typist in typists:
+            typist.start()
+        time.sleep(1.5)
+        paced_started = time.monotonic()
+        paced = measure(200)
+        paced_rate = len(paced_sent) / (time.monotonic() - paced_started + 1.5)
+        stop.set()
+        for typist in typists:
+            typist.join(timeout=10)
         others = work / "latency-rooms.txt"
         others.write_text("\n".join(f"{u['token']} {u['rooms'][2]}" for u in users[4:68]) + "\n")
-        import threading
         load_result: dict = {}
         load = threading.Thread(target=lambda: load_result.update(wrk(
             "latency-load", port, "post_message.lua", seconds + 5,
@@ -750,7 +778,8 @@ def queue_latency(mode: Mode, users: list[dict], work: Path, seconds: int, logs:
         events.close()
         figures = lambda xs: {"p50_ms": percentile(xs, 0.5), "p90_ms": percentile(xs, 0.9),
                               "p99_ms": percentile(xs, 0.99), "max_ms": round(max(xs), 2)}
-        return {"idle": figures(idle), "loaded": figures(loaded),
+        return {"idle": figures(idle), "paced": figures(paced),
+                "paced_prompts_per_s": round(paced_rate, 1), "loaded": figures(loaded),
                 "load_rps": load_result.get("rps"), "load_p99_ms": load_result.get("p99_ms"),
                 "peak_rss_mib": round(serve.status_kib("VmHWM") / 1024, 1)}
     finally:
@@ -979,7 +1008,10 @@ def verdicts(mode: str, r: dict) -> list[dict]:
     if ql:
         add("queue latency p99, idle", f"{ql['idle']['p99_ms']} ms",
             f"<= {BUDGET_QUEUE_P99_IDLE_MS:.0f} ms", ql["idle"]["p99_ms"] <= BUDGET_QUEUE_P99_IDLE_MS)
-        add("queue latency p99, 64 rooms of load", f"{ql['loaded']['p99_ms']} ms",
+        add("queue latency p99, 64 rooms sending a prompt a second", f"{ql['paced']['p99_ms']} ms",
+            f"<= {BUDGET_QUEUE_P99_LOADED_MS:.0f} ms",
+            ql["paced"]["p99_ms"] <= BUDGET_QUEUE_P99_LOADED_MS)
+        add("queue latency p99, 64 rooms sending flat out", f"{ql['loaded']['p99_ms']} ms",
             f"<= {BUDGET_QUEUE_P99_LOADED_MS:.0f} ms",
             ql["loaded"]["p99_ms"] <= BUDGET_QUEUE_P99_LOADED_MS)
     rt = s.get("6_reply_throughput")
@@ -1040,7 +1072,9 @@ def markdown(report: dict) -> str:
         if ql:
             out.append(f"{mode}: queue latency (prompt to first delta), idle p50/p90/p99 "
                        f"{ql['idle']['p50_ms']}/{ql['idle']['p90_ms']}/{ql['idle']['p99_ms']} ms; "
-                       f"with 64 rooms sending ({ql['load_rps']} req/s) "
+                       f"with 64 rooms sending a prompt a second ({ql['paced_prompts_per_s']}/s) "
+                       f"{ql['paced']['p50_ms']}/{ql['paced']['p90_ms']}/{ql['paced']['p99_ms']} ms; "
+                       f"with 64 rooms sending flat out ({ql['load_rps']} req/s) "
                        f"{ql['loaded']['p50_ms']}/{ql['loaded']['p90_ms']}/{ql['loaded']['p99_ms']} ms")
         st = r["scenarios"].get("11_admin_stats")
         if st:
