@@ -14,6 +14,7 @@ Standard library only. Every wait has a deadline; every process started is stopp
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime as dt
 import hashlib
 import hmac
@@ -59,6 +60,8 @@ BUDGET_HEALTH_VS_BARE = 0.70  # scenario 1 against scenario 0
 BUDGET_QUEUE_P99_IDLE_MS = 15.0  # scenario 12
 BUDGET_QUEUE_P99_LOADED_MS = 50.0  # scenario 12
 BUDGET_PEAK_RSS_MIB = 60.0
+BUDGET_IN_FLIGHT = 5000  # scenario 13: replies held at once by one worker process...
+BUDGET_IN_FLIGHT_RSS_MIB = 250.0  # ...within this peak RSS
 BUDGET_IDLE_RSS_MIB = 30.0
 BUDGET_READY_S = 1.0  # serve, SQLite, fresh data directory
 
@@ -258,13 +261,13 @@ def prepare_users(port: int, count: int, rooms_each: int, first_number: int) -> 
         ]
         uid = user["user"]["id"]
         event = json.dumps({
-            "id": f"evt_bench_{n}", "object": "event", "api_version": "2025-03-31.basil",
+            "id": f"evt_bench_{first_number + n}", "object": "event", "api_version": "2025-03-31.basil",
             "created": int(time.time()), "livemode": False, "type": "customer.subscription.created",
             "data": {"object": {
-                "id": f"sub_bench_{n}", "object": "subscription", "customer": f"cus_bench_{n}",
+                "id": f"sub_bench_{first_number + n}", "object": "subscription", "customer": f"cus_bench_{first_number + n}",
                 "status": "active", "cancel_at_period_end": False, "metadata": {"user_id": uid},
                 "items": {"object": "list", "data": [{
-                    "id": f"si_bench_{n}", "object": "subscription_item",
+                    "id": f"si_bench_{first_number + n}", "object": "subscription_item",
                     "price": {"id": "price_pro", "object": "price", "unit_amount": 999,
                               "currency": "usd"},
                     "quantity": 1, "current_period_start": period_end - 2_592_000,
@@ -470,6 +473,10 @@ def run_mode(name: str, args, work: Path, logs: Path) -> dict:
             results["scenarios"]["6_reply_throughput"] = reply_throughput(
                 mode, gemini_port, args, logs)
             log(f"mode {name}: 6_reply_throughput {results['scenarios']['6_reply_throughput']}")
+        if wanted(args, "13_replies_in_flight"):
+            log(f"mode {name}: scenario 13_replies_in_flight")
+            results["scenarios"]["13_replies_in_flight"] = replies_in_flight(mode, args, logs)
+            log(f"mode {name}: 13_replies_in_flight {results['scenarios']['13_replies_in_flight']}")
         if name == "postgres" and wanted(args, "7_pgbench"):
             log(f"mode {name}: scenario 7_pgbench")
             results["scenarios"]["7_pgbench"] = pgbench(mode, users, args.seconds)
@@ -919,6 +926,79 @@ def reply_throughput(mode: Mode, gemini_port: int, args, logs: Path) -> dict:
     }
 
 
+def replies_in_flight(mode: Mode, args, logs: Path) -> dict:
+    """Replies at real Gemini speed: a fake Gemini that streams each reply over 10 s, one prompt
+    queued in each of `--in-flight` rooms (through the API), then one `gemchat worker` with
+    WORKER_CONCURRENCY set to that number. Sampled every 0.2 s: replies streaming at once (the
+    database's own count), the worker's RSS and its database connections."""
+    target = args.in_flight
+    gemini_port, port = free_port(), free_port()
+    fake = Process(f"{mode.name}-slow-gemini",
+                   [str(FAKE_GEMINI), str(gemini_port), "10000", "20"], dict(os.environ), logs)
+    api = worker = None
+    try:
+        wait_until("the slow fake Gemini",
+                   lambda: fake.log_path.read_text().startswith("ready"), 10)
+        api = Process(f"{mode.name}-api-13", [str(GEMCHAT), "serve", "--no-workers"],
+                      gemchat_env(mode, port, gemini_port), logs)
+        wait_healthy(port, api)
+        rooms_each = 100
+        users = prepare_users(port, -(-target // rooms_each), rooms_each, OTP_BASE + 70_000_000)
+        pairs = [(u["token"], room) for u in users for room in u["rooms"]][:target]
+        body = {"content": "Tell me a long story."}
+
+        def send(pair):
+            return expect(202, request(port, "POST", f"/chatroom/{pair[1]}/message", body,
+                                       pair[0]), "queue a prompt")
+
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(pool.map(send, pairs))
+        queued_s = time.monotonic() - started
+        api.stop()
+        api = None
+        env = gemchat_env(mode, port, gemini_port)
+        env["WORKER_CONCURRENCY"] = str(target)
+        completed_before = mode.completed_replies()
+        worker = Process(f"{mode.name}-worker-13", [str(GEMCHAT), "worker"], env, logs)
+        start = time.monotonic()
+        peak_streaming = peak_connections = 0
+        all_streaming_s = None
+        deadline = start + 120
+        done = 0
+        while time.monotonic() < deadline:
+            streaming = mode.count("SELECT count(*) FROM messages WHERE status = 'streaming'")
+            peak_streaming = max(peak_streaming, streaming)
+            if all_streaming_s is None and streaming >= target:
+                all_streaming_s = time.monotonic() - start
+            if mode.redis_url:
+                peak_connections = max(peak_connections, int(psql(
+                    mode.database_url,
+                    f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{PG_DB}' "
+                    "AND pid <> pg_backend_pid()")))
+            done = mode.completed_replies() - completed_before
+            if done >= target:
+                break
+            time.sleep(0.2)
+        elapsed = time.monotonic() - start
+        peak = worker.status_kib("VmHWM")
+    finally:
+        for proc in (worker, api, fake):
+            if proc:
+                proc.stop()
+    return {
+        "queued": target,
+        "queued_in_s": round(queued_s, 1),
+        "peak_streaming": peak_streaming,
+        "all_streaming_after_s": None if all_streaming_s is None else round(all_streaming_s, 1),
+        "completed": done,
+        "all_done_after_s": round(elapsed, 1),
+        "peak_rss_mib": round(peak / 1024, 1),
+        # SQLite: one writer and four readers, fixed.
+        "peak_db_connections": peak_connections if mode.redis_url else 5,
+    }
+
+
 def pgbench(mode: Mode, users: list[dict], seconds: int) -> dict:
     """Scenario 5's SQL straight from pgbench: the database's own ceiling for it."""
     values = ",".join(f"({i + 1}, '{u['rooms'][0]}')" for i, u in enumerate(users))
@@ -1019,8 +1099,18 @@ def verdicts(mode: str, r: dict) -> list[dict]:
         add("6_reply_throughput", f"{rt['replies_per_s']:.0f} replies/s "
             f"({rt['replies_per_s'] / rt['ceiling_per_s']:.0%} of {rt['ceiling_per_s']:.0f})",
             f">= {BUDGET_REPLIES_PER_S:.0f}/s", rt["replies_per_s"] >= BUDGET_REPLIES_PER_S)
-    # Uploads hold what is in flight (64 connections x 1 MiB): judged by their own figure.
-    peak = max((v.get("peak_rss_mib", 0) for k, v in s.items() if k != "9_uploads"), default=0)
+    held = s.get("13_replies_in_flight")
+    if held:
+        add("13 replies in flight at once (10 s streams), one worker",
+            f"{held['peak_streaming']} of {held['queued']}, peak RSS {held['peak_rss_mib']} MiB, "
+            f"{held['peak_db_connections']} DB connections",
+            f">= {BUDGET_IN_FLIGHT} within {BUDGET_IN_FLIGHT_RSS_MIB:.0f} MiB",
+            held["peak_streaming"] >= BUDGET_IN_FLIGHT
+            and held["peak_rss_mib"] <= BUDGET_IN_FLIGHT_RSS_MIB)
+    # Uploads hold what is in flight (64 connections x 1 MiB) and scenario 13 thousands of
+    # replies: each is judged by its own figure.
+    peak = max((v.get("peak_rss_mib", 0) for k, v in s.items()
+                if k not in ("9_uploads", "13_replies_in_flight")), default=0)
     up = s.get("9_uploads")
     if up:
         growth = up["peak_rss_during_huge_mib"] - up["rss_before_huge_mib"]
@@ -1108,6 +1198,8 @@ def main() -> None:
     parser.add_argument("--signup-seconds", type=int, default=30,
                         help="time allowed to register them")
     parser.add_argument("--gemini-latency-ms", type=int, default=50)
+    parser.add_argument("--in-flight", type=int, default=5000,
+                        help="replies held at once in scenario 13 (10 s streams)")
     parser.add_argument("--out", default=None, help="results directory")
     parser.add_argument("--scenarios", default="",
                         help="run only these, e.g. 3,5 or 3_chatroom_list (default: all)")

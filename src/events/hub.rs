@@ -8,7 +8,7 @@ use tokio::sync::broadcast;
 use super::Delivery;
 
 /// Deliveries buffered per topic for a slow subscriber before it sees a `Gap`.
-const BUFFER: usize = 1024;
+const BUFFER: usize = 128;
 
 #[derive(Default)]
 pub(super) struct Hub {
