@@ -218,7 +218,12 @@ impl Authenticator {
             .await
             .map_err(|err| match Arc::try_unwrap(err) {
                 Ok(err) => AppError::from(err),
-                Err(shared) => AppError::Internal(anyhow::anyhow!("checking a session: {shared}")),
+                // Requests that waited on another's check share its error: an outage is still
+                // a 503 for each of them.
+                Err(shared) => match *shared {
+                    StoreError::Unavailable(_) => AppError::DatabaseUnavailable,
+                    _ => AppError::Internal(anyhow::anyhow!("checking a session: {shared}")),
+                },
             })?;
         let aging = self.sessions.clock.now() - cached.checked_at >= REFRESH_AFTER;
         if aging

@@ -85,6 +85,10 @@ fn claim_is_due(free: usize, batch: usize, idle: bool, free_for: Duration) -> bo
     free > 0 && (free >= batch || idle || free_for >= FILL_DELAY)
 }
 
+/// After a failed claim the next waits this long, doubling up to `MAX_CLAIM_BACKOFF`.
+const FIRST_CLAIM_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_CLAIM_BACKOFF: Duration = Duration::from_secs(2);
+
 async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -120,6 +124,7 @@ pub async fn run_until_stopped(app: Arc<App>, handlers: Handlers, mut stop: watc
     let mut held: HashMap<tokio::task::Id, ClaimedJob> = HashMap::new();
     // Since when slots have been free without a claim that could fill them.
     let mut free_since: Option<tokio::time::Instant> = None;
+    let mut claim_backoff = FIRST_CLAIM_BACKOFF;
     tracing::info!(concurrency, "job worker started");
     while !*stop.borrow() {
         while let Some(done) = in_flight.try_join_next_with_id() {
@@ -143,6 +148,7 @@ pub async fn run_until_stopped(app: Arc<App>, handlers: Handlers, mut stop: watc
                 .await
             {
                 Ok(jobs) => {
+                    claim_backoff = FIRST_CLAIM_BACKOFF;
                     claimed_all = jobs.len() == free;
                     for job in jobs {
                         let handle = in_flight.spawn(run_job(
@@ -155,7 +161,17 @@ pub async fn run_until_stopped(app: Arc<App>, handlers: Handlers, mut stop: watc
                     // Whatever is still free waits for work now, not for a batch.
                     free_since = None;
                 }
-                Err(err) => tracing::error!(error = %err, "cannot claim jobs"),
+                Err(err) => {
+                    // Not at once again: a failing claim (the database going away) would
+                    // otherwise spin, logging as fast as it fails.
+                    tracing::error!(error = %err, retry_in = ?claim_backoff, "cannot claim jobs");
+                    tokio::select! {
+                        _ = stop.changed() => {}
+                        () = tokio::time::sleep(claim_backoff) => {}
+                    }
+                    claim_backoff = (claim_backoff * 2).min(MAX_CLAIM_BACKOFF);
+                    continue;
+                }
             }
         }
         if claimed_all {

@@ -29,6 +29,11 @@ use crate::users::model::UserId;
 /// How far back a resume looks.
 const REPLAY_WINDOW: u32 = 100;
 
+/// A reply in progress this long without an event is looked up in the database: its end may
+/// have been announced where this process could not hear it (the worker's Redis link was down
+/// as it published).
+const SILENT_REPLY: Duration = Duration::from_secs(5);
+
 /// How often an open stream checks that its token still holds (revocations reach every
 /// process's session cache at once, so this costs a cache lookup, not a database query).
 const ACCESS_RECHECK: Duration = Duration::from_secs(2);
@@ -150,7 +155,13 @@ pub(crate) async fn open(
         _ => m.created_at,
     });
     let mut replay = VecDeque::new();
-    let mut snapshots = HashMap::new();
+    let mut held = HashMap::new();
+    let opened_at = tokio::time::Instant::now();
+    let open_replies: HashMap<Uuid, tokio::time::Instant> = recent
+        .iter()
+        .filter(|m| m.role == Role::Model && !m.status.is_final())
+        .map(|m| (m.id.0, opened_at))
+        .collect();
     for message in &recent {
         if let Some(last) = last {
             if message.id > last.message {
@@ -183,7 +194,13 @@ pub(crate) async fn open(
                 }) if seen == message.id && upto <= length => upto,
                 _ => 0,
             };
-            snapshots.insert(message.id.0, length);
+            held.insert(
+                message.id.0,
+                Held {
+                    chars: length,
+                    snapshot: true,
+                },
+            );
             if from < length {
                 replay.push_back(RoomEvent::ReplyDelta {
                     message_id: message.id.0,
@@ -199,7 +216,9 @@ pub(crate) async fn open(
     let state = StreamState {
         subscription,
         replay,
-        snapshots,
+        held,
+        room,
+        open_replies,
         stopping: app.stopping(),
         app: Arc::clone(app),
         listener,
@@ -223,8 +242,12 @@ struct StreamState {
     /// The id of the last event sent (see [`to_sse`]).
     last_id: Option<String>,
     replay: VecDeque<RoomEvent>,
-    /// Replies whose content so far was sent as a snapshot: characters covered.
-    snapshots: HashMap<Uuid, usize>,
+    /// What the client holds of each reply in progress.
+    held: HashMap<Uuid, Held>,
+    room: ChatroomId,
+    /// Replies in progress the client knows of, and when it last heard of each (or they were
+    /// last looked up).
+    open_replies: HashMap<Uuid, tokio::time::Instant>,
     /// The process is shutting down: end the stream (the client reconnects elsewhere), or the
     /// server's graceful shutdown would wait for it forever.
     stopping: tokio::sync::watch::Receiver<bool>,
@@ -237,6 +260,68 @@ struct StreamState {
 
 impl StreamState {
     async fn next(&mut self) -> Option<RoomEvent> {
+        let event = self.next_event().await?;
+        self.note(&event);
+        Some(event)
+    }
+
+    /// Keeps `open_replies` up to date with an event sent.
+    fn note(&mut self, event: &RoomEvent) {
+        match event {
+            RoomEvent::MessageCreated(view)
+                if view.role == Role::Model && !view.status.is_final() =>
+            {
+                self.open_replies
+                    .insert(view.id, tokio::time::Instant::now());
+            }
+            RoomEvent::ReplyDelta { message_id, .. } => {
+                self.open_replies
+                    .insert(*message_id, tokio::time::Instant::now());
+            }
+            _ if event.is_final() => {
+                if let Some(id) = event.message_id() {
+                    self.open_replies.remove(&id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Looks up the replies in progress that have been silent for `SILENT_REPLY`, and queues
+    /// the end of each that has ended.
+    async fn find_silent_ends(&mut self) {
+        let now = tokio::time::Instant::now();
+        let silent: Vec<Uuid> = self
+            .open_replies
+            .iter()
+            .filter(|(_, heard)| now.duration_since(**heard) >= SILENT_REPLY)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in silent {
+            let messages = &self.app.store.messages;
+            match messages
+                .find(self.listener.user, self.room, MessageId(id))
+                .await
+            {
+                Ok(Some(message)) => match terminal(&message) {
+                    Some(end) => {
+                        self.open_replies.remove(&id);
+                        self.replay.push_back(end);
+                    }
+                    None => {
+                        self.open_replies.insert(id, now);
+                    }
+                },
+                Ok(None) => {
+                    self.open_replies.remove(&id);
+                }
+                // Looked up again at the next check.
+                Err(_) => {}
+            }
+        }
+    }
+
+    async fn next_event(&mut self) -> Option<RoomEvent> {
         if let Some(event) = self.replay.pop_front() {
             return Some(event);
         }
@@ -247,10 +332,17 @@ impl StreamState {
                 _ = self.recheck.tick() => None,
             };
             let Some(delivery) = delivery else {
-                if self.may_listen().await {
-                    continue;
+                if !self.may_listen().await {
+                    return None;
                 }
-                return None;
+                self.find_silent_ends().await;
+                if let Some(event) = self.replay.pop_front() {
+                    let event = self.dedup(event).await;
+                    if event.is_some() {
+                        return event;
+                    }
+                }
+                continue;
             };
             match delivery {
                 // Events may have been lost: end the stream so the client resumes.
@@ -259,7 +351,7 @@ impl StreamState {
                     if matches!(event, RoomEvent::ChatroomDeleted) {
                         return None;
                     }
-                    if let Some(event) = self.dedup(event) {
+                    if let Some(event) = self.dedup(event).await {
                         return Some(event);
                     }
                 }
@@ -277,45 +369,72 @@ impl StreamState {
         }
     }
 
-    /// Drops or trims a live delta the snapshot already covered.
-    fn dedup(&mut self, event: RoomEvent) -> Option<RoomEvent> {
-        match event {
-            RoomEvent::ReplyDelta {
-                message_id,
-                delta,
-                offset,
-            } => {
-                let Some(&covered) = self.snapshots.get(&message_id) else {
-                    return Some(RoomEvent::ReplyDelta {
-                        message_id,
-                        delta,
-                        offset,
-                    });
-                };
-                let end = offset + delta.chars().count();
-                if end <= covered {
-                    return None;
-                }
-                // Caught up: from here on, deltas pass as they are (a retried reply starts
-                // again at offset 0, which tells the client to start over).
-                self.snapshots.remove(&message_id);
-                let skip = covered.saturating_sub(offset);
-                Some(RoomEvent::ReplyDelta {
-                    message_id,
-                    delta: delta.chars().skip(skip).collect(),
-                    offset: offset.max(covered),
-                })
+    /// Makes a live delta follow what the client holds of its reply: dropped or trimmed when
+    /// a snapshot already covered it; when it would leave a hole (the client missed deltas and
+    /// no snapshot could be read, as while Redis was away), preceded by what it lacks from the
+    /// progress buffer, or held back if that cannot be read: the reply's end brings it whole.
+    async fn dedup(&mut self, event: RoomEvent) -> Option<RoomEvent> {
+        let RoomEvent::ReplyDelta {
+            message_id,
+            delta,
+            offset,
+        } = event
+        else {
+            if event.is_final()
+                && let Some(id) = event.message_id()
+            {
+                self.held.remove(&id);
             }
-            other => {
-                if other.is_final()
-                    && let Some(id) = other.message_id()
-                {
-                    self.snapshots.remove(&id);
-                }
-                Some(other)
+            return Some(event);
+        };
+        let end = offset + delta.chars().count();
+        let held = self.held.get(&message_id).copied();
+        let (offset, delta) = match held {
+            // The first the client hears of this reply, or a new attempt starting over.
+            None if offset == 0 => (offset, delta),
+            Some(held) if offset == 0 && !held.snapshot => (offset, delta),
+            Some(held) if end <= held.chars => return None,
+            Some(held) if offset <= held.chars => {
+                let skip = held.chars - offset;
+                (held.chars, delta.chars().skip(skip).collect())
             }
-        }
+            _ => {
+                let have = held.map_or(0, |held| held.chars);
+                let lacking = self.lacking(message_id, have, offset).await?;
+                (have, lacking + delta.as_str())
+            }
+        };
+        self.held.insert(
+            message_id,
+            Held {
+                chars: end.max(offset + delta.chars().count()),
+                snapshot: false,
+            },
+        );
+        Some(RoomEvent::ReplyDelta {
+            message_id,
+            delta,
+            offset,
+        })
     }
+
+    /// The reply's content from character `have` up to `upto`, from its progress buffer (the
+    /// worker records each delta there before publishing it); `None` if it cannot be read.
+    async fn lacking(&self, reply: Uuid, have: usize, upto: usize) -> Option<String> {
+        let content = self.app.progress.get(MessageId(reply)).await?;
+        let lacking: String = content.chars().skip(have).take(upto - have).collect();
+        (lacking.chars().count() == upto - have).then_some(lacking)
+    }
+}
+
+/// What a client holds of a reply in progress.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    /// Characters of its content, from the start.
+    chars: usize,
+    /// They came from a snapshot: a live delta at offset 0 may be one it already covers
+    /// rather than a new attempt starting over.
+    snapshot: bool,
 }
 
 #[cfg(test)]

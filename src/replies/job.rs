@@ -262,6 +262,29 @@ async fn generate(
     result
 }
 
+/// Tries an operation again, up to three times over ~0.7 s, while the database is unavailable.
+/// A connection that died (a backend terminated, a failover) usually gives way to a fresh one
+/// at once; the reply's text is not worth losing to it (the job would otherwise wait for its
+/// lease to lapse and ask the AI again).
+async fn retry_if_unavailable<T, F, Fut>(mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut delay = std::time::Duration::from_millis(100);
+    for _ in 0..3 {
+        match op().await {
+            Err(StoreError::Unavailable(err)) => {
+                tracing::warn!(error = %err, retry_in = ?delay, "cannot store the reply yet; trying again");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    op().await
+}
+
 /// Relays the provider's stream to the chatroom and stores the reply when it ends.
 async fn stream_reply(
     app: &App,
@@ -298,19 +321,19 @@ async fn stream_reply(
                     offset,
                 };
                 offset += delta.chars().count();
-                content.push_str(&delta);
                 // Recorded before it is published: a listener that reads the progress after
                 // subscribing misses nothing (see the events route).
-                app.progress.append(reply.reply_id, &delta).await;
+                app.progress.append(reply.reply_id, &content, &delta).await;
+                content.push_str(&delta);
                 events::publish(app, reply.chatroom_id, &event).await;
             }
             Ok(Chunk::Done(meta)) => {
                 let now = app.clock.now();
                 let store = &app.store;
-                let done = store
-                    .replies
-                    .complete(job, reply, &content, &meta, now)
-                    .await?;
+                let done = retry_if_unavailable(|| {
+                    store.replies.complete(job, reply, &content, &meta, now)
+                })
+                .await?;
                 return Ok(Ok(done.map_or(Produced::Ended, |done| {
                     Produced::Completed(Box::new(done))
                 })));
@@ -323,4 +346,48 @@ async fn stream_reply(
         message: "the reply stream ended early".into(),
         retry_after: None,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn unavailable() -> StoreError {
+        StoreError::Unavailable(anyhow::anyhow!("connection reset"))
+    }
+
+    #[tokio::test]
+    async fn storing_is_tried_again_while_the_database_is_unavailable_then_given_up() {
+        let calls = AtomicU32::new(0);
+        let stored = retry_if_unavailable(|| async {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            if n < 2 { Err(unavailable()) } else { Ok(n) }
+        })
+        .await;
+        assert_eq!(stored.ok(), Some(2), "the third try stores it");
+
+        calls.store(0, Ordering::SeqCst);
+        let failed: Result<(), _> = retry_if_unavailable(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(unavailable())
+        })
+        .await;
+        assert!(matches!(failed, Err(StoreError::Unavailable(_))));
+        assert_eq!(calls.load(Ordering::SeqCst), 4, "four tries in all");
+
+        calls.store(0, Ordering::SeqCst);
+        let conflict: Result<(), _> = retry_if_unavailable(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(StoreError::Conflict)
+        })
+        .await;
+        assert!(matches!(conflict, Err(StoreError::Conflict)));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "other errors are not retried"
+        );
+    }
 }

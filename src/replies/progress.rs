@@ -15,7 +15,9 @@ const KEEP: Duration = Duration::from_secs(600);
 
 #[async_trait]
 pub trait ReplyProgress: Send + Sync {
-    async fn append(&self, reply: MessageId, delta: &str);
+    /// Adds `delta` to the reply's content, which was `before` until now. A buffer that does not
+    /// hold `before` (Redis restarted and lost it) is rewritten whole, never left with a hole.
+    async fn append(&self, reply: MessageId, before: &str, delta: &str);
     /// The content streamed so far, if the reply is being streamed.
     async fn get(&self, reply: MessageId) -> Option<String>;
     async fn clear(&self, reply: MessageId);
@@ -38,7 +40,7 @@ impl Default for MemoryProgress {
 
 #[async_trait]
 impl ReplyProgress for MemoryProgress {
-    async fn append(&self, reply: MessageId, delta: &str) {
+    async fn append(&self, reply: MessageId, _before: &str, delta: &str) {
         self.buffers
             .entry(reply)
             .and_upsert_with(|current| {
@@ -60,11 +62,24 @@ impl ReplyProgress for MemoryProgress {
 
 pub(crate) struct RedisProgress {
     link: RedisLink,
+    append: redis::Script,
 }
+
+/// Appends `ARGV[1]` only to a buffer of `ARGV[2]` bytes (what the worker had before this
+/// delta), renewing its expiry (`ARGV[3]` s); answers 0, changing nothing, otherwise.
+const APPEND_SCRIPT: &str = r"
+if redis.call('STRLEN', KEYS[1]) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('APPEND', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+";
 
 impl RedisProgress {
     pub(crate) fn new(link: RedisLink) -> Self {
-        Self { link }
+        Self {
+            link,
+            append: redis::Script::new(APPEND_SCRIPT),
+        }
     }
 }
 
@@ -74,17 +89,30 @@ fn key(reply: MessageId) -> String {
 
 #[async_trait]
 impl ReplyProgress for RedisProgress {
-    async fn append(&self, reply: MessageId, delta: &str) {
+    async fn append(&self, reply: MessageId, before: &str, delta: &str) {
         let keep = i64::try_from(KEEP.as_secs()).unwrap_or(600);
+        let script = &self.append;
         self.link
             .call("record reply progress", |mut conn| async move {
-                redis::pipe()
-                    .append(key(reply), delta)
-                    .ignore()
-                    .expire(key(reply), keep)
-                    .ignore()
-                    .query_async::<()>(&mut conn)
-                    .await
+                let appended: bool = script
+                    .key(key(reply))
+                    .arg(delta)
+                    .arg(before.len())
+                    .arg(keep)
+                    .invoke_async(&mut conn)
+                    .await?;
+                if !appended {
+                    // Lost (or never written, while Redis was away): the whole content so far.
+                    let whole = format!("{before}{delta}");
+                    redis::cmd("SET")
+                        .arg(key(reply))
+                        .arg(whole)
+                        .arg("EX")
+                        .arg(keep)
+                        .query_async::<()>(&mut conn)
+                        .await?;
+                }
+                Ok(())
             })
             .await;
     }

@@ -23,6 +23,20 @@ impl FromRecord for ClaimedJob {
     }
 }
 
+/// The claim's condition on a job `j` of a lane: no other job of the lane is claimed (even with
+/// a lapsed lease), and an unclaimed job is the lane's oldest. Jobs can commit out of id order
+/// (two API processes writing one room at once), so the oldest job may arrive while a newer
+/// one runs: it waits for that one instead of making the claim break the one-claim-per-lane
+/// index (which failed every claim of the batch while the newer job ran). A lapsed claim is
+/// taken over first, oldest or not.
+macro_rules! lane_is_free {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM jobs o WHERE o.lane = j.lane AND o.id <> j.id \
+             AND (o.lock_token IS NOT NULL OR (j.lock_token IS NULL AND o.id < j.id)))"
+    };
+}
+pub(crate) use lane_is_free;
+
 struct Counts(i64, i64);
 
 impl FromRecord for Counts {

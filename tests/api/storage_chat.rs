@@ -23,6 +23,7 @@ backend_tests!(
     retries_wait_for_their_time_and_releases_give_the_attempt_back,
     rooms_are_limited_per_user_and_deleting_one_refunds_its_queued_prompts,
     jobs_of_any_kind_run_one_at_a_time_per_lane_and_finish_once,
+    a_job_committed_after_a_newer_one_of_its_lane_waits_for_it,
     an_interrupted_reply_is_pending_again_only_while_its_claim_holds,
 );
 
@@ -444,6 +445,49 @@ async fn jobs_of_any_kind_run_one_at_a_time_per_lane_and_finish_once(backend: Ba
         "a claim that was given up no longer finishes the job"
     );
     assert_eq!(f.store.jobs.counts(at).await.expect("counts"), (1, 1));
+}
+
+/// Two API processes writing one room at once can commit its jobs out of id order: the lane's
+/// oldest job may appear while a newer one runs. Found by `bench/chaos`: the claim picked the
+/// newcomer, broke the one-claim-per-lane index and failed for every job until the newer one
+/// finished.
+async fn a_job_committed_after_a_newer_one_of_its_lane_waits_for_it(backend: Backend) {
+    let f = fixture(backend).await;
+    let at = now();
+    let in_lane = |n: u32| NewJob {
+        lane: Some("lane:b".into()),
+        ..NewJob::new("test", &serde_json::json!({ "n": n }), at)
+    };
+    let (older, newer) = (in_lane(1), in_lane(2));
+    assert!(older.id.0 < newer.id.0);
+    f.store.jobs.enqueue(&newer).await.expect("enqueue");
+    let short = std::time::Duration::from_secs(2);
+    let running = claim(&f, at, short, 10).await;
+    assert_eq!(running.iter().map(|j| j.id).collect::<Vec<_>>(), [newer.id]);
+    f.store.jobs.enqueue(&older).await.expect("enqueue");
+    let free = NewJob::new("other", &serde_json::json!({ "n": 3 }), at);
+    f.store.jobs.enqueue(&free).await.expect("enqueue");
+    let claimed = f.store.jobs.claim(at, LEASE, 10).await;
+    let ids: Vec<JobId> = claimed
+        .expect("the claim works")
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(
+        ids,
+        [free.id],
+        "the older job waits for the running one of its lane"
+    );
+    let later = at + Duration::seconds(3);
+    let again = claim(&f, later, LEASE, 10).await;
+    assert_eq!(
+        again.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [newer.id],
+        "a lapsed claim is taken over before the lane moves on"
+    );
+    assert!(f.store.jobs.finish(&again[0]).await.expect("finish"));
+    let last = claim(&f, later, LEASE, 10).await;
+    assert_eq!(last.iter().map(|j| j.id).collect::<Vec<_>>(), [older.id]);
 }
 
 async fn an_interrupted_reply_is_pending_again_only_while_its_claim_holds(backend: Backend) {

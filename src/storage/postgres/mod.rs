@@ -9,6 +9,7 @@ use sqlx::Postgres;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgQueryResult};
 
 use super::driver::{Driver, InTransaction, OnPool};
+use super::jobs::lane_is_free;
 use super::messages::{message_columns, message_columns_of};
 use super::sql::{Connection, Dialect, Lock, Statement, Transaction, sql};
 use crate::messages::search::{SearchQuery, Term};
@@ -26,8 +27,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) struct PgStore {
     pool: PgPool,
-    /// The worker's `LISTEN gemchat_jobs` connection, opened on first wait.
-    jobs_listener: tokio::sync::Mutex<Option<sqlx::postgres::PgListener>>,
+    /// Wakes the worker on `NOTIFY gemchat_jobs`; started on the first wait.
+    jobs_listener: std::sync::OnceLock<JobsListener>,
 }
 
 impl PgStore {
@@ -54,7 +55,7 @@ impl PgStore {
             .with_context(|| format!("connecting to {}", super::redact_url(url)))?;
         Ok(Self {
             pool,
-            jobs_listener: tokio::sync::Mutex::new(None),
+            jobs_listener: std::sync::OnceLock::new(),
         })
     }
 
@@ -110,17 +111,21 @@ impl Dialect for PgStore {
     }
 
     fn claim(&self) -> Statement {
-        // Only the oldest job of each lane is eligible, so a chatroom's replies are produced in
-        // order; SKIP LOCKED lets concurrent workers claim different jobs without waiting.
-        sql("WITH next AS ( \
+        // One job of a lane at a time (see `lane_is_free!`), so a chatroom's replies are
+        // produced in order; SKIP LOCKED lets concurrent workers claim different jobs without
+        // waiting.
+        sql(concat!(
+            "WITH next AS ( \
                  SELECT j.id FROM jobs j \
                  WHERE j.run_at <= $1 AND (j.lock_token IS NULL OR j.locked_until < $1) \
-                 AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.lane = j.lane AND o.id < j.id) \
-                 ORDER BY j.run_at, j.id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 AND ",
+            lane_is_free!(),
+            " ORDER BY j.run_at, j.id LIMIT $3 FOR UPDATE SKIP LOCKED) \
              UPDATE jobs SET locked_until = $2, lock_token = gen_random_uuid(), \
                  attempts = jobs.attempts + 1 \
              FROM next WHERE jobs.id = next.id \
-             RETURNING jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.lock_token")
+             RETURNING jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.lock_token"
+        ))
     }
 
     fn wake_workers(&self) -> Option<Statement> {
@@ -164,32 +169,86 @@ impl Dialect for PgStore {
     }
 
     async fn wait_for_work(&self, local: &tokio::sync::Notify, max_wait: Duration) {
-        let mut listener = self.jobs_listener.lock().await;
-        if listener.is_none() {
-            match PgListener::connect_with(&self.pool).await {
-                Ok(mut fresh) => match fresh.listen(JOBS_CHANNEL).await {
-                    Ok(()) => *listener = Some(fresh),
-                    Err(err) => tracing::warn!(error = %err, "cannot LISTEN for jobs; polling"),
-                },
-                Err(err) => tracing::warn!(error = %err, "cannot LISTEN for jobs; polling"),
-            }
-        }
-        let remote = async {
-            match listener.as_mut() {
-                Some(l) => {
-                    if let Err(err) = l.recv().await {
-                        tracing::warn!(error = %err, "job notifications interrupted");
-                        std::future::pending::<()>().await;
-                    }
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
+        let listener = self
+            .jobs_listener
+            .get_or_init(|| JobsListener::start(self.pool.connect_options().as_ref().clone()));
         tokio::select! {
-            () = remote => {}
+            () = listener.wake.notified() => {}
             () = local.notified() => {}
             () = tokio::time::sleep(max_wait) => {}
         }
+    }
+}
+
+/// A task that holds the `LISTEN gemchat_jobs` connection and turns each notification into a
+/// wake-up; it reconnects after a failure, and stops with the store.
+///
+/// The connection comes from a pool of its own and is never awaited by anything that can be
+/// cancelled: a listener reconnecting inside a `select!` (as the worker's wait was) could be
+/// dropped between its `LISTEN` and the answer, and the shared pool took the connection back
+/// still listening; the next statement on it then failed on the notification it was sent
+/// (found by `bench/chaos`, after PostgreSQL's backends were terminated: a reply was stored
+/// as completed while its worker took the statement as failed and never announced it).
+struct JobsListener {
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    task: tokio::task::AbortHandle,
+}
+
+impl JobsListener {
+    fn start(options: sqlx::postgres::PgConnectOptions) -> Self {
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let task = tokio::spawn(listen_for_jobs(options, std::sync::Arc::clone(&wake)));
+        Self {
+            wake,
+            task: task.abort_handle(),
+        }
+    }
+}
+
+impl Drop for JobsListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// After a failed connection, the listener tries again after this long, doubling up to
+/// `MAX_RELISTEN_DELAY`.
+const FIRST_RELISTEN_DELAY: Duration = Duration::from_millis(100);
+const MAX_RELISTEN_DELAY: Duration = Duration::from_secs(5);
+
+async fn listen_for_jobs(
+    options: sqlx::postgres::PgConnectOptions,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+) {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(options);
+    let mut delay = FIRST_RELISTEN_DELAY;
+    loop {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(JOBS_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match listening.await {
+            Ok(mut listener) => {
+                delay = FIRST_RELISTEN_DELAY;
+                // Jobs queued while nobody listened are looked for now.
+                wake.notify_one();
+                let err = loop {
+                    match listener.recv().await {
+                        Ok(_) => wake.notify_one(),
+                        Err(err) => break err,
+                    }
+                };
+                tracing::warn!(error = %err, "job notifications interrupted; listening again");
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in = ?delay, "cannot LISTEN for jobs; polling meanwhile");
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(MAX_RELISTEN_DELAY);
     }
 }
 

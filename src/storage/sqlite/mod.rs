@@ -15,6 +15,7 @@ use sqlx::sqlite::{
 };
 
 use super::driver::{Driver, InTransaction, OnPool};
+use super::jobs::lane_is_free;
 use super::messages::message_columns_of;
 use super::sql::{Connection, Dialect, Kind, Lock, Statement, Transaction, Value, sql};
 use crate::messages::search::{SearchQuery, Term};
@@ -188,17 +189,18 @@ impl Dialect for SqliteStore {
 
     fn claim(&self) -> Statement {
         // Every write goes through the one writer, so a plain UPDATE … RETURNING cannot race
-        // another claim. Only the oldest job of each lane is eligible.
-        sql(
+        // another claim. One job of a lane at a time (see `lane_is_free!`).
+        sql(concat!(
             "UPDATE jobs SET locked_until = $2, lock_token = randomblob(16), \
                  attempts = attempts + 1 \
              WHERE id IN ( \
                  SELECT j.id FROM jobs j \
                  WHERE j.run_at <= $1 AND (j.lock_token IS NULL OR j.locked_until < $1) \
-                 AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.lane = j.lane AND o.id < j.id) \
-                 ORDER BY j.run_at, j.id LIMIT $3) \
-             RETURNING id, kind, payload, attempts, lock_token",
-        )
+                 AND ",
+            lane_is_free!(),
+            " ORDER BY j.run_at, j.id LIMIT $3) \
+             RETURNING id, kind, payload, attempts, lock_token"
+        ))
     }
 
     fn wake_workers(&self) -> Option<Statement> {
