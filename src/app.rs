@@ -8,6 +8,7 @@ use anyhow::Context;
 use crate::ai::AiProvider;
 use crate::ai::echo::EchoProvider;
 use crate::ai::gemini::GeminiProvider;
+use crate::ai::pause::{AiPause, MemoryPause, RedisPause};
 use crate::auth::jwt::{self, JwtKeys};
 use crate::auth::otp::{IssuePolicy, OtpKey};
 use crate::auth::sms::{LogSmsSender, SmsSender};
@@ -45,6 +46,8 @@ pub struct App {
     pub(crate) list_cache: Arc<dyn ListCache>,
     pub(crate) progress: Arc<dyn ReplyProgress>,
     pub(crate) ai: Arc<dyn AiProvider>,
+    /// When the AI provider's rate limit holds every AI call off.
+    pub(crate) ai_pause: Arc<dyn AiPause>,
     /// Where attachment bytes live (`STORAGE_URL`).
     pub(crate) objects: Arc<dyn crate::objects::Objects>,
     /// Stripe, when `STRIPE_SECRET_KEY` is set; billing is off otherwise.
@@ -182,6 +185,10 @@ impl AppBuilder {
             Some(ai) => ai,
             None => ai_provider(&config)?,
         };
+        let ai_pause: Arc<dyn AiPause> = match &redis {
+            Some(conn) => Arc::new(RedisPause::new(conn.clone(), &ai_project(&config))),
+            None => Arc::new(MemoryPause::default()),
+        };
         let objects = crate::objects::store::CrateObjects::open(&config)?;
         tracing::info!("attachments are kept in the {}", objects.described);
         let limiter: Arc<dyn crate::ratelimit::RateLimiter> = match &redis {
@@ -220,6 +227,7 @@ impl AppBuilder {
             list_cache,
             progress,
             ai,
+            ai_pause,
             objects: Arc::new(objects),
             payments,
             pro_price: tokio::sync::OnceCell::new(),
@@ -266,6 +274,16 @@ pub(crate) fn parse_region(name: &str, code: &str) -> anyhow::Result<phonenumber
         .to_ascii_uppercase()
         .parse::<phonenumber::country::Id>()
         .map_err(|_| anyhow::anyhow!("{name} takes ISO 3166 region codes such as IN, got {code:?}"))
+}
+
+/// What names the AI project whose rate limit the processes share: the endpoint and the key.
+fn ai_project(config: &Config) -> String {
+    let key = config
+        .gemini_api_key
+        .as_ref()
+        .map(crate::config::Secret::expose)
+        .unwrap_or_default();
+    format!("{}\n{key}", config.gemini_base_url)
 }
 
 /// The configured AI provider: Gemini when a key is set (or `AI_PROVIDER=gemini`), else the

@@ -16,6 +16,7 @@ pub(crate) const JOBS: &str = "gemchat_jobs";
 pub(crate) const JOB_OUTCOMES: &str = "gemchat_job_outcomes_total";
 pub(crate) const AI_DURATION: &str = "gemchat_ai_request_duration_seconds";
 pub(crate) const AI_ERRORS: &str = "gemchat_ai_errors_total";
+pub(crate) const AI_PAUSES: &str = "gemchat_ai_pauses_total";
 pub(crate) const CACHE_REQUESTS: &str = "gemchat_cache_requests_total";
 pub(crate) const SSE_CONNECTIONS: &str = "gemchat_sse_connections";
 pub(crate) const QUOTA_REJECTIONS: &str = "gemchat_quota_rejections_total";
@@ -71,6 +72,10 @@ fn describe() {
         "AI provider calls, start to last chunk"
     );
     metrics::describe_counter!(AI_ERRORS, "AI provider errors by kind");
+    metrics::describe_counter!(
+        AI_PAUSES,
+        "Rate-limited AI answers that paused every AI call of the project"
+    );
     metrics::describe_counter!(
         CACHE_REQUESTS,
         "Cache lookups by cache and result (hit, miss)"

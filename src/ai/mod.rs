@@ -3,6 +3,7 @@
 
 pub(crate) mod echo;
 pub(crate) mod gemini;
+pub mod pause;
 
 use std::time::Duration;
 

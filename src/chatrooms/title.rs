@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::model::{ChatroomId, ChatroomName, ChatroomView, NameSource};
+use crate::ai::pause;
 use crate::ai::{AiError, Conversation, Turn};
 use crate::app::App;
 use crate::jobs::queue::{ClaimedJob, NewJob};
@@ -79,7 +80,20 @@ impl JobHandler for TitleHandler {
             Ok(title) => title,
             Err(err) => return drop_unreadable(app, job, &err).await,
         };
-        match title_for(app, &title).await? {
+        if let Some(until) = pause::paused_at(app, app.clock.now()).await {
+            count_outcome("paused");
+            return app.store.jobs.release(job, until).await;
+        }
+        let answer = title_for(app, &title).await?;
+        if let Err(AiError::Retryable {
+            kind: "rate_limited",
+            retry_after,
+            ..
+        }) = &answer
+        {
+            pause::after_rate_limit(app, app.clock.now(), *retry_after).await;
+        }
+        match answer {
             Ok(Some(name)) => name_room(app, &title, &name).await?,
             Ok(None) => tracing::info!(chatroom_id = %title.chatroom_id, "no title due"),
             Err(AiError::Retryable {

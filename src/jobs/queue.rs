@@ -103,8 +103,9 @@ pub trait JobQueue: Send + Sync {
     /// Extends the lease; false when this claim no longer holds the job.
     async fn renew(&self, job: &ClaimedJob, until: DateTime<Utc>) -> Result<bool, StoreError>;
 
-    /// Gives the job back without counting the attempt (the worker is shutting down).
-    async fn release(&self, job: &ClaimedJob, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Gives the job back without counting the attempt, due at `run_at` (now when the worker
+    /// is shutting down; the end of a pause of the AI provider).
+    async fn release(&self, job: &ClaimedJob, run_at: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Schedules another attempt at `run_at`, if this claim still holds the job; whether it
     /// did.

@@ -29,6 +29,13 @@ use crate::users::model::UserId;
 /// How far back a resume looks.
 const REPLAY_WINDOW: u32 = 100;
 
+/// A resuming client is sent again the end of every reply that ended up to this long before
+/// the last event it saw. An end can be lost on its way (its worker was killed between storing
+/// the reply and announcing it, or could not reach Redis), and a client that then saw later
+/// events of the room would not otherwise get it: its stream looks a silent reply up after
+/// `SILENT_REPLY` plus a recheck, so an end lost longer ago than that was found there.
+const RESEND_ENDS: chrono::TimeDelta = chrono::TimeDelta::seconds(15);
+
 /// A reply in progress this long without an event is looked up in the database: its end may
 /// have been announced where this process could not hear it (the worker's Redis link was down
 /// as it published).
@@ -167,12 +174,12 @@ pub(crate) async fn open(
             if message.id > last.message {
                 replay.push_back(RoomEvent::created(message));
             }
-            // Replies that finished since the last event the client saw (or, when that event
-            // is older than the window, every finished reply in it); never one whose end the
-            // client saw.
+            // Replies that finished since the last event the client saw, or shortly before it
+            // (`RESEND_ENDS`), or, when that event is older than the window, every finished
+            // reply in it; never one whose end the client saw.
             let seen_end = message.id == last.message && last.seen == Seen::End;
             let finished_since = message.id > last.message
-                || seen_until.is_none_or(|seen| message.updated_at >= seen);
+                || seen_until.is_none_or(|seen| message.updated_at >= seen - RESEND_ENDS);
             if finished_since
                 && !seen_end
                 && let Some(event) = terminal(message)

@@ -8,6 +8,7 @@ use tracing::Instrument;
 use super::context::{self, Budget};
 use super::model::{KIND, ReplyJob};
 use super::repo::Completed;
+use crate::ai::pause;
 use crate::ai::{AiError, Chunk, Conversation};
 use crate::app::App;
 use crate::chatrooms::title::TitleJob;
@@ -53,11 +54,25 @@ impl JobHandler for ReplyHandler {
     }
 }
 
-/// One attempt: generate, then record the outcome.
+/// One attempt: generate, then record the outcome. While the AI provider's rate limit holds
+/// every call off, the reply goes back to the queue until then (its attempt not counted).
 async fn attempt(app: &App, job: &ClaimedJob, reply: &ReplyJob) -> Result<(), StoreError> {
+    if let Some(until) = pause::paused_at(app, app.clock.now()).await {
+        count_outcome("paused");
+        tracing::info!(%until, "AI calls are paused by a rate limit; the reply waits");
+        return app.store.jobs.release(job, until).await;
+    }
     let outcome = generate(app, job, reply).await?;
     app.progress.clear(reply.reply_id).await;
     let now = app.clock.now();
+    if let Err(AiError::Retryable {
+        kind: "rate_limited",
+        retry_after,
+        ..
+    }) = &outcome
+    {
+        pause::after_rate_limit(app, now, *retry_after).await;
+    }
     match outcome {
         Ok(Produced::Completed(done)) => {
             count_outcome("completed");

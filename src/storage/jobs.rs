@@ -150,7 +150,7 @@ impl JobQueue for SqlStore {
         Ok(done == 1)
     }
 
-    async fn release(&self, job: &ClaimedJob, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn release(&self, job: &ClaimedJob, run_at: DateTime<Utc>) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
         sql(
             "UPDATE jobs SET locked_until = NULL, lock_token = NULL, run_at = $3, \
@@ -159,7 +159,7 @@ impl JobQueue for SqlStore {
         )
         .bind(job.id.0)
         .bind(job.lock_token)
-        .bind(now)
+        .bind(run_at)
         .execute(&mut *tx)
         .await?;
         self.wake_workers(&mut *tx).await?;

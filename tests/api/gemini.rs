@@ -17,6 +17,7 @@ backend_tests!(
     the_conversation_goes_to_gemini_and_the_streamed_reply_is_stored,
     an_overloaded_gemini_is_retried_until_it_answers,
     a_rate_limit_waits_for_the_delay_gemini_asks_for,
+    a_rate_limit_holds_every_reply_off_not_only_the_one_that_met_it,
     rejected_and_blocked_prompts_fail_at_once_give_the_prompt_back_and_can_be_retried,
     retries_end_after_job_max_attempts_with_the_prompt_given_back,
     a_worker_killed_mid_reply_leaves_exactly_one_completed_reply,
@@ -201,6 +202,89 @@ async fn a_rate_limit_waits_for_the_delay_gemini_asks_for(backend: Backend) {
     assert_eq!(
         history(&app, &token, &room).await[1]["content"],
         "after the wait"
+    );
+}
+
+/// Gemini's rate limit is the project's: after one 429, replies that come due meanwhile wait
+/// for the delay asked instead of each calling Gemini to be refused again.
+async fn a_rate_limit_holds_every_reply_off_not_only_the_one_that_met_it(backend: Backend) {
+    let gemini = FakeGemini::start().await;
+    FakeGemini::stream_call()
+        .respond_with(rate_limited("23s"))
+        .up_to_n_times(1)
+        .mount(&gemini.server)
+        .await;
+    FakeGemini::stream_call()
+        .respond_with(sse_reply(&["answered"]))
+        .mount(&gemini.server)
+        .await;
+    let app = with_gemini(backend, &gemini, |_| {}).await;
+    let (token, _) = app.new_user().await;
+    let (first, second) = (
+        app.chatroom(&token, "first").await,
+        app.chatroom(&token, "second").await,
+    );
+    app.send_message(&token, &first, "hello").await;
+    app.send_message(&token, &second, "hello too").await;
+    assert_eq!(app.drain_jobs().await, 2, "each reply was taken up once");
+    assert_eq!(
+        gemini.requests().await.len(),
+        1,
+        "the second reply did not call Gemini during the pause"
+    );
+    assert_eq!(history(&app, &token, &second).await[1]["status"], "pending");
+    later(&app, 20);
+    assert_eq!(app.drain_jobs().await, 0, "both wait for the delay asked");
+    later(&app, 5);
+    assert_eq!(app.drain_jobs().await, 2);
+    for room in [&first, &second] {
+        assert_eq!(history(&app, &token, room).await[1]["content"], "answered");
+    }
+    assert_eq!(gemini.requests().await.len(), 3);
+}
+
+/// Processes sharing Redis share the pause: a rate limit met by one holds the other's replies
+/// off too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_met_by_one_process_holds_off_the_others_through_redis() {
+    if crate::harness::redis_url().is_none() {
+        return;
+    }
+    let redis = crate::harness::PrivateRedis::start().await;
+    let gemini = FakeGemini::start().await;
+    FakeGemini::stream_call()
+        .respond_with(rate_limited("23s"))
+        .up_to_n_times(1)
+        .mount(&gemini.server)
+        .await;
+    FakeGemini::stream_call()
+        .respond_with(sse_reply(&["answered"]))
+        .mount(&gemini.server)
+        .await;
+    let (url, other_url) = (redis.url.clone(), redis.url.clone());
+    let one = with_gemini(Backend::Sqlite, &gemini, |c| c.redis_url = Some(url)).await;
+    let other = with_gemini(Backend::Sqlite, &gemini, |c| c.redis_url = Some(other_url)).await;
+    let (token, _) = one.new_user().await;
+    let room = one.chatroom(&token, "limited").await;
+    one.send_message(&token, &room, "hello").await;
+    assert_eq!(one.drain_jobs().await, 1);
+    assert_eq!(gemini.requests().await.len(), 1, "rate limited");
+
+    let (token, _) = other.new_user().await;
+    let room = other.chatroom(&token, "elsewhere").await;
+    other.send_message(&token, &room, "hello").await;
+    assert_eq!(other.drain_jobs().await, 1);
+    assert_eq!(
+        gemini.requests().await.len(),
+        1,
+        "held off by the other's pause"
+    );
+    assert_eq!(history(&other, &token, &room).await[1]["status"], "pending");
+    later(&other, 25);
+    assert_eq!(other.drain_jobs().await, 1);
+    assert_eq!(
+        history(&other, &token, &room).await[1]["content"],
+        "answered"
     );
 }
 

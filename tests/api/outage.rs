@@ -370,6 +370,78 @@ async fn a_reply_streaming_while_redis_loses_its_data_reaches_a_new_listener_who
     assert_eq!(completed.data["content"], "Once upon a time");
 }
 
+/// An API process and a worker process sharing a PostgreSQL database and a Redis server,
+/// the worker's link to Redis through a relay the test can cut, and a streaming fake Gemini.
+struct FarWorker {
+    api: TestApp,
+    worker: TestApp,
+    relay: Relay,
+    gemini: crate::gemini_stream::StreamingGemini,
+    _redis: PrivateRedis,
+    _db: TestDb,
+}
+
+impl FarWorker {
+    async fn start() -> Self {
+        let db = TestDb::create(Backend::Postgres).await;
+        let redis = PrivateRedis::start().await;
+        let relay = Relay::start(redis.url.trim_start_matches("redis://").to_owned()).await;
+        let gemini = crate::gemini_stream::StreamingGemini::start().await;
+        let (db_url, redis_direct) = (db.url.clone(), redis.url.clone());
+        let api = TestApp::spawn_with(Backend::Sqlite, |c| {
+            c.database_url = db_url;
+            c.redis_url = Some(redis_direct);
+        })
+        .await;
+        let (db_url, uri) = (db.url.clone(), gemini.uri.clone());
+        let through_relay = format!("redis://127.0.0.1:{}", relay.port);
+        let worker = TestApp::spawn_with(Backend::Sqlite, |c| {
+            c.database_url = db_url;
+            c.redis_url = Some(through_relay);
+            c.ai_provider = Some(gemchat::config::AiProviderKind::Gemini);
+            c.gemini_api_key = Some(gemchat::config::Secret::new("test-key"));
+            c.gemini_base_url = uri;
+        })
+        .await;
+        Self {
+            api,
+            worker,
+            relay,
+            gemini,
+            _redis: redis,
+            _db: db,
+        }
+    }
+
+    /// Runs the next job on the worker process, in the background.
+    fn run_next(&self) -> tokio::task::JoinHandle<anyhow::Result<bool>> {
+        let worker_app = std::sync::Arc::clone(&self.worker.app);
+        tokio::spawn(async move {
+            gemchat::jobs::worker::run_next(&worker_app, &gemchat::job_handlers()).await
+        })
+    }
+
+    /// Produces the reply to a prompt just sent, "Hello there", its end announced only on
+    /// the worker's process (its link to Redis cut meanwhile, then restored), after the room's
+    /// listeners saw its deltas.
+    async fn reply_unannounced(&self, events: &mut SseClient) {
+        let running = self.run_next();
+        let call = self.gemini.next_call().await;
+        call.send("Hello ").await;
+        call.send("there").await;
+        loop {
+            let event = events.next().await;
+            if event.event == "reply.delta" && event.data["delta"] == "there" {
+                break;
+            }
+        }
+        self.relay.down().await;
+        call.finish().await;
+        assert!(running.await.expect("the worker").expect("a job ran"));
+        self.relay.up();
+    }
+}
+
 /// A reply that ends while its worker cannot reach Redis is announced only on the worker's
 /// process; a listener on another process, whose own link is fine and so gets no gap, still
 /// sees the end: a reply silent for 5 s is looked up in the database (found by `bench/chaos`,
@@ -379,52 +451,49 @@ async fn a_reply_ended_where_redis_was_unreachable_still_reaches_other_processes
     if redis_url().is_none() || postgres_url().is_none() {
         return;
     }
-    let db = TestDb::create(Backend::Postgres).await;
-    let redis = PrivateRedis::start().await;
-    let relay = Relay::start(redis.url.trim_start_matches("redis://").to_owned()).await;
-    let gemini = crate::gemini_stream::StreamingGemini::start().await;
-    let (db_url, redis_direct) = (db.url.clone(), redis.url.clone());
-    let api = TestApp::spawn_with(Backend::Sqlite, |c| {
-        c.database_url = db_url;
-        c.redis_url = Some(redis_direct);
-    })
-    .await;
-    let (db_url, uri) = (db.url.clone(), gemini.uri.clone());
-    let through_relay = format!("redis://127.0.0.1:{}", relay.port);
-    let worker = TestApp::spawn_with(Backend::Sqlite, |c| {
-        c.database_url = db_url;
-        c.redis_url = Some(through_relay);
-        c.ai_provider = Some(gemchat::config::AiProviderKind::Gemini);
-        c.gemini_api_key = Some(gemchat::config::Secret::new("test-key"));
-        c.gemini_base_url = uri;
-    })
-    .await;
-    let (addr, _server) = api.serve_tcp().await;
-    let (token, _) = api.new_user().await;
-    let room = api.chatroom(&token, "far away").await;
+    let far = FarWorker::start().await;
+    let (addr, _server) = far.api.serve_tcp().await;
+    let (token, _) = far.api.new_user().await;
+    let room = far.api.chatroom(&token, "far away").await;
     let mut events = SseClient::connect(addr, &room, &token, None).await;
-    let sent = api.send_message(&token, &room, "hello").await;
-    let worker_app = std::sync::Arc::clone(&worker.app);
-    let running = tokio::spawn(async move {
-        gemchat::jobs::worker::run_next(&worker_app, &gemchat::job_handlers()).await
-    });
-    let call = gemini.next_call().await;
-    call.send("Hello ").await;
-    call.send("there").await;
-    let streamed = loop {
-        let event = events.next().await;
-        if event.event == "reply.delta" && event.data["delta"] == "there" {
-            break event;
-        }
-    };
-    assert_eq!(streamed.data["message_id"], sent["reply"]["id"]);
-
-    relay.down().await;
-    call.finish().await;
-    assert!(running.await.expect("the worker").expect("a job ran"));
+    let sent = far.api.send_message(&token, &room, "hello").await;
+    far.reply_unannounced(&mut events).await;
     let ended = events.until("reply.completed").await;
     let completed = ended.last().expect("reply.completed");
     assert_eq!(completed.data["id"], sent["reply"]["id"]);
     assert_eq!(completed.data["content"], "Hello there");
-    drop(db);
+}
+
+/// The same lost end, met by a client that then heard the room's next prompt and resumed at
+/// once (before its stream looked the silent reply up): the resume sends the end again, since
+/// it came shortly before the last event the client saw (found by `bench/chaos`, where
+/// listeners reconnect every few seconds as API processes are killed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_end_is_sent_again_to_a_client_that_resumes_after_later_events() {
+    if redis_url().is_none() || postgres_url().is_none() {
+        return;
+    }
+    let far = FarWorker::start().await;
+    let (addr, _server) = far.api.serve_tcp().await;
+    let (token, _) = far.api.new_user().await;
+    let room = far.api.chatroom(&token, "far away").await;
+    let mut events = SseClient::connect(addr, &room, &token, None).await;
+    let first = far.api.send_message(&token, &room, "hello").await;
+    far.reply_unannounced(&mut events).await;
+    // The next prompt comes a little later than the reply's end.
+    far.api.clock.advance(chrono::Duration::seconds(2));
+    let second = far.api.send_message(&token, &room, "and then?").await;
+    let created = loop {
+        let event = events.next().await;
+        assert_ne!(event.event, "reply.completed", "not yet: the end was lost");
+        if event.event == "message.created" && event.data["id"] == second["reply"]["id"] {
+            break event;
+        }
+    };
+    drop(events);
+    let mut resumed = SseClient::connect(addr, &room, &token, created.id.as_deref()).await;
+    let replayed = resumed.next().await;
+    assert_eq!(replayed.event, "reply.completed");
+    assert_eq!(replayed.data["id"], first["reply"]["id"]);
+    assert_eq!(replayed.data["content"], "Hello there");
 }
