@@ -414,9 +414,13 @@ function handleEvent({ type, data }) {
     return;
   } else if (type === "reply.completed" || type === "reply.failed" || type === "reply.cancelled") {
     if (!state.messages.has(data.id) && !onPath(data)) return; // another branch's
+    // A resumed stream may send an end again (one that could have been lost): said once.
+    const heard = state.messages.get(data.id)?.msg.status === data.status;
     const entry = addMessage(data, "end");
     entry.chars = [...(data.content || "")].length;
-    if (type === "reply.cancelled") {
+    if (heard) {
+      // nothing new to announce
+    } else if (type === "reply.cancelled") {
       announce("The reply was stopped.");
       refreshUsage(); // one stopped before it began gives its prompt back
     } else if (type === "reply.failed") {
