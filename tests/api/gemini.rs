@@ -174,7 +174,8 @@ async fn an_overloaded_gemini_is_retried_until_it_answers(backend: Backend) {
     assert_eq!(used_today(&app, &token).await, 1);
 }
 
-async fn a_rate_limit_waits_for_the_delay_gemini_asks_for(backend: Backend) {
+/// A fake Gemini that answers the first call 429 with a `RetryInfo` of 23 s, then `reply`.
+async fn rate_limited_once(reply: &str) -> FakeGemini {
     let gemini = FakeGemini::start().await;
     FakeGemini::stream_call()
         .respond_with(rate_limited("23s"))
@@ -182,9 +183,14 @@ async fn a_rate_limit_waits_for_the_delay_gemini_asks_for(backend: Backend) {
         .mount(&gemini.server)
         .await;
     FakeGemini::stream_call()
-        .respond_with(sse_reply(&["after the wait"]))
+        .respond_with(sse_reply(&[reply]))
         .mount(&gemini.server)
         .await;
+    gemini
+}
+
+async fn a_rate_limit_waits_for_the_delay_gemini_asks_for(backend: Backend) {
+    let gemini = rate_limited_once("after the wait").await;
     let app = with_gemini(backend, &gemini, |_| {}).await;
     let (token, _) = app.new_user().await;
     let room = app.chatroom(&token, "rl").await;
@@ -208,16 +214,7 @@ async fn a_rate_limit_waits_for_the_delay_gemini_asks_for(backend: Backend) {
 /// Gemini's rate limit is the project's: after one 429, replies that come due meanwhile wait
 /// for the delay asked instead of each calling Gemini to be refused again.
 async fn a_rate_limit_holds_every_reply_off_not_only_the_one_that_met_it(backend: Backend) {
-    let gemini = FakeGemini::start().await;
-    FakeGemini::stream_call()
-        .respond_with(rate_limited("23s"))
-        .up_to_n_times(1)
-        .mount(&gemini.server)
-        .await;
-    FakeGemini::stream_call()
-        .respond_with(sse_reply(&["answered"]))
-        .mount(&gemini.server)
-        .await;
+    let gemini = rate_limited_once("answered").await;
     let app = with_gemini(backend, &gemini, |_| {}).await;
     let (token, _) = app.new_user().await;
     let (first, second) = (
@@ -251,16 +248,7 @@ async fn a_rate_limit_met_by_one_process_holds_off_the_others_through_redis() {
         return;
     }
     let redis = crate::harness::PrivateRedis::start().await;
-    let gemini = FakeGemini::start().await;
-    FakeGemini::stream_call()
-        .respond_with(rate_limited("23s"))
-        .up_to_n_times(1)
-        .mount(&gemini.server)
-        .await;
-    FakeGemini::stream_call()
-        .respond_with(sse_reply(&["answered"]))
-        .mount(&gemini.server)
-        .await;
+    let gemini = rate_limited_once("answered").await;
     let (url, other_url) = (redis.url.clone(), redis.url.clone());
     let one = with_gemini(Backend::Sqlite, &gemini, |c| c.redis_url = Some(url)).await;
     let other = with_gemini(Backend::Sqlite, &gemini, |c| c.redis_url = Some(other_url)).await;

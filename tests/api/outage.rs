@@ -11,9 +11,10 @@ use crate::harness::{
     postgres_url, redis_url,
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_outage_answers_503_and_service_resumes_by_itself() {
-    let Some(admin) = postgres_url() else { return };
+/// An app whose PostgreSQL database (of its own) is reached through a relay the test can cut
+/// (the SQLite database it is built with is replaced by this URL); `None` without PostgreSQL.
+async fn through_a_relay() -> Option<(TestApp, Relay, TestDb)> {
+    let admin = postgres_url()?;
     let db = TestDb::create(Backend::Postgres).await;
     let target = url::Url::parse(&admin)
         .ok()
@@ -23,9 +24,15 @@ async fn a_database_outage_answers_503_and_service_resumes_by_itself() {
     let mut through_relay = url::Url::parse(&db.url).expect("url");
     through_relay.set_port(Some(relay.port)).expect("port");
     let url = through_relay.to_string();
-    // The app talks to PostgreSQL through the relay (the SQLite database it is built with is
-    // replaced by this URL).
     let app = TestApp::spawn_with(Backend::Sqlite, |c| c.database_url = url).await;
+    Some((app, relay, db))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_answers_503_and_service_resumes_by_itself() {
+    let Some((app, relay, db)) = through_a_relay().await else {
+        return;
+    };
     let (token, _) = app.new_user().await;
     app.chatroom(&token, "before").await;
 
@@ -70,17 +77,9 @@ async fn a_database_outage_answers_503_and_service_resumes_by_itself() {
 /// those that waited on another's check got a 500).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_sharing_a_session_check_during_an_outage_all_answer_503() {
-    let Some(admin) = postgres_url() else { return };
-    let db = TestDb::create(Backend::Postgres).await;
-    let target = url::Url::parse(&admin)
-        .ok()
-        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port().unwrap_or(5432))))
-        .expect("a host in TEST_DATABASE_URL");
-    let relay = Relay::start(target).await;
-    let mut through_relay = url::Url::parse(&db.url).expect("url");
-    through_relay.set_port(Some(relay.port)).expect("port");
-    let url = through_relay.to_string();
-    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.database_url = url).await;
+    let Some((app, relay, db)) = through_a_relay().await else {
+        return;
+    };
     let mobile = crate::harness::random_mobile();
     app.signup(&mobile, Some("correct horse battery")).await;
     // A session that has never been checked, so it is not cached.
