@@ -33,6 +33,15 @@ pub struct TestApp {
     _db: Option<TestDb>,
 }
 
+/// The first app of a group removes the data folder (uploads) its test used.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if self._db.is_some() {
+            let _ = std::fs::remove_dir_all(&self.app.config().data_dir);
+        }
+    }
+}
+
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
         Self::spawn_with(backend, |_| {}).await
