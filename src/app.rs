@@ -45,6 +45,8 @@ pub struct App {
     pub(crate) events: Arc<EventBus>,
     pub(crate) list_cache: Arc<dyn ListCache>,
     pub(crate) progress: Arc<dyn ReplyProgress>,
+    /// Where the replies this process streams hear that they must stop.
+    pub(crate) stops: crate::replies::stops::Stops,
     pub(crate) ai: Arc<dyn AiProvider>,
     /// When the AI provider's rate limit holds every AI call off.
     pub(crate) ai_pause: Arc<dyn AiPause>,
@@ -226,6 +228,7 @@ impl AppBuilder {
             events,
             list_cache,
             progress,
+            stops: crate::replies::stops::Stops::default(),
             ai,
             ai_pause,
             objects: Arc::new(objects),

@@ -7,6 +7,7 @@ use super::model::{Message, MessageView};
 use crate::app::App;
 use crate::chatrooms::model::{ChatroomId, ChatroomView};
 use crate::events::{Delivery, Subscription};
+use crate::replies::stops::{self, Stop};
 
 /// The bus topic of one chatroom.
 pub(crate) fn topic(room: ChatroomId) -> String {
@@ -124,6 +125,15 @@ pub(crate) async fn publish(app: &App, room: ChatroomId, event: &RoomEvent) {
         }
     };
     app.events.publish(&topic(room), &payload).await;
+    // The worker streaming a reply listens for stops, not to its room.
+    let stop = match event {
+        RoomEvent::ReplyCancelled(view) => Stop::Reply(view.id),
+        RoomEvent::ChatroomDeleted => Stop::Chatroom(room.0),
+        _ => return,
+    };
+    if let Ok(payload) = serde_json::to_string(&stop) {
+        app.events.publish(stops::TOPIC, &payload).await;
+    }
 }
 
 /// What a chatroom's subscription hears.

@@ -8,6 +8,7 @@ use tracing::Instrument;
 use super::context::{self, Budget};
 use super::model::{KIND, ReplyJob};
 use super::repo::Completed;
+use super::stops::{Signal, StopWatch};
 use crate::ai::pause;
 use crate::ai::{AiError, Chunk, Conversation};
 use crate::app::App;
@@ -15,7 +16,7 @@ use crate::chatrooms::title::TitleJob;
 use crate::jobs::queue::ClaimedJob;
 use crate::jobs::retry;
 use crate::jobs::worker::{JobHandler, count_outcome, drop_unreadable};
-use crate::messages::events::{self, Heard, RoomEvent, RoomSubscription};
+use crate::messages::events::{self, RoomEvent};
 use crate::messages::model::{MessageError, MessageStatus};
 use crate::metrics::{AI_DURATION, AI_ERRORS};
 use crate::storage::error::StoreError;
@@ -159,12 +160,12 @@ enum Produced {
     Cancelled,
 }
 
-/// Tells when a reply is cancelled, whichever process cancels it: from the chatroom's
-/// events, and from the database when events may have been lost.
+/// Tells when a reply is cancelled or its room deleted, whichever process does it: from the
+/// process's stops (see `stops`), and from the database when stops may have been lost.
 struct CancelWatch<'a> {
     app: &'a App,
     reply: &'a ReplyJob,
-    events: RoomSubscription,
+    stops: StopWatch,
 }
 
 impl<'a> CancelWatch<'a> {
@@ -172,39 +173,36 @@ impl<'a> CancelWatch<'a> {
         Self {
             app,
             reply,
-            events: events::subscribe(app, reply.chatroom_id),
+            stops: app
+                .stops
+                .watch(&app.events, reply.chatroom_id.0, reply.reply_id.0),
         }
     }
 
     /// Returns once the reply is cancelled or its room deleted; never otherwise. Cancel-safe.
     async fn cancelled(&mut self) {
         loop {
-            match self.events.recv().await {
-                Some(Heard::Event(RoomEvent::ReplyCancelled(view)))
-                    if view.id == self.reply.reply_id.0 =>
-                {
-                    return;
-                }
-                // The room (or the whole account) is gone: nobody is left to read the reply.
-                Some(Heard::Event(RoomEvent::ChatroomDeleted)) => return,
-                Some(Heard::Gap) if self.cancelled_in_store().await => return,
-                Some(_) => {}
-                None => std::future::pending().await,
+            match self.stops.next().await {
+                Signal::Stop => return,
+                Signal::Gap if self.stopped_in_store().await => return,
+                Signal::Gap => {}
             }
         }
     }
 
-    async fn cancelled_in_store(&self) -> bool {
+    /// Whether the reply was cancelled, or is gone with its room or account.
+    async fn stopped_in_store(&self) -> bool {
         let messages = &self.app.store.messages;
         let (user, room, id) = (
             self.reply.user_id,
             self.reply.chatroom_id,
             self.reply.reply_id,
         );
-        matches!(
-            messages.find(user, room, id).await,
-            Ok(Some(message)) if message.status == MessageStatus::Cancelled
-        )
+        match messages.find(user, room, id).await {
+            Ok(Some(message)) => message.status == MessageStatus::Cancelled,
+            Ok(None) => true,
+            Err(_) => false,
+        }
     }
 }
 

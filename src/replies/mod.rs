@@ -13,3 +13,4 @@ pub(crate) mod progress;
 pub(crate) mod repo;
 pub(crate) mod routes;
 pub(crate) mod service;
+pub(crate) mod stops;
