@@ -371,11 +371,16 @@ async fn a_reply_streaming_while_redis_loses_its_data_reaches_a_new_listener_who
 
 /// An API process and a worker process sharing a PostgreSQL database and a Redis server,
 /// the worker's link to Redis through a relay the test can cut, and a streaming fake Gemini.
+/// The API serves on a loopback port, to a user with one room.
 struct FarWorker {
     api: TestApp,
     worker: TestApp,
     relay: Relay,
     gemini: crate::gemini_stream::StreamingGemini,
+    addr: std::net::SocketAddr,
+    token: String,
+    room: String,
+    _server: tokio::task::JoinHandle<()>,
     _redis: PrivateRedis,
     _db: TestDb,
 }
@@ -402,14 +407,32 @@ impl FarWorker {
             c.gemini_base_url = uri;
         })
         .await;
+        let (addr, server) = api.serve_tcp().await;
+        let (token, _) = api.new_user().await;
+        let room = api.chatroom(&token, "far away").await;
         Self {
             api,
             worker,
             relay,
             gemini,
+            addr,
+            token,
+            room,
+            _server: server,
             _redis: redis,
             _db: db,
         }
+    }
+
+    /// A listener on the room's event stream, through the API process.
+    async fn listen(&self, last_event_id: Option<&str>) -> SseClient {
+        SseClient::connect(self.addr, &self.room, &self.token, last_event_id).await
+    }
+
+    async fn send(&self, content: &str) -> serde_json::Value {
+        self.api
+            .send_message(&self.token, &self.room, content)
+            .await
     }
 
     /// Runs the next job on the worker process, in the background.
@@ -420,10 +443,11 @@ impl FarWorker {
         })
     }
 
-    /// Produces the reply to a prompt just sent, "Hello there", its end announced only on
-    /// the worker's process (its link to Redis cut meanwhile, then restored), after the room's
-    /// listeners saw its deltas.
-    async fn reply_unannounced(&self, events: &mut SseClient) {
+    /// Sends a prompt and produces its reply, "Hello there", its end announced only on the
+    /// worker's process (its link to Redis cut meanwhile, then restored), after the room's
+    /// listener saw its deltas. Returns what the send answered.
+    async fn prompt_answered_unannounced(&self, events: &mut SseClient) -> serde_json::Value {
+        let sent = self.send("hello").await;
         let running = self.run_next();
         let call = self.gemini.next_call().await;
         call.send("Hello ").await;
@@ -438,6 +462,7 @@ impl FarWorker {
         call.finish().await;
         assert!(running.await.expect("the worker").expect("a job ran"));
         self.relay.up();
+        sent
     }
 }
 
@@ -451,12 +476,8 @@ async fn a_reply_ended_where_redis_was_unreachable_still_reaches_other_processes
         return;
     }
     let far = FarWorker::start().await;
-    let (addr, _server) = far.api.serve_tcp().await;
-    let (token, _) = far.api.new_user().await;
-    let room = far.api.chatroom(&token, "far away").await;
-    let mut events = SseClient::connect(addr, &room, &token, None).await;
-    let sent = far.api.send_message(&token, &room, "hello").await;
-    far.reply_unannounced(&mut events).await;
+    let mut events = far.listen(None).await;
+    let sent = far.prompt_answered_unannounced(&mut events).await;
     let ended = events.until("reply.completed").await;
     let completed = ended.last().expect("reply.completed");
     assert_eq!(completed.data["id"], sent["reply"]["id"]);
@@ -473,15 +494,11 @@ async fn a_lost_end_is_sent_again_to_a_client_that_resumes_after_later_events() 
         return;
     }
     let far = FarWorker::start().await;
-    let (addr, _server) = far.api.serve_tcp().await;
-    let (token, _) = far.api.new_user().await;
-    let room = far.api.chatroom(&token, "far away").await;
-    let mut events = SseClient::connect(addr, &room, &token, None).await;
-    let first = far.api.send_message(&token, &room, "hello").await;
-    far.reply_unannounced(&mut events).await;
+    let mut events = far.listen(None).await;
+    let first = far.prompt_answered_unannounced(&mut events).await;
     // The next prompt comes a little later than the reply's end.
     far.api.clock.advance(chrono::Duration::seconds(2));
-    let second = far.api.send_message(&token, &room, "and then?").await;
+    let second = far.send("and then?").await;
     let created = loop {
         let event = events.next().await;
         assert_ne!(event.event, "reply.completed", "not yet: the end was lost");
@@ -490,7 +507,7 @@ async fn a_lost_end_is_sent_again_to_a_client_that_resumes_after_later_events() 
         }
     };
     drop(events);
-    let mut resumed = SseClient::connect(addr, &room, &token, created.id.as_deref()).await;
+    let mut resumed = far.listen(created.id.as_deref()).await;
     let replayed = resumed.next().await;
     assert_eq!(replayed.event, "reply.completed");
     assert_eq!(replayed.data["id"], first["reply"]["id"]);
