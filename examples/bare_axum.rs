@@ -4,6 +4,9 @@
 //!
 //! `bare_axum [PORT]` (default 8090). Prints `ready` once it listens.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use axum::Router;
 use axum::http::header;
 use axum::routing::get;
@@ -17,17 +20,5 @@ async fn main() -> anyhow::Result<()> {
             r#"{"status":"ok"}"#,
         )
     }));
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    // The harness waits for this line.
-    let mut out = std::io::stdout().lock();
-    std::io::Write::write_all(&mut out, b"ready\n")?;
-    std::io::Write::flush(&mut out)?;
-    drop(out);
-    // As gemchat's own server: small writes (headers, then each event) go out at once, not after
-    // the peer's delayed ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app).await?;
-    Ok(())
+    support::serve_on(port, app).await
 }

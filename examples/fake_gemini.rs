@@ -5,6 +5,9 @@
 //! `fake_gemini [PORT] [LATENCY_MS] [CHUNKS]` (defaults 8089, 50, 5). Prints `ready` once it
 //! listens.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -25,19 +28,7 @@ async fn main() -> anyhow::Result<()> {
         "/v1beta/models/{call}",
         post(move |_body: Bytes| async move { stream_reply(latency, chunks) }),
     );
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    // The harness waits for this line.
-    let mut out = std::io::stdout().lock();
-    std::io::Write::write_all(&mut out, b"ready\n")?;
-    std::io::Write::flush(&mut out)?;
-    drop(out);
-    // As gemchat's own server: small writes (headers, then each event) go out at once, not after
-    // the peer's delayed ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app).await?;
-    Ok(())
+    support::serve_on(port, app).await
 }
 
 /// `chunks` SSE events, one every `latency / chunks`, the last with `finishReason` and usage.
