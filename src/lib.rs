@@ -38,6 +38,12 @@ use crate::config::{Cli, Command};
 
 /// Runs one gemchat command to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let outcome = run_command(cli).await;
+    telemetry::flush();
+    outcome
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = args.config;

@@ -15,7 +15,6 @@ use axum::http::Request;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::error::AppError;
 use crate::http::problem::DatabaseFailed;
@@ -97,33 +96,48 @@ fn is_data(response: &axum::http::Response<axum::body::Body>) -> bool {
 
 /// Adds the headers every API response carries: no sniffing, no framing, no referrer; and for
 /// data, no caching and a deny-all content security policy (the docs page keeps its own).
+/// A header the route set already is left as it is.
 pub(crate) fn with_security_headers(router: Router) -> Router {
-    router
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            |response: &axum::http::Response<axum::body::Body>| {
-                is_data(response).then(|| HeaderValue::from_static("no-store"))
-            },
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
+    router.layer(tower::util::MapResponseLayer::new(add_security_headers))
+}
+
+fn add_security_headers(mut response: Response) -> Response {
+    let data = is_data(&response);
+    let headers = response.headers_mut();
+    headers.reserve(5);
+    let mut set = |name: HeaderName, value: &'static str| {
+        headers
+            .entry(name)
+            .or_insert_with(|| HeaderValue::from_static(value));
+    };
+    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(header::X_FRAME_OPTIONS, "DENY");
+    set(header::REFERRER_POLICY, "no-referrer");
+    if data {
+        set(header::CACHE_CONTROL, "no-store");
+        set(
             header::CONTENT_SECURITY_POLICY,
-            |response: &axum::http::Response<axum::body::Body>| {
-                is_data(response)
-                    .then(|| HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"))
-            },
-        ))
+            "default-src 'none'; frame-ancestors 'none'",
+        );
+    }
+    response
+}
+
+/// Request ids for the requests that came without a usable one: random (v4) UUIDs from the
+/// thread's generator. (tower-http's `MakeRequestUuid` asks the kernel for every one, a system
+/// call per request.)
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct MakeRequestId;
+
+impl tower_http::request_id::MakeRequestId for MakeRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<tower_http::request_id::RequestId> {
+        let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+        let text = uuid.hyphenated().encode_lower(&mut text);
+        HeaderValue::from_str(text)
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
+    }
 }
 
 /// CORS for the configured origins; none (no CORS headers at all) by default.

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -20,8 +20,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::app::App;
 use crate::error::AppError;
 use crate::http::middleware::{
-    cors_layer, drop_unusable_request_id, fail_fast, log_response, panic_response, request_span,
-    with_security_headers,
+    MakeRequestId, cors_layer, drop_unusable_request_id, fail_fast, log_response, panic_response,
+    request_span, with_security_headers,
 };
 use crate::http::openapi::{ApiDoc, document_common_errors};
 use crate::http::server::{self, Limits};
@@ -76,7 +76,7 @@ pub fn router(app: Arc<App>) -> Router {
     with_security_headers(routes).layer(
         ServiceBuilder::new()
             .layer(tower::util::MapRequestLayer::new(drop_unusable_request_id))
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestId))
             .layer(
                 TraceLayer::new_for_http()
                     .make_span_with(request_span)

@@ -79,7 +79,10 @@ async fn every_response_carries_a_request_id(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let generated = app.get("/health", None).await;
     let id = generated.header("x-request-id").unwrap_or_default();
-    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    let uuid = uuid::Uuid::parse_str(id);
+    assert_eq!(uuid.map(|u| u.get_version_num()).ok(), Some(4), "{id}");
+    let next = app.get("/health", None).await;
+    assert_ne!(next.header("x-request-id"), Some(id));
     let failed = app.get("/user/me", None).await;
     assert!(failed.header("x-request-id").is_some());
     let request = Request::builder()
