@@ -36,7 +36,7 @@ impl MemoryListCache {
 
 #[async_trait]
 impl ListCache for MemoryListCache {
-    async fn get(&self, user: UserId) -> Result<Bytes, Version> {
+    async fn get(&self, user: UserId, _current: Option<Version>) -> Result<Bytes, Version> {
         match self.entries.get(&user).await {
             Some(Entry {
                 list: Some(list), ..
@@ -85,16 +85,16 @@ mod tests {
     async fn a_list_read_before_an_invalidation_is_never_stored() {
         let cache = MemoryListCache::new(Duration::from_secs(60));
         let user = UserId::new();
-        let version = cache.get(user).await.err().unwrap_or(u64::MAX);
+        let version = cache.get(user, None).await.err().unwrap_or(u64::MAX);
         cache.invalidate(user).await;
         cache.put(user, version, Bytes::from_static(b"stale")).await;
-        let next = cache.get(user).await;
+        let next = cache.get(user, None).await;
         assert!(next.is_err(), "the stale list was not stored");
         cache
             .put(user, next.err().unwrap_or(0), Bytes::from_static(b"fresh"))
             .await;
         assert_eq!(
-            cache.get(user).await.ok(),
+            cache.get(user, None).await.ok(),
             Some(Bytes::from_static(b"fresh"))
         );
     }

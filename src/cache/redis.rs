@@ -1,7 +1,12 @@
 //! The Redis list cache, shared by every process. `gemchat:rooms:{user}` holds the user's
 //! version (moved on by `INCR`), `gemchat:rooms:epoch` a global epoch (moved on whenever a
 //! process regains Redis after an outage, since invalidations it could not send were lost),
-//! and `gemchat:rooms:{user}:{epoch}.{version}` the list. One round trip a read.
+//! and `gemchat:rooms:{user}:{epoch}.{version}` the list. One round trip a read; none when the
+//! request already read the version (with its rate limit) and this process kept the list.
+//!
+//! The epoch starts from the clock (milliseconds, within 31 bits) when Redis has none, so a
+//! Redis that lost its data does not count versions again from where an older list that a
+//! process still keeps was stored.
 
 use std::time::Duration;
 
@@ -14,33 +19,86 @@ use crate::users::model::UserId;
 
 const EPOCH_KEY: &str = "gemchat:rooms:epoch";
 
+/// Sets the epoch from the clock if there is none (see the module's documentation).
+const START_EPOCH: &str = r"
+local function start_epoch()
+  local now = redis.call('TIME')
+  local epoch = (tonumber(now[1]) % 2147483) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  redis.call('SET', KEYS[1], epoch, 'NX')
+  return redis.call('GET', KEYS[1])
+end
+";
+
 /// Reads the epoch, the user's version and the list stored under both in one round trip.
 const GET_SCRIPT: &str = r"
-local epoch = redis.call('GET', KEYS[1]) or '0'
+local epoch = redis.call('GET', KEYS[1]) or start_epoch()
 local version = redis.call('GET', KEYS[2]) or '0'
 return {epoch, version, redis.call('GET', KEYS[2] .. ':' .. epoch .. '.' .. version)}
 ";
+
+/// Moves the epoch on (when a process regains Redis), or starts it if Redis lost it.
+const NEXT_EPOCH_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCR', KEYS[1]) end
+return start_epoch()
+";
+
+/// The most list bytes one process keeps in memory.
+const NEAR_BYTES: u64 = 16 * 1024 * 1024;
 
 pub(crate) struct RedisListCache {
     link: RedisLink,
     ttl: Duration,
     get: redis::Script,
+    /// The lists this process served, each with the version it was stored under.
+    near: moka::future::Cache<UserId, (Version, Bytes)>,
 }
 
 impl RedisListCache {
     /// A cache on `link`; registers the epoch bump that runs when Redis comes back.
     pub(crate) fn new(link: RedisLink, ttl: Duration) -> Self {
-        link.on_recovery(redis::Cmd::incr(EPOCH_KEY, 1));
+        let next_epoch = format!("{START_EPOCH}{NEXT_EPOCH_SCRIPT}");
+        link.on_recovery(
+            redis::cmd("EVAL")
+                .arg(next_epoch)
+                .arg(1)
+                .arg(EPOCH_KEY)
+                .clone(),
+        );
         Self {
             link,
             ttl,
-            get: redis::Script::new(GET_SCRIPT),
+            get: redis::Script::new(&format!("{START_EPOCH}{GET_SCRIPT}")),
+            near: moka::future::Cache::builder()
+                .max_capacity(NEAR_BYTES)
+                .weigher(|_, (_, list): &(Version, Bytes)| {
+                    u32::try_from(list.len())
+                        .unwrap_or(u32::MAX)
+                        .saturating_add(64)
+                })
+                .time_to_live(ttl)
+                .build(),
+        }
+    }
+
+    async fn keep(&self, user: UserId, version: Version, list: Bytes) {
+        if version != Version::MAX {
+            self.near.insert(user, (version, list)).await;
         }
     }
 }
 
 fn version_key(user: UserId) -> String {
     format!("gemchat:rooms:{user}")
+}
+
+/// The keys a reader of `user`'s current version (`GET`s both) passes to [`current_version`].
+pub(crate) fn version_keys(user: UserId) -> [String; 2] {
+    [EPOCH_KEY.to_owned(), version_key(user)]
+}
+
+/// The version read from the keys of [`version_keys`]; unknown while Redis has no epoch.
+pub(crate) fn current_version(epoch: Option<u64>, version: Option<u64>) -> Option<Version> {
+    epoch.map(|epoch| pack(epoch, version.unwrap_or(0)))
 }
 
 /// The epoch and the user's version travel to `put` packed in one [`Version`]: the epoch in
@@ -61,7 +119,13 @@ fn list_key(user: UserId, packed: Version) -> String {
 
 #[async_trait]
 impl ListCache for RedisListCache {
-    async fn get(&self, user: UserId) -> Result<Bytes, Version> {
+    async fn get(&self, user: UserId, current: Option<Version>) -> Result<Bytes, Version> {
+        if let Some(current) = current
+            && let Some((version, list)) = self.near.get(&user).await
+            && version == current
+        {
+            return Ok(list);
+        }
         let found = self
             .link
             .call("read the chatroom cache", |mut conn| async move {
@@ -73,7 +137,11 @@ impl ListCache for RedisListCache {
             })
             .await;
         match found {
-            Some((_, _, Some(list))) => Ok(Bytes::from(list)),
+            Some((epoch, version, Some(list))) => {
+                let list = Bytes::from(list);
+                self.keep(user, pack(epoch, version), list.clone()).await;
+                Ok(list)
+            }
             Some((epoch, version, None)) => Err(pack(epoch, version)),
             // A version nobody stores under: the caller's put is dropped.
             None => Err(Version::MAX),
@@ -85,6 +153,7 @@ impl ListCache for RedisListCache {
             return;
         }
         let ttl = self.ttl.as_secs().max(1);
+        self.keep(user, version, list.clone()).await;
         self.link
             .call("fill the chatroom cache", |mut conn| async move {
                 redis::cmd("SET")

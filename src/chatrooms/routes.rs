@@ -88,8 +88,10 @@ async fn create_chatroom(
 async fn list_chatrooms(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
+    known: Option<axum::Extension<crate::cache::Known>>,
 ) -> Result<Response> {
-    let body = service::list_json(&state, who.user_id).await?;
+    let current = known.map(|axum::Extension(crate::cache::Known(version))| version);
+    let body = service::list_json(&state, who.user_id, current).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::model::{Chatroom, ChatroomId, ChatroomName, ChatroomView, DEFAULT_NAME, NameSource};
 use crate::app::App;
+use crate::cache::Version;
 use crate::error::{AppError, Result};
 use crate::messages::model::Message;
 use crate::users::model::UserId;
@@ -53,8 +54,9 @@ struct ListBody {
 }
 
 /// The user's chatrooms as the JSON body of `GET /chatroom`, from the cache when it has them.
-pub(crate) async fn list_json(app: &App, user: UserId) -> Result<Bytes> {
-    let version = match app.list_cache.get(user).await {
+/// `current` is the user's list version if this request read it already.
+pub(crate) async fn list_json(app: &App, user: UserId, current: Option<Version>) -> Result<Bytes> {
+    let version = match app.list_cache.get(user, current).await {
         Ok(cached) => {
             metrics::counter!(crate::metrics::CACHE_REQUESTS, "cache" => "chatrooms", "result" => "hit")
                 .increment(1);

@@ -26,13 +26,16 @@ impl FromRequestParts<AppState> for AuthUser {
         let who = state.auth.authenticate(token).await?;
         tracing::Span::current().record("user_id", tracing::field::display(who.user_id));
         let limit = state.config.rate_limit_per_minute;
-        let key = who.user_id.to_string();
-        if let Err(retry_after) = state
+        match state
             .limiter
-            .hit(Scope::User, &key, limit, state.clock.now())
+            .hit_user(who.user_id, limit, state.clock.now())
             .await
         {
-            return Err(crate::ratelimit::refused(Scope::User, retry_after));
+            Ok(Some(version)) => {
+                parts.extensions.insert(crate::cache::Known(version));
+            }
+            Ok(None) => {}
+            Err(retry_after) => return Err(crate::ratelimit::refused(Scope::User, retry_after)),
         }
         Ok(AuthUser(who))
     }

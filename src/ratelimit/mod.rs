@@ -12,6 +12,9 @@ use chrono::{DateTime, Utc};
 pub(crate) use memory::MemoryLimiter;
 pub(crate) use redis::RedisLimiter;
 
+use crate::cache::Version;
+use crate::users::model::UserId;
+
 /// Which limit a key counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Scope {
@@ -66,6 +69,20 @@ pub(crate) trait RateLimiter: Send + Sync {
     /// `Err(retry_after_secs)` past it.
     async fn hit(&self, scope: Scope, key: &str, limit: u32, now: DateTime<Utc>)
     -> Result<(), u64>;
+
+    /// Counts one request of `user` against the per-user `limit`, and reads the user's
+    /// chatroom-list version where that costs nothing more (in Redis: in the same round trip),
+    /// so that the list cache can serve the list from this process's memory.
+    async fn hit_user(
+        &self,
+        user: UserId,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Version>, u64> {
+        self.hit(Scope::User, &user.to_string(), limit, now)
+            .await
+            .map(|()| None)
+    }
 }
 
 #[cfg(test)]

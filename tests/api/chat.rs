@@ -675,3 +675,107 @@ mod search {
             .assert_problem(401, "unauthorized");
     }
 }
+
+/// With Redis, each process keeps the lists it served in memory under the version Redis held,
+/// and serves one again only while the version it reads with the request's rate limit is the
+/// same: a change made through any process is seen by every other at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_kept_in_memory_is_fresh_on_every_process() {
+    let Some(redis) = crate::harness::redis_url() else {
+        return;
+    };
+    let a = TestApp::spawn_with(Backend::Sqlite, |c| c.redis_url = Some(redis)).await;
+    let b = a.sibling(|_| {}).await;
+    let (token, _) = a.new_user().await;
+    let first = a.chatroom(&token, "first").await;
+    for app in [&a, &a, &b, &b] {
+        assert_eq!(names(&list_of(app, &token).await), ["first"]);
+    }
+    b.request(
+        Method::PATCH,
+        &format!("/chatroom/{first}"),
+        Some(&token),
+        Some(json!({"name": "renamed"})),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(names(&list_of(&a, &token).await), ["renamed"]);
+    a.clock.advance(chrono::Duration::seconds(1));
+    b.chatroom(&token, "second").await;
+    assert_eq!(names(&list_of(&a, &token).await), ["second", "renamed"]);
+    a.clock.advance(chrono::Duration::seconds(1));
+    a.send_message(&token, &first, "hello").await;
+    assert_eq!(names(&list_of(&b, &token).await), ["renamed", "second"]);
+    b.request(
+        Method::DELETE,
+        &format!("/chatroom/{first}"),
+        Some(&token),
+        None,
+    )
+    .await
+    .assert_status(204);
+    assert_eq!(names(&list_of(&a, &token).await), ["second"]);
+}
+
+/// A list kept in memory is served without reading it from Redis; and once Redis lost its data
+/// (a restart), versions counted again from scratch never match a list kept from before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_kept_in_memory_outlives_neither_its_version_nor_redis_data() {
+    if crate::harness::redis_url().is_none() {
+        return;
+    }
+    let redis = crate::harness::PrivateRedis::start().await;
+    let port = redis.url.rsplit(':').next().unwrap_or_default().to_owned();
+    let redis_cli = |args: Vec<String>| {
+        let port = port.clone();
+        async move {
+            let out = tokio::process::Command::new("redis-cli")
+                .args(["-p", &port])
+                .args(args)
+                .output()
+                .await
+                .expect("redis-cli runs");
+            assert!(out.status.success());
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.redis_url = Some(redis.url.clone())).await;
+    let (token, user) = app.new_user().await;
+    let room = app.chatroom(&token, "kept").await;
+    assert_eq!(names(&list_of(&app, &token).await), ["kept"]);
+
+    // Behind the cache's back: the list gone from Redis, the room renamed in the database.
+    let user_id = user["id"].as_str().unwrap_or_default().to_owned();
+    let stored = redis_cli(vec![
+        "--scan".into(),
+        "--pattern".into(),
+        format!("gemchat:rooms:{user_id}:*"),
+    ])
+    .await;
+    for key in stored.lines().filter(|k| !k.is_empty()) {
+        redis_cli(vec!["DEL".into(), key.into()]).await;
+    }
+    let pool = sqlx::SqlitePool::connect(&app.app.config().database_url)
+        .await
+        .expect("open the database");
+    let renamed = sqlx::query("UPDATE chatrooms SET name = 'behind' WHERE id = ?")
+        .bind(uuid::Uuid::parse_str(&room).unwrap_or_default())
+        .execute(&pool)
+        .await
+        .expect("rename behind the cache");
+    assert_eq!(renamed.rows_affected(), 1);
+    assert_eq!(
+        names(&list_of(&app, &token).await),
+        ["kept"],
+        "served from this process's memory"
+    );
+
+    // Redis loses everything; the epoch starts again when another user's list is read, and
+    // this user's version counts up to where it was.
+    redis_cli(vec!["FLUSHALL".into()]).await;
+    let (other, _) = app.new_user().await;
+    list_of(&app, &other).await;
+    app.clock.advance(chrono::Duration::seconds(1));
+    app.chatroom(&token, "new").await;
+    assert_eq!(names(&list_of(&app, &token).await), ["new", "behind"]);
+}
