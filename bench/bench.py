@@ -345,7 +345,7 @@ def cpu_seconds() -> dict:
         fields = text[text.rindex(")") + 2:].split()
         used = (int(fields[11]) + int(fields[12])) / tick
         key = name if name in ("gemchat", "postgres", "redis-server", "wrk", "pgbench",
-                               "fake_gemini") else "other"
+                               "fake_gemini", "bare_axum") else "other"
         totals[key] = totals.get(key, 0.0) + used
     return totals
 
@@ -364,6 +364,12 @@ def with_peak(proc: Process, run) -> dict:
         for name in sorted(after)
         if after.get(name, 0.0) - before.get(name, 0.0) > 0.01 * capacity
     }
+    if result.get("requests"):
+        # CPU time the server spent per request: steadier than req/s on a VM whose two cores
+        # wrk shares, so a change to the request path shows here first.
+        server = "bare_axum" if proc.name == "bare-axum" else "gemchat"
+        spent = after.get(server, 0.0) - before.get(server, 0.0)
+        result["server_cpu_us_per_request"] = round(spent / result["requests"] * 1e6, 1)
     return result
 
 
@@ -1137,20 +1143,21 @@ def markdown(report: dict) -> str:
         f"scenario, on the same machine (loopback). Fake Gemini latency "
         f"{report['gemini_latency_ms']} ms in 5 chunks.",
         "",
-        "| Mode | Scenario | req/s | p50 ms | p99 ms | errors | peak RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| Mode | Scenario | req/s | p50 ms | p99 ms | errors | peak RSS MiB | server CPU µs/req |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for mode, r in report["modes"].items():
         for key, s in r["scenarios"].items():
             if "rps" in s:
                 out.append(f"| {mode} | {key} | {s['rps']:.0f} | {s['p50_ms']} | {s['p99_ms']} "
-                           f"| {s['errors']} | {s.get('peak_rss_mib', '')} |")
+                           f"| {s['errors']} | {s.get('peak_rss_mib', '')} "
+                           f"| {s.get('server_cpu_us_per_request', '')} |")
             elif "replies_per_s" in s:
                 out.append(f"| {mode} | {key} | {s['replies_per_s']:.0f} replies/s | | | "
-                           f"| {s['peak_rss_mib']} |")
+                           f"| {s['peak_rss_mib']} | |")
             elif "tps" in s:
                 out.append(f"| {mode} | {key} | {s['tps']:.0f} tps | {s['latency_avg_ms']} avg "
-                           f"| | {s['failed']} | |")
+                           f"| | {s['failed']} | | |")
     out += ["", "| Mode | Figure | Value | Budget | Met |", "|---|---|---|---|---|"]
     for row in report["verdicts"]:
         out.append(f"| {row['mode']} | {row['figure']} | {row['value']} | {row['budget']} "
