@@ -37,11 +37,7 @@ impl RateLimiter for RedisLimiter {
         let counted = self
             .link
             .call("count a rate limit", |mut conn| async move {
-                redis::pipe()
-                    .atomic()
-                    .incr(&counter, 1)
-                    .expire(&counter, scope.window_secs() * 2)
-                    .ignore()
+                count(&counter, scope)
                     .query_async::<(u64,)>(&mut conn)
                     .await
             })
@@ -65,11 +61,7 @@ impl RateLimiter for RedisLimiter {
         let counted = self
             .link
             .call("count a rate limit", |mut conn| async move {
-                redis::pipe()
-                    .atomic()
-                    .incr(&counter, 1)
-                    .expire(&counter, Scope::User.window_secs() * 2)
-                    .ignore()
+                count(&counter, Scope::User)
                     .get(epoch)
                     .get(version)
                     .query_async::<(u64, Option<u64>, Option<u64>)>(&mut conn)
@@ -86,6 +78,17 @@ impl RateLimiter for RedisLimiter {
                 .map(|()| None),
         }
     }
+}
+
+/// One more request on `counter` (kept for two windows), as a transaction the caller may add
+/// reads to: its answer starts with the count.
+fn count(counter: &str, scope: Scope) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .incr(counter, 1)
+        .expire(counter, scope.window_secs() * 2)
+        .ignore();
+    pipe
 }
 
 /// The counter of `key` in the window `now` falls in, and the seconds until that window ends.
