@@ -418,14 +418,15 @@ function handleEvent({ type, data }) {
     const heard = state.messages.get(data.id)?.msg.status === data.status;
     const entry = addMessage(data, "end");
     entry.chars = [...(data.content || "")].length;
+    // A failed reply, or one stopped before it began, gives its prompt back. Read the usage
+    // even for an end already heard: the history may have shown it before this event came.
+    if (type !== "reply.completed") refreshUsage();
     if (heard) {
       // nothing new to announce
     } else if (type === "reply.cancelled") {
       announce("The reply was stopped.");
-      refreshUsage(); // one stopped before it began gives its prompt back
     } else if (type === "reply.failed") {
       announce(`The reply failed: ${data.error?.message || ""}`);
-      refreshUsage(); // a failed reply gives its prompt back
     } else {
       announce(`gemchat replied: ${(data.content || "").slice(0, 200)}`);
     }
