@@ -16,7 +16,7 @@ use crate::auth::tokens::Authenticator;
 use crate::auth::twilio::TwilioSender;
 use crate::billing::gateway::{PaymentGateway, Price};
 use crate::billing::stripe::StripeGateway;
-use crate::cache::{ListCache, MemoryListCache, RedisListCache};
+use crate::cache::{MemoryUserCache, RedisUserCache, UserCache};
 use crate::clock::Clock;
 use crate::config::{AiProviderKind, Config, OtpDelivery};
 use crate::database_gate::DatabaseGate;
@@ -43,7 +43,7 @@ pub struct App {
     /// Refuses database work at once while the database is unreachable.
     pub(crate) database_gate: Arc<DatabaseGate>,
     pub(crate) events: Arc<EventBus>,
-    pub(crate) list_cache: Arc<dyn ListCache>,
+    pub(crate) user_cache: Arc<dyn UserCache>,
     pub(crate) progress: Arc<dyn ReplyProgress>,
     /// Where the replies this process streams hear that they must stop.
     pub(crate) stops: crate::replies::stops::Stops,
@@ -173,13 +173,13 @@ impl AppBuilder {
         };
         let events = Arc::new(events);
         let cache_ttl = std::time::Duration::from_secs(config.chatroom_cache_ttl.max(1));
-        let (list_cache, progress): (Arc<dyn ListCache>, Arc<dyn ReplyProgress>) = match &redis {
+        let (user_cache, progress): (Arc<dyn UserCache>, Arc<dyn ReplyProgress>) = match &redis {
             Some(conn) => (
-                Arc::new(RedisListCache::new(conn.clone(), cache_ttl)),
+                Arc::new(RedisUserCache::new(conn.clone(), cache_ttl)),
                 Arc::new(RedisProgress::new(conn.clone())),
             ),
             None => (
-                Arc::new(MemoryListCache::new(cache_ttl)),
+                Arc::new(MemoryUserCache::new(cache_ttl)),
                 Arc::new(MemoryProgress::default()),
             ),
         };
@@ -226,7 +226,7 @@ impl AppBuilder {
             redis,
             database_gate: DatabaseGate::new(store.health.clone()),
             events,
-            list_cache,
+            user_cache,
             progress,
             stops: crate::replies::stops::Stops::default(),
             ai,

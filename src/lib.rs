@@ -106,10 +106,41 @@ async fn set_admin_role(action: config::AdminAction) -> anyhow::Result<()> {
     let role = if admin { "an admin" } else { "not an admin" };
     match outcome {
         RoleChange::NoSuchUser => anyhow::bail!("no account has the mobile number {mobile}"),
-        RoleChange::Changed => println!("{mobile} is now {role}"),
+        RoleChange::Changed => {
+            println!("{mobile} is now {role}");
+            tell_serving_processes(&config, &store, &mobile, now).await;
+        }
         RoleChange::AlreadySo => println!("{mobile} was already {role}; nothing changed"),
     }
     Ok(())
+}
+
+/// Moves the user's cache version on in Redis, so every serving process shows the new role on
+/// `GET /user/me` at once. Without Redis no process can be told: an embedded server shows it
+/// within [`users::service::ME_MAX_AGE`]. The role itself is in force already (`/admin/*` reads
+/// it from the database); a failure here is a warning.
+#[allow(clippy::print_stderr, reason = "the command's answer to its operator")]
+async fn tell_serving_processes(
+    config: &config::Config,
+    store: &storage::Store,
+    mobile: &users::model::MobileNumber,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let Some(redis_url) = &config.redis_url else {
+        return;
+    };
+    let ttl = std::time::Duration::from_secs(config.chatroom_cache_ttl.max(1));
+    let told = match store.users.find_by_mobile(mobile, now).await {
+        Ok(Some(user)) => cache::invalidate_user(redis_url, user.id, ttl).await,
+        Ok(None) => Ok(()),
+        Err(err) => Err(err.into()),
+    };
+    if let Err(err) = told {
+        eprintln!(
+            "warning: running servers may show the old role on /user/me for up to {} s: {err:#}",
+            users::service::ME_MAX_AGE.num_seconds()
+        );
+    }
 }
 
 /// Every kind of background job this service runs, each by its handler.

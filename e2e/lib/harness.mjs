@@ -101,13 +101,15 @@ export async function startGemchat(env = {}) {
     { what: "gemchat to start" },
   );
   const databaseUrl = storage.DATABASE_URL || env.DATABASE_URL || `sqlite://${dir}/data/gemchat.db`;
+  // The server's Redis too, if it has one: the command tells every serving process of the change.
+  const redis = storage.REDIS_URL || env.REDIS_URL ? { REDIS_URL: storage.REDIS_URL || env.REDIS_URL } : {};
   return {
     url,
     log: () => log,
     /** Runs `gemchat admin <verb> <mobile>` on this gemchat's database; resolves to its stdout. */
     admin(verb, mobile) {
       return execFileSync(BINARY, ["admin", verb, mobile], {
-        env: { PATH: process.env.PATH, DATABASE_URL: databaseUrl, LOG_FORMAT: "json", RUST_LOG: "warn" },
+        env: { PATH: process.env.PATH, DATABASE_URL: databaseUrl, LOG_FORMAT: "json", RUST_LOG: "warn", ...redis },
         encoding: "utf8",
       });
     },

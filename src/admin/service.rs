@@ -106,6 +106,9 @@ pub(crate) async fn change_user(
     if actions.contains(&Action::Disable) {
         app.auth.forget_user(target).await;
     }
+    if !actions.is_empty() {
+        app.user_cache.invalidate(target).await;
+    }
     for action in &actions {
         tracing::info!(admin_id = %admin, target = %target, action = action.as_str(), "admin change");
     }

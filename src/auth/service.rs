@@ -355,6 +355,7 @@ async fn replace_password(
         other => other?,
     }
     app.auth.forget_user(user.id).await;
+    app.user_cache.invalidate(user.id).await;
     let user = User {
         password_hash: Some(hash),
         updated_at: session.created_at,

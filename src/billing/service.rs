@@ -51,6 +51,7 @@ pub(crate) async fn receive_webhook(
             tracing::info!(event_id = %event.id, kind = %event.kind, "Stripe event seen before; ignored");
         }
         Applied::Applied { user: Some(user) } => {
+            app.user_cache.invalidate(user).await;
             tracing::info!(event_id = %event.id, kind = %event.kind, user_id = %user, "Stripe event applied");
         }
         Applied::Applied { user: None }
@@ -232,6 +233,7 @@ async fn set_cancel(
     // Stripe's answer is the state as of now.
     update.created = now.timestamp();
     app.store.billing.apply_update(&update, now).await?;
+    app.user_cache.invalidate(user).await;
     status(app, user).await
 }
 

@@ -1,19 +1,22 @@
-//! The Redis list cache, shared by every process. `gemchat:rooms:{user}` holds the user's
+//! The Redis user cache, shared by every process. `gemchat:rooms:{user}` holds the user's
 //! version (moved on by `INCR`), `gemchat:rooms:epoch` a global epoch (moved on whenever a
 //! process regains Redis after an outage, since invalidations it could not send were lost),
-//! and `gemchat:rooms:{user}:{epoch}.{version}` the list. One round trip a read; none when the
-//! request already read the version (with its rate limit) and this process kept the list.
+//! and `gemchat:rooms:{user}:{view}:{epoch}.{version}` each view ([`Body::encode`]). One round
+//! trip a read; none when the request already read the version (with its rate limit) and this
+//! process kept the view.
 //!
 //! The epoch starts from the clock (milliseconds, within 31 bits) when Redis has none, so a
-//! Redis that lost its data does not count versions again from where an older list that a
+//! Redis that lost its data does not count versions again from where an older body that a
 //! process still keeps was stored.
 
 use std::time::Duration;
 
+use anyhow::Context;
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 
-use super::{ListCache, Version};
+use super::{Body, UserCache, Version, View};
 use crate::redis_link::RedisLink;
 use crate::users::model::UserId;
 
@@ -29,11 +32,12 @@ local function start_epoch()
 end
 ";
 
-/// Reads the epoch, the user's version and the list stored under both in one round trip.
+/// Reads the epoch, the user's version and the view (`ARGV[1]`) stored under both in one
+/// round trip.
 const GET_SCRIPT: &str = r"
 local epoch = redis.call('GET', KEYS[1]) or start_epoch()
 local version = redis.call('GET', KEYS[2]) or '0'
-return {epoch, version, redis.call('GET', KEYS[2] .. ':' .. epoch .. '.' .. version)}
+return {epoch, version, redis.call('GET', KEYS[2] .. ':' .. ARGV[1] .. ':' .. epoch .. '.' .. version)}
 ";
 
 /// Moves the epoch on (when a process regains Redis), or starts it if Redis lost it.
@@ -42,18 +46,18 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCR', KEYS[1]) en
 return start_epoch()
 ";
 
-/// The most list bytes one process keeps in memory.
+/// The most body bytes one process keeps in memory.
 const NEAR_BYTES: u64 = 16 * 1024 * 1024;
 
-pub(crate) struct RedisListCache {
+pub(crate) struct RedisUserCache {
     link: RedisLink,
     ttl: Duration,
     get: redis::Script,
-    /// The lists this process served, each with the version it was stored under.
-    near: moka::future::Cache<UserId, (Version, Bytes)>,
+    /// The views this process served, each with the version it was stored under.
+    near: moka::future::Cache<(UserId, View), (Version, Body)>,
 }
 
-impl RedisListCache {
+impl RedisUserCache {
     /// A cache on `link`; registers the epoch bump that runs when Redis comes back.
     pub(crate) fn new(link: RedisLink, ttl: Duration) -> Self {
         let next_epoch = format!("{START_EPOCH}{NEXT_EPOCH_SCRIPT}");
@@ -70,8 +74,8 @@ impl RedisListCache {
             get: redis::Script::new(&format!("{START_EPOCH}{GET_SCRIPT}")),
             near: moka::future::Cache::builder()
                 .max_capacity(NEAR_BYTES)
-                .weigher(|_, (_, list): &(Version, Bytes)| {
-                    u32::try_from(list.len())
+                .weigher(|_, (_, body): &(Version, Body)| {
+                    u32::try_from(body.json.len())
                         .unwrap_or(u32::MAX)
                         .saturating_add(64)
                 })
@@ -80,15 +84,50 @@ impl RedisListCache {
         }
     }
 
-    async fn keep(&self, user: UserId, version: Version, list: Bytes) {
+    async fn keep(&self, user: UserId, view: View, version: Version, body: Body) {
         if version != Version::MAX {
-            self.near.insert(user, (version, list)).await;
+            self.near.insert((user, view), (version, body)).await;
         }
     }
 }
 
 fn version_key(user: UserId) -> String {
     format!("gemchat:rooms:{user}")
+}
+
+/// How long a user's version outlives its last move: longer than every body stored under an
+/// older one, so it never goes back to a number whose body could still be there.
+fn version_lifetime(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_secs() * 2 + 60).unwrap_or(i64::MAX)
+}
+
+/// Moves the user's version on: the pipeline [`UserCache::invalidate`] sends.
+fn next_version(user: UserId, ttl: Duration) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .incr(version_key(user), 1)
+        .ignore()
+        .expire(version_key(user), version_lifetime(ttl))
+        .ignore();
+    pipe
+}
+
+/// Invalidates `user` from a process that serves nothing (`gemchat admin`): one connection to
+/// `redis_url`, one pipeline.
+pub(crate) async fn invalidate_user(
+    redis_url: &str,
+    user: UserId,
+    ttl: Duration,
+) -> anyhow::Result<()> {
+    let client = redis::Client::open(redis_url).context("parsing REDIS_URL")?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .context("connecting to Redis")?;
+    next_version(user, ttl)
+        .query_async::<()>(&mut conn)
+        .await
+        .context("moving the user's cache version on")
 }
 
 /// The keys a reader of `user`'s current version (`GET`s both) passes to [`current_version`].
@@ -108,57 +147,75 @@ fn pack(epoch: u64, version: u64) -> Version {
     ((epoch & 0x7FFF_FFFF) << 32) | (version & 0xFFFF_FFFF)
 }
 
-fn list_key(user: UserId, packed: Version) -> String {
+fn view_key(user: UserId, view: View, packed: Version) -> String {
     format!(
-        "{}:{}.{}",
+        "{}:{}:{}.{}",
         version_key(user),
+        view.as_str(),
         packed >> 32,
         packed & 0xFFFF_FFFF
     )
 }
 
 #[async_trait]
-impl ListCache for RedisListCache {
-    async fn get(&self, user: UserId, current: Option<Version>) -> Result<Bytes, Version> {
+impl UserCache for RedisUserCache {
+    async fn get(
+        &self,
+        user: UserId,
+        view: View,
+        current: Option<Version>,
+        now: DateTime<Utc>,
+    ) -> Result<Bytes, Version> {
         if let Some(current) = current
-            && let Some((version, list)) = self.near.get(&user).await
+            && let Some((version, body)) = self.near.get(&(user, view)).await
             && version == current
         {
-            return Ok(list);
+            return if body.is_valid_at(now) {
+                Ok(body.json)
+            } else {
+                Err(version)
+            };
         }
         let found = self
             .link
-            .call("read the chatroom cache", |mut conn| async move {
+            .call("read the user cache", |mut conn| async move {
                 self.get
                     .key(EPOCH_KEY)
                     .key(version_key(user))
+                    .arg(view.as_str())
                     .invoke_async::<(u64, u64, Option<Vec<u8>>)>(&mut conn)
                     .await
             })
             .await;
         match found {
-            Some((epoch, version, Some(list))) => {
-                let list = Bytes::from(list);
-                self.keep(user, pack(epoch, version), list.clone()).await;
-                Ok(list)
+            Some((epoch, version, stored)) => {
+                let version = pack(epoch, version);
+                match stored.and_then(Body::decode) {
+                    Some(body) if body.is_valid_at(now) => {
+                        let json = body.json.clone();
+                        self.keep(user, view, version, body).await;
+                        Ok(json)
+                    }
+                    _ => Err(version),
+                }
             }
-            Some((epoch, version, None)) => Err(pack(epoch, version)),
             // A version nobody stores under: the caller's put is dropped.
             None => Err(Version::MAX),
         }
     }
 
-    async fn put(&self, user: UserId, version: Version, list: Bytes) {
+    async fn put(&self, user: UserId, view: View, version: Version, body: Body) {
         if version == Version::MAX {
             return;
         }
         let ttl = self.ttl.as_secs().max(1);
-        self.keep(user, version, list.clone()).await;
+        let stored = body.encode();
+        self.keep(user, view, version, body).await;
         self.link
-            .call("fill the chatroom cache", |mut conn| async move {
+            .call("fill the user cache", |mut conn| async move {
                 redis::cmd("SET")
-                    .arg(list_key(user, version))
-                    .arg(list.as_ref())
+                    .arg(view_key(user, view, version))
+                    .arg(stored.as_slice())
                     .arg("EX")
                     .arg(ttl)
                     .query_async::<()>(&mut conn)
@@ -168,20 +225,12 @@ impl ListCache for RedisListCache {
     }
 
     async fn invalidate(&self, user: UserId) {
-        // The version outlives every list stored under an older one, so it never goes back
-        // to a number whose list could still be there. If Redis cannot be reached, the epoch
-        // moves on when it can (see `new`), which drops this list with every other.
-        let keep = i64::try_from(self.ttl.as_secs() * 2 + 60).unwrap_or(i64::MAX);
+        // If Redis cannot be reached, the epoch moves on when it can (see `new`), which drops
+        // this user's views with every other.
+        let pipe = next_version(user, self.ttl);
         self.link
-            .call("invalidate the chatroom cache", |mut conn| async move {
-                redis::pipe()
-                    .atomic()
-                    .incr(version_key(user), 1)
-                    .ignore()
-                    .expire(version_key(user), keep)
-                    .ignore()
-                    .query_async::<()>(&mut conn)
-                    .await
+            .call("invalidate the user cache", |mut conn| async move {
+                pipe.query_async::<()>(&mut conn).await
             })
             .await;
     }
@@ -195,8 +244,8 @@ mod tests {
     fn packed_versions_name_their_epoch_and_version() {
         let user = UserId(uuid::Uuid::nil());
         assert_eq!(
-            list_key(user, pack(3, 7)),
-            format!("gemchat:rooms:{user}:3.7")
+            view_key(user, View::Me, pack(3, 7)),
+            format!("gemchat:rooms:{user}:me:3.7")
         );
         assert_ne!(pack(1, 0), pack(0, 1));
         assert_ne!(pack(u64::MAX, u64::MAX), Version::MAX);

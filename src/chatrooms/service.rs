@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::model::{Chatroom, ChatroomId, ChatroomName, ChatroomView, DEFAULT_NAME, NameSource};
 use crate::app::App;
-use crate::cache::Version;
+use crate::cache::{Version, View};
 use crate::error::{AppError, Result};
 use crate::messages::model::Message;
 use crate::users::model::UserId;
@@ -44,7 +44,7 @@ pub(crate) async fn create(app: &App, user: UserId, name: Option<&str>) -> Resul
             &format!("a user may own at most {MAX_PER_USER} chatrooms; delete one first"),
         ));
     }
-    app.list_cache.invalidate(user).await;
+    app.user_cache.invalidate(user).await;
     Ok(room)
 }
 
@@ -54,25 +54,16 @@ struct ListBody {
 }
 
 /// The user's chatrooms as the JSON body of `GET /chatroom`, from the cache when it has them.
-/// `current` is the user's list version if this request read it already.
+/// `current` is the user's version if this request read it already.
 pub(crate) async fn list_json(app: &App, user: UserId, current: Option<Version>) -> Result<Bytes> {
-    let version = match app.list_cache.get(user, current).await {
-        Ok(cached) => {
-            metrics::counter!(crate::metrics::CACHE_REQUESTS, "cache" => "chatrooms", "result" => "hit")
-                .increment(1);
-            return Ok(cached);
-        }
-        Err(version) => version,
-    };
-    metrics::counter!(crate::metrics::CACHE_REQUESTS, "cache" => "chatrooms", "result" => "miss")
-        .increment(1);
-    let rooms = app.store.chatrooms.list(user).await?;
-    let body = ListBody {
-        chatrooms: rooms.iter().map(ChatroomView::from).collect(),
-    };
-    let bytes = Bytes::from(serde_json::to_vec(&body).map_err(anyhow::Error::from)?);
-    app.list_cache.put(user, version, bytes.clone()).await;
-    Ok(bytes)
+    crate::cache::cached(app, user, View::Chatrooms, current, async || {
+        let rooms = app.store.chatrooms.list(user).await?;
+        let body = ListBody {
+            chatrooms: rooms.iter().map(ChatroomView::from).collect(),
+        };
+        Ok((body, None))
+    })
+    .await
 }
 
 /// The chatroom, or 404 whether it does not exist or is someone else's.
@@ -109,7 +100,7 @@ pub(crate) async fn rename(
         .rename(user, id, name.as_str(), app.clock.now())
         .await?
         .ok_or(AppError::NotFound)?;
-    app.list_cache.invalidate(user).await;
+    app.user_cache.invalidate(user).await;
     Ok(room)
 }
 
@@ -122,7 +113,7 @@ pub(crate) async fn delete(app: &App, user: UserId, id: ChatroomId) -> Result<()
     {
         return Err(AppError::NotFound);
     }
-    app.list_cache.invalidate(user).await;
+    app.user_cache.invalidate(user).await;
     // Open event streams of the room end, on every process.
     crate::messages::events::publish(
         app,

@@ -112,7 +112,7 @@ async fn add_version(
             });
         }
     };
-    app.list_cache.invalidate(user).await;
+    app.user_cache.invalidate(user).await;
     if editing {
         events::publish(app, room, &RoomEvent::created(&prompt)).await;
     }

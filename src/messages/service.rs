@@ -74,7 +74,7 @@ pub(crate) async fn send(
             return Err(limit_reached(limit, tier, now));
         }
     };
-    app.list_cache.invalidate(user).await;
+    app.user_cache.invalidate(user).await;
     events::publish(app, room, &RoomEvent::created(&new.prompt)).await;
     events::publish(app, room, &RoomEvent::created(&new.reply)).await;
     let mut reply = new.reply;

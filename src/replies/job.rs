@@ -79,7 +79,7 @@ async fn attempt(app: &App, job: &ClaimedJob, reply: &ReplyJob) -> Result<(), St
             count_outcome("completed");
             tracing::info!("reply completed");
             // The reply is the room's newest activity: the owner's cached list is stale.
-            app.list_cache.invalidate(reply.user_id).await;
+            app.user_cache.invalidate(reply.user_id).await;
             events::publish(app, reply.chatroom_id, &RoomEvent::completed(&done.message)).await;
             if done.room_untitled {
                 let title = TitleJob {
@@ -119,7 +119,7 @@ async fn attempt(app: &App, job: &ClaimedJob, reply: &ReplyJob) -> Result<(), St
             tracing::warn!(error = %error, "reply failed");
             let error = final_error(&error);
             if let Some(failed) = app.store.replies.fail(job, reply, &error, now).await? {
-                app.list_cache.invalidate(reply.user_id).await;
+                app.user_cache.invalidate(reply.user_id).await;
                 events::publish(app, reply.chatroom_id, &RoomEvent::failed(&failed)).await;
             }
         }

@@ -24,6 +24,8 @@ pub(crate) async fn cancel(
     match replies.cancel(user, room, reply, &streamed, now).await? {
         Cancel::Cancelled(cancelled) => {
             app.progress.clear(reply).await;
+            // A reply that had not started gave its prompt back.
+            app.user_cache.invalidate(user).await;
             events::publish(app, room, &RoomEvent::cancelled(&cancelled)).await;
             Ok(cancelled)
         }

@@ -9,7 +9,7 @@ use crate::chatrooms::model::ChatroomId;
 use crate::storage::error::StoreError;
 use crate::uploads::cleanup::DeleteObjects;
 use crate::users::model::{MobileNumber, Tier, User, UserId};
-use crate::users::repo::{DeletedAccount, UserRepo};
+use crate::users::repo::{DeletedAccount, Profile, UserRepo};
 
 impl FromRecord for User {
     fn from_record(row: &dyn Record) -> Result<Self, StoreError> {
@@ -31,15 +31,13 @@ impl FromRecord for User {
     }
 }
 
-/// A user with one day's usage (`find_with_usage`).
-struct WithUsage(User, u32);
-
-impl FromRecord for WithUsage {
+impl FromRecord for Profile {
     fn from_record(row: &dyn Record) -> Result<Self, StoreError> {
-        Ok(Self(
-            User::from_record(row)?,
-            to_u32(row.get("used_today")?),
-        ))
+        Ok(Self {
+            user: User::from_record(row)?,
+            used_today: to_u32(row.get("used_today")?),
+            pro_until: row.get("pro_until")?,
+        })
     }
 }
 
@@ -81,19 +79,19 @@ impl UserRepo for SqlStore {
         id: UserId,
         now: DateTime<Utc>,
         day: NaiveDate,
-    ) -> Result<Option<(User, u32)>, StoreError> {
-        let row: Option<WithUsage> = sql(concat!(
+    ) -> Result<Option<Profile>, StoreError> {
+        sql(concat!(
             "SELECT ",
             user_columns!(),
             ", COALESCE((SELECT d.used FROM daily_usage d WHERE d.user_id = u.id AND d.day = $3), 0) \
-             AS used_today FROM users u WHERE u.id = $1"
+             AS used_today, (SELECT MAX(s.pro_until) FROM subscriptions s WHERE s.user_id = u.id) \
+             AS pro_until FROM users u WHERE u.id = $1"
         ))
         .bind(id.0)
         .bind(now)
         .bind(day)
         .fetch_optional(&mut *self.db.reads())
-        .await?;
-        Ok(row.map(|WithUsage(user, used)| (user, used)))
+        .await
     }
 
     async fn find_by_mobile(

@@ -14,13 +14,14 @@ pub trait UserRepo: Send + Sync {
     async fn insert(&self, user: &User) -> Result<(), StoreError>;
     /// The user, with the tier their subscriptions grant at `now`.
     async fn find_by_id(&self, id: UserId, now: DateTime<Utc>) -> Result<Option<User>, StoreError>;
-    /// The user (tier at `now`) with the prompts they used on `day`, in one round trip.
+    /// The user (tier at `now`) with the prompts they used on `day` and the end of their
+    /// subscriptions, in one round trip.
     async fn find_with_usage(
         &self,
         id: UserId,
         now: DateTime<Utc>,
         day: NaiveDate,
-    ) -> Result<Option<(User, u32)>, StoreError>;
+    ) -> Result<Option<Profile>, StoreError>;
     async fn find_by_mobile(
         &self,
         mobile: &MobileNumber,
@@ -42,6 +43,17 @@ pub trait UserRepo: Send + Sync {
         id: UserId,
         now: DateTime<Utc>,
     ) -> Result<Option<DeletedAccount>, StoreError>;
+}
+
+/// A user as `GET /user/me` shows them.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub user: User,
+    /// Prompts taken on the day asked for.
+    pub used_today: u32,
+    /// The latest `pro_until` of the user's subscriptions: when a tier they give ends by
+    /// itself.
+    pub pro_until: Option<DateTime<Utc>>,
 }
 
 /// What was deleted with an account, for what follows the commit.

@@ -1,7 +1,8 @@
 //! HTTP handlers of `/user/*`, and the `User` shape shared with the auth responses.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -11,6 +12,7 @@ use uuid::Uuid;
 
 use super::model::{Tier, User};
 use super::service;
+use crate::cache::{self, Known, View};
 use crate::error::Result;
 use crate::http::caller::AuthUser;
 use crate::http::extract::{AppJson, AppQuery};
@@ -76,13 +78,20 @@ pub(crate) struct UpdateMeRequest {
 async fn get_me(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
-) -> Result<AppJson<MeResponse>> {
-    let (user, usage) = service::me(&state, who.user_id).await?;
-    Ok(AppJson(MeResponse {
-        is_admin: user.is_admin,
-        user: user.into(),
-        usage,
-    }))
+    known: Option<axum::Extension<Known>>,
+) -> Result<Response> {
+    let current = known.map(|axum::Extension(Known(version))| version);
+    let body = cache::cached(&state, who.user_id, View::Me, current, async || {
+        let me = service::me(&state, who.user_id).await?;
+        let response = MeResponse {
+            is_admin: me.user.is_admin,
+            user: me.user.into(),
+            usage: me.usage,
+        };
+        Ok((response, Some(me.changes_at)))
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

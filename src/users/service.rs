@@ -1,6 +1,8 @@
 //! User use cases: the caller's profile with today's usage, renaming, and deleting the
 //! account.
 
+use chrono::{DateTime, Utc};
+
 use super::model::{User, UserId, UserName};
 use crate::app::App;
 use crate::auth::tokens::Authenticated;
@@ -8,17 +10,43 @@ use crate::error::{AppError, Result};
 use crate::messages::events::{self, RoomEvent};
 use crate::quota::model::{self as quota, Usage, UsageDay, day_of};
 
+/// The longest `GET /user/me` is served from the cache. Every write through the API moves
+/// the user's cache version, and so does `gemchat admin` with Redis; this bounds the one
+/// change no serving process hears of: an admin role set from the command line on an embedded
+/// (one-process, no Redis) server.
+pub(crate) const ME_MAX_AGE: chrono::Duration = chrono::Duration::seconds(60);
+
+/// What `GET /user/me` shows.
+pub(crate) struct Me {
+    pub(crate) user: User,
+    pub(crate) usage: Usage,
+    /// When time alone changes what this shows: today's usage resets at midnight, and a
+    /// subscription's tier ends with its `pro_until` (bounded by [`ME_MAX_AGE`]).
+    pub(crate) changes_at: DateTime<Utc>,
+}
+
 /// The user and today's prompt usage.
-pub(crate) async fn me(app: &App, id: UserId) -> Result<(User, Usage)> {
+pub(crate) async fn me(app: &App, id: UserId) -> Result<Me> {
     let now = app.clock.now();
-    let (user, used) = app
+    let profile = app
         .store
         .users
         .find_with_usage(id, now, day_of(now))
         .await?
         .ok_or(AppError::Unauthorized)?;
-    let usage = Usage::new(used, app.quota.limit_for(user.tier), now);
-    Ok((user, usage))
+    let user = profile.user;
+    let usage = Usage::new(profile.used_today, app.quota.limit_for(user.tier), now);
+    let tier_ends = profile.pro_until.filter(|end| *end > now);
+    let changes_at = [Some(usage.resets_at), tier_ends, Some(now + ME_MAX_AGE)]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(now);
+    Ok(Me {
+        user,
+        usage,
+        changes_at,
+    })
 }
 
 /// Most days `GET /user/me/usage` reports.
@@ -50,11 +78,13 @@ pub(crate) async fn usage_of(app: &App, user: &User) -> Result<Usage> {
 
 pub(crate) async fn rename(app: &App, id: UserId, name: &str) -> Result<User> {
     let name = UserName::parse(name).map_err(|why| AppError::invalid("name", &why))?;
-    Ok(app
+    let user = app
         .store
         .users
         .update_name(id, name.as_str(), app.clock.now())
-        .await?)
+        .await?;
+    app.user_cache.invalidate(id).await;
+    Ok(user)
 }
 
 /// How recent the sign-in behind a token must be for it to delete its account.
@@ -76,7 +106,7 @@ pub(crate) async fn delete_account(app: &App, who: Authenticated) -> Result<()> 
         .await?
         .ok_or(AppError::Unauthorized)?;
     app.auth.forget_user(who.user_id).await;
-    app.list_cache.invalidate(who.user_id).await;
+    app.user_cache.invalidate(who.user_id).await;
     for room in &deleted.chatrooms {
         events::publish(app, *room, &RoomEvent::ChatroomDeleted).await;
     }

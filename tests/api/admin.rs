@@ -175,17 +175,23 @@ async fn audit(app: &TestApp, admin: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// Runs `gemchat admin <verb> <mobile>` on the app's database.
+/// Runs `gemchat admin <verb> <mobile>` on the app's database (and Redis, if it has one).
 async fn admin_command(app: &TestApp, verb: &str, mobile: &str) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_gemchat"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_gemchat"));
+    command
         .args(["admin", verb, mobile])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", &app.app.config().database_url)
-        .env("LOG_FORMAT", "json")
-        .output()
-        .await
-        .expect("running gemchat admin")
+        .env("LOG_FORMAT", "json");
+    if let Some(redis) = &app.app.config().redis_url {
+        command.env("REDIS_URL", redis);
+    }
+    command.output().await.expect("running gemchat admin")
+}
+
+async fn is_admin(app: &TestApp, token: &str) -> Value {
+    app.get("/user/me", Some(token)).await.assert_status(200)["is_admin"].clone()
 }
 
 async fn the_role_is_granted_and_revoked_on_the_command_line_only(backend: Backend) {
@@ -198,6 +204,7 @@ async fn the_role_is_granted_and_revoked_on_the_command_line_only(backend: Backe
     app.get("/admin/stats", Some(&token))
         .await
         .assert_problem(403, "forbidden");
+    assert_eq!(is_admin(&app, &token).await, false);
 
     let unknown = admin_command(&app, "grant", "+91 99999 00000").await;
     assert_eq!(unknown.status.code(), Some(1));
@@ -219,6 +226,7 @@ async fn the_role_is_granted_and_revoked_on_the_command_line_only(backend: Backe
     app.get("/admin/stats", Some(&token))
         .await
         .assert_status(200);
+    assert_eq!(is_admin(&app, &token).await, true);
     let again = admin_command(&app, "grant", &mobile).await;
     assert!(String::from_utf8_lossy(&again.stdout).contains("already"));
 
@@ -237,6 +245,7 @@ async fn the_role_is_granted_and_revoked_on_the_command_line_only(backend: Backe
     app.get("/admin/stats", Some(&token))
         .await
         .assert_problem(403, "forbidden");
+    assert_eq!(is_admin(&app, &token).await, false);
     // No route grants the role: there is none under /admin that takes it.
     let doc = app.get("/openapi.json", None).await;
     let doc = doc.assert_status(200);
@@ -669,4 +678,33 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
             .as_array()
             .is_some_and(|u| u.iter().all(|u| u["disabled"] == false))
     );
+}
+
+/// With Redis, `gemchat admin` moves the user's cache version: every serving process shows the
+/// new role on `GET /user/me` at once, though each had the profile in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_set_on_the_command_line_shows_at_once_on_every_process_with_redis() {
+    let Some(redis) = crate::harness::redis_url() else {
+        return;
+    };
+    let a = TestApp::spawn_with(Backend::Sqlite, |c| c.redis_url = Some(redis)).await;
+    let b = a.sibling(|_| {}).await;
+    let (token, user) = a.new_user().await;
+    let mobile = user["mobile_number"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    for app in [&a, &a, &b, &b] {
+        assert_eq!(is_admin(app, &token).await, false);
+    }
+    let granted = admin_command(&a, "grant", &mobile).await;
+    assert_eq!(granted.status.code(), Some(0), "{granted:?}");
+    assert!(granted.stderr.is_empty(), "{granted:?}");
+    for app in [&a, &b] {
+        assert_eq!(is_admin(app, &token).await, true);
+    }
+    admin_command(&a, "revoke", &mobile).await;
+    for app in [&b, &a] {
+        assert_eq!(is_admin(app, &token).await, false);
+    }
 }

@@ -18,6 +18,7 @@ backend_tests!(
     a_replayed_event_changes_nothing,
     a_late_older_update_never_revives_a_deleted_subscription,
     past_due_keeps_pro_until_the_period_ends,
+    a_tier_kept_in_memory_ends_with_its_period,
     a_subscription_is_linked_by_its_customer_when_metadata_is_missing,
     unknown_events_and_users_are_acknowledged,
     webhooks_without_a_configured_secret_are_503,
@@ -309,6 +310,36 @@ async fn past_due_keeps_pro_until_the_period_ends(backend: Backend) {
         "basic",
         "the grace ends with the period"
     );
+}
+
+/// With Redis, `GET /user/me` is kept in memory: a webhook shows in the next read, and a grace
+/// period's end shows as it passes, though nothing is written then.
+async fn a_tier_kept_in_memory_ends_with_its_period(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        config.stripe_webhook_secret = Some(Secret::new(WEBHOOK_SECRET));
+        config.redis_url = crate::harness::redis_url();
+    })
+    .await;
+    let (token, user) = app.new_user().await;
+    assert_eq!(tier(&app, &token).await, "basic");
+    assert_eq!(tier(&app, &token).await, "basic");
+    let period_end = (app.clock_now() + chrono::Duration::seconds(30)).timestamp();
+    deliver_signed(
+        &app,
+        &subscription_event(
+            "evt_grace",
+            "customer.subscription.updated",
+            100,
+            Some(&user),
+            "past_due",
+            period_end,
+        ),
+    )
+    .await;
+    assert_eq!(tier(&app, &token).await, "pro");
+    assert_eq!(tier(&app, &token).await, "pro");
+    app.clock.advance(chrono::Duration::seconds(31));
+    assert_eq!(tier(&app, &token).await, "basic", "the period ended");
 }
 
 async fn a_subscription_is_linked_by_its_customer_when_metadata_is_missing(backend: Backend) {

@@ -474,14 +474,15 @@ async fn usage_is_zero_without_a_row(backend: Backend) {
             .expect("usage"),
         0
     );
-    let (found, used) = f
+    let found = f
         .store
         .users
         .find_with_usage(user.id, now(), now().date_naive())
         .await
         .expect("find with usage")
         .expect("exists");
-    assert_eq!((found.id, used), (user.id, 0));
+    assert_eq!((found.user.id, found.used_today), (user.id, 0));
+    assert_eq!(found.pro_until, None, "no subscription");
     assert!(
         f.store
             .users

@@ -10,6 +10,7 @@ backend_tests!(
     me_reports_the_user_and_todays_usage,
     renaming_validates_and_trims,
     the_usage_history_counts_each_days_prompts_and_tokens,
+    me_served_from_memory_shows_every_change_at_once,
 );
 
 async fn me_reports_the_user_and_todays_usage(backend: Backend) {
@@ -127,4 +128,152 @@ async fn the_usage_history_counts_each_days_prompts_and_tokens(backend: Backend)
     app.get("/user/me/usage", None)
         .await
         .assert_problem(401, "unauthorized");
+}
+
+/// With Redis, `GET /user/me` is kept in memory after the first read (without, it is read every
+/// time): each change through the API shows in the next read, and so does midnight.
+async fn me_served_from_memory_shows_every_change_at_once(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        config.basic_daily_limit = 5;
+        config.redis_url = crate::harness::redis_url();
+    })
+    .await;
+    let (admin, _) = app.new_admin().await;
+    let (token, user) = app.new_user().await;
+    let me = async || {
+        app.get("/user/me", Some(&token))
+            .await
+            .assert_status(200)
+            .clone()
+    };
+    assert_eq!(me().await["name"], "Test User");
+    assert_eq!(me().await["has_password"], false, "read again, from memory");
+
+    app.request(
+        Method::PATCH,
+        "/user/me",
+        Some(&token),
+        Some(json!({"name": "Asha"})),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(me().await["name"], "Asha");
+
+    let changed = app
+        .post(
+            "/auth/change-password",
+            Some(&token),
+            json!({"new_password": "a long secret"}),
+        )
+        .await;
+    let token = crate::harness::token_of(&changed);
+    let me = async || {
+        app.get("/user/me", Some(&token))
+            .await
+            .assert_status(200)
+            .clone()
+    };
+    let used = async || me().await["usage"]["used_today"].clone();
+    assert_eq!(me().await["has_password"], true);
+
+    // A prompt taken, then given back by cancelling its reply before it started.
+    let room = app.chatroom(&token, "room").await;
+    assert_eq!(used().await, 0);
+    let sent = app.send_message(&token, &room, "hello").await;
+    assert_eq!(used().await, 1);
+    let id = sent["reply"]["id"].as_str().unwrap_or_default();
+    app.post(
+        &format!("/chatroom/{room}/messages/{id}/cancel"),
+        Some(&token),
+        json!({}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(used().await, 0, "the cancelled reply gave its prompt back");
+
+    // Given back by deleting the room whose reply had not started.
+    app.after_cooldown();
+    app.send_message(&token, &room, "again").await;
+    assert_eq!(used().await, 1);
+    app.request(
+        Method::DELETE,
+        &format!("/chatroom/{room}"),
+        Some(&token),
+        None,
+    )
+    .await
+    .assert_status(204);
+    assert_eq!(used().await, 0, "the deleted room gave its prompt back");
+
+    // An admin's complimentary Pro.
+    let path = format!("/admin/users/{}", user["id"].as_str().unwrap_or_default());
+    app.request(
+        Method::PATCH,
+        &path,
+        Some(&admin),
+        Some(json!({"pro_override": true})),
+    )
+    .await
+    .assert_status(200);
+    let pro = me().await;
+    assert_eq!(
+        (pro["tier"].clone(), pro["usage"]["daily_limit"].clone()),
+        (json!("pro"), json!(null))
+    );
+    app.request(
+        Method::PATCH,
+        &path,
+        Some(&admin),
+        Some(json!({"pro_override": false})),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(me().await["tier"], "basic");
+
+    // Midnight resets today's usage though nothing was written.
+    let room = app.chatroom(&token, "another").await;
+    app.after_cooldown();
+    app.send_message(&token, &room, "late").await;
+    assert_eq!(used().await, 1);
+    let midnight = me().await["usage"]["resets_at"].as_str().map(str::to_owned);
+    let midnight = midnight
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.to_utc())
+        .expect("resets_at");
+    app.clock.advance(midnight - app.clock_now());
+    assert_eq!(used().await, 0, "a new day");
+}
+
+/// With Redis, each process keeps `GET /user/me` in memory under the user's version, which the
+/// rate limit reads in the same round trip: a change through either process shows on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn me_kept_in_memory_is_fresh_on_every_process() {
+    let Some(redis) = crate::harness::redis_url() else {
+        return;
+    };
+    let a = TestApp::spawn_with(Backend::Sqlite, |c| c.redis_url = Some(redis)).await;
+    let b = a.sibling(|_| {}).await;
+    let (token, _) = a.new_user().await;
+    let me = async |app: &TestApp| {
+        app.get("/user/me", Some(&token))
+            .await
+            .assert_status(200)
+            .clone()
+    };
+    for app in [&a, &a, &b, &b] {
+        assert_eq!(me(app).await["name"], "Test User");
+    }
+    b.request(
+        Method::PATCH,
+        "/user/me",
+        Some(&token),
+        Some(json!({"name": "Renamed"})),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(me(&a).await["name"], "Renamed");
+    let room = a.chatroom(&token, "room").await;
+    a.send_message(&token, &room, "hello").await;
+    assert_eq!(me(&b).await["usage"]["used_today"], 1);
+    assert_eq!(me(&a).await["usage"]["used_today"], 1);
 }
