@@ -54,8 +54,8 @@ BUDGET_HUGE_UPLOAD_GROWTH_MIB = 5.0
 BUDGET_RATIO_OF_HEALTH = 0.5  # scenarios 2 and 3, against scenario 1
 BUDGET_P99_MS = 20.0  # scenarios 2 and 3
 BUDGET_RATIO_OF_PGBENCH = 0.5  # scenario 5 on PostgreSQL, against scenario 7
-BUDGET_REPLIES_PER_S = 500.0  # scenario 6
 # Issue 17's budgets.
+BUDGET_REPLIES_PER_S = 900.0  # scenario 6 (issue 6 asked for 500)
 BUDGET_HEALTH_VS_BARE = 0.70  # scenario 1 against scenario 0
 BUDGET_QUEUE_P99_IDLE_MS = 15.0  # scenario 12
 BUDGET_QUEUE_P99_LOADED_MS = 50.0  # scenario 12
