@@ -275,22 +275,24 @@ async fn a_late_older_update_never_revives_a_deleted_subscription(backend: Backe
     assert_eq!(status.body["usage"]["daily_limit"], 5);
 }
 
+/// Delivers a subscription update that leaves `user` past due until `period_end`.
+async fn deliver_past_due(app: &TestApp, event_id: &str, user: &Value, period_end: i64) {
+    let event = subscription_event(
+        event_id,
+        "customer.subscription.updated",
+        100,
+        Some(user),
+        "past_due",
+        period_end,
+    );
+    deliver_signed(app, &event).await;
+}
+
 async fn past_due_keeps_pro_until_the_period_ends(backend: Backend) {
     let app = billing_app(backend).await;
     let (token, user) = app.new_user().await;
     let period_end = in_days(&app, 1);
-    deliver_signed(
-        &app,
-        &subscription_event(
-            "evt_pd",
-            "customer.subscription.updated",
-            100,
-            Some(&user),
-            "past_due",
-            period_end,
-        ),
-    )
-    .await;
+    deliver_past_due(&app, "evt_pd", &user, period_end).await;
     assert_eq!(tier(&app, &token).await, "pro");
     let status = app.get("/subscription/status", Some(&token)).await;
     assert_eq!(
@@ -324,18 +326,7 @@ async fn a_tier_kept_in_memory_ends_with_its_period(backend: Backend) {
     assert_eq!(tier(&app, &token).await, "basic");
     assert_eq!(tier(&app, &token).await, "basic");
     let period_end = (app.clock_now() + chrono::Duration::seconds(30)).timestamp();
-    deliver_signed(
-        &app,
-        &subscription_event(
-            "evt_grace",
-            "customer.subscription.updated",
-            100,
-            Some(&user),
-            "past_due",
-            period_end,
-        ),
-    )
-    .await;
+    deliver_past_due(&app, "evt_grace", &user, period_end).await;
     assert_eq!(tier(&app, &token).await, "pro");
     assert_eq!(tier(&app, &token).await, "pro");
     app.clock.advance(chrono::Duration::seconds(31));
