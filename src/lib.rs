@@ -116,9 +116,9 @@ async fn set_admin_role(action: config::AdminAction) -> anyhow::Result<()> {
 }
 
 /// Moves the user's cache version on in Redis, so every serving process shows the new role on
-/// `GET /user/me` at once. Without Redis no process can be told: an embedded server shows it
-/// within [`users::service::ME_MAX_AGE`]. The role itself is in force already (`/admin/*` reads
-/// it from the database); a failure here is a warning.
+/// `GET /user/me` at once (without Redis, `/user/me` is not cached: nothing to tell). The role
+/// itself is in force already (`/admin/*` reads it from the database); a failure here is a
+/// warning, and [`users::service::ME_MAX_AGE`] bounds what it leaves stale.
 #[allow(clippy::print_stderr, reason = "the command's answer to its operator")]
 async fn tell_serving_processes(
     config: &config::Config,

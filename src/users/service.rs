@@ -10,10 +10,9 @@ use crate::error::{AppError, Result};
 use crate::messages::events::{self, RoomEvent};
 use crate::quota::model::{self as quota, Usage, UsageDay, day_of};
 
-/// The longest `GET /user/me` is served from the cache. Every write through the API moves
-/// the user's cache version, and so does `gemchat admin` with Redis; this bounds the one
-/// change no serving process hears of: an admin role set from the command line on an embedded
-/// (one-process, no Redis) server.
+/// The longest `GET /user/me` is served from the cache (which keeps it only with Redis). Every
+/// write through the API moves the user's cache version, and so does `gemchat admin`; this
+/// bounds what a version move that could not reach Redis leaves stale.
 pub(crate) const ME_MAX_AGE: chrono::Duration = chrono::Duration::seconds(60);
 
 /// What `GET /user/me` shows.
