@@ -125,6 +125,11 @@ pub trait JobQueue: Send + Sync {
     /// When the next job not yet due becomes due, if any.
     async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
+    /// Wakes the workers of every process, as queuing a job does: a worker that stops wakes
+    /// the others, since the lanes of the jobs it finished are free (finishing a reply wakes
+    /// only its own process, whose worker has a slot free for the lane's next job).
+    async fn wake_all(&self);
+
     /// Returns when new work may have arrived (a job was queued by any process), or after
     /// `max_wait`.
     async fn wait_for_work(&self, max_wait: Duration);

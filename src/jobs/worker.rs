@@ -222,6 +222,8 @@ pub async fn run_until_stopped(app: Arc<App>, handlers: Handlers, mut stop: watc
             }
         }
     }
+    // The lanes of the jobs finished while stopping are free, and this worker takes no more.
+    app.store.jobs.wake_all().await;
     tracing::info!("job worker stopped");
 }
 

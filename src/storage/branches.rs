@@ -178,7 +178,7 @@ impl BranchRepo for SqlStore {
             return Err(StoreError::NotFound);
         };
         tx.commit().await?;
-        self.local_jobs.notify_one();
+        self.wake_workers().await;
         Ok(VersionOutcome::Accepted {
             used,
             limit,

@@ -168,6 +168,7 @@ impl ChatroomRepo for SqlStore {
             .await?;
         }
         tx.commit().await?;
+        self.wake_workers().await;
         Ok(true)
     }
 }

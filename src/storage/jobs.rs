@@ -29,10 +29,17 @@ impl FromRecord for ClaimedJob {
 /// one runs: it waits for that one instead of making the claim break the one-claim-per-lane
 /// index (which failed every claim of the batch while the newer job ran). A lapsed claim is
 /// taken over first, oldest or not.
+///
+/// Two probes, each answered by an index without reading the lane's other jobs: the claimed
+/// job of the lane (`jobs_one_claimed_per_lane`), then an older one (`jobs_lane`, the range
+/// below `j.id`). One probe for both read every job of the lane for each lane's oldest; with
+/// a backlog of ~30 jobs per lane, that was most of the claim's cost (3.2 against 1.4 ms).
 macro_rules! lane_is_free {
     () => {
-        "NOT EXISTS (SELECT 1 FROM jobs o WHERE o.lane = j.lane AND o.id <> j.id \
-             AND (o.lock_token IS NOT NULL OR (j.lock_token IS NULL AND o.id < j.id)))"
+        "NOT EXISTS (SELECT 1 FROM jobs o WHERE o.lane = j.lane AND o.lock_token IS NOT NULL \
+             AND o.id <> j.id) \
+         AND (j.lock_token IS NOT NULL \
+             OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.lane = j.lane AND o.id < j.id))"
     };
 }
 pub(crate) use lane_is_free;
@@ -50,19 +57,26 @@ fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
 }
 
 impl SqlStore {
-    /// Inside a transaction about to commit: wakes the workers of every process (on
-    /// PostgreSQL a `NOTIFY`, delivered at commit; one process owns SQLite's workers, and
-    /// `local_jobs` wakes them after the commit).
-    pub(super) async fn wake_workers(&self, tx: &mut dyn Connection) -> Result<(), StoreError> {
-        if let Some(notify) = self.db.wake_workers() {
-            notify.execute(tx).await?;
+    /// After a commit that queued work or freed a lane: wakes this process's workers, and on
+    /// PostgreSQL those of every other process (a `NOTIFY`). Best-effort: the commit stands
+    /// whatever happens here, and a lost wake-up is caught by the workers' poll.
+    ///
+    /// The `NOTIFY` is a transaction of its own, never part of the one that stores the work:
+    /// PostgreSQL serialises the commits of every transaction that notifies, each holding a
+    /// global lock through its WAL flush. Inside the sends' and the replies' transactions it
+    /// was the bottleneck of both under load (`bench/`, scenario 6: most completing replies
+    /// waited on that lock). Alone, a `NOTIFY` writes no data, so its commit is not flushed.
+    pub(super) async fn wake_workers(&self) {
+        self.local_jobs.notify_one();
+        if let Some(notify) = self.db.wake_workers()
+            && let Err(err) = notify.execute(&mut *self.db.writes()).await
+        {
+            tracing::warn!(error = %err, "could not wake the workers of other processes; they find the work when they next look");
         }
-        Ok(())
     }
 
-    /// Queues `job` as part of the caller's transaction, waking workers when it commits (the
-    /// caller wakes this process's own with `local_jobs` after the commit). A job whose key is
-    /// already queued is not queued twice.
+    /// Queues `job` as part of the caller's transaction; the caller wakes workers after the
+    /// commit ([`Self::wake_workers`]). A job whose key is already queued is not queued twice.
     pub(super) async fn enqueue_in(
         &self,
         tx: &mut dyn Connection,
@@ -83,11 +97,11 @@ impl SqlStore {
         .bind(job.run_at)
         .execute(&mut *tx)
         .await?;
-        self.wake_workers(tx).await
+        Ok(())
     }
 
-    /// Removes the queued job named `key`, if any, as part of the caller's transaction (waking
-    /// workers: the next job of its lane is first in line now).
+    /// Removes the queued job named `key`, if any, as part of the caller's transaction (the
+    /// caller wakes workers after the commit: the next job of its lane is first in line now).
     pub(super) async fn remove_in(
         &self,
         tx: &mut dyn Connection,
@@ -97,11 +111,10 @@ impl SqlStore {
             .bind(key)
             .execute(&mut *tx)
             .await?;
-        self.wake_workers(tx).await
+        Ok(())
     }
 
-    /// Removes a job that is done, as part of the caller's transaction (waking workers: the
-    /// next job of its lane is first in line now).
+    /// Removes a job that is done, as part of the caller's transaction.
     pub(super) async fn finish_in(
         &self,
         tx: &mut dyn Connection,
@@ -111,7 +124,7 @@ impl SqlStore {
             .bind(job.0)
             .execute(&mut *tx)
             .await?;
-        self.wake_workers(tx).await
+        Ok(())
     }
 }
 
@@ -121,7 +134,7 @@ impl JobQueue for SqlStore {
         let mut tx = self.db.begin().await?;
         self.enqueue_in(&mut *tx, job).await?;
         tx.commit().await?;
-        self.local_jobs.notify_one();
+        self.wake_workers().await;
         Ok(())
     }
 
@@ -141,12 +154,17 @@ impl JobQueue for SqlStore {
     }
 
     async fn renew(&self, job: &ClaimedJob, until: DateTime<Utc>) -> Result<bool, StoreError> {
-        let done = sql("UPDATE jobs SET locked_until = $3 WHERE id = $1 AND lock_token = $2")
-            .bind(job.id.0)
-            .bind(job.lock_token)
-            .bind(until)
-            .execute(&mut *self.db.writes())
-            .await?;
+        // Not flushed: a renewal lost with the server shortens the lease, and a second run is
+        // what leases already allow for (only one run can end the job).
+        let done = sql(format!(
+            "UPDATE jobs SET locked_until = $3{} WHERE id = $1 AND lock_token = $2",
+            self.db.unflushed()
+        ))
+        .bind(job.id.0)
+        .bind(job.lock_token)
+        .bind(until)
+        .execute(&mut *self.db.writes())
+        .await?;
         Ok(done == 1)
     }
 
@@ -162,9 +180,8 @@ impl JobQueue for SqlStore {
         .bind(run_at)
         .execute(&mut *tx)
         .await?;
-        self.wake_workers(&mut *tx).await?;
         tx.commit().await?;
-        self.local_jobs.notify_one();
+        self.wake_workers().await;
         Ok(())
     }
 
@@ -194,9 +211,8 @@ impl JobQueue for SqlStore {
             .bind(job.lock_token)
             .execute(&mut *tx)
             .await?;
-        self.wake_workers(&mut *tx).await?;
         tx.commit().await?;
-        self.local_jobs.notify_one();
+        self.wake_workers().await;
         Ok(done == 1)
     }
 
@@ -223,6 +239,10 @@ impl JobQueue for SqlStore {
         .fetch_one::<Scalar<Option<DateTime<Utc>>>>(&mut *self.db.reads())
         .await?;
         Ok(next)
+    }
+
+    async fn wake_all(&self) {
+        self.wake_workers().await;
     }
 
     async fn wait_for_work(&self, max_wait: Duration) {

@@ -400,7 +400,7 @@ impl MessageRepo for SqlStore {
         let job = ReplyJob::of(&new.reply).queued(new.job_id, new.now);
         self.enqueue_in(&mut *tx, &job).await?;
         tx.commit().await?;
-        self.local_jobs.notify_one();
+        self.wake_workers().await;
         Ok(PromptOutcome::Accepted {
             used,
             limit,
@@ -539,7 +539,7 @@ impl MessageRepo for SqlStore {
         let job = ReplyJob::of(&requeued).queued(job_id, now);
         self.enqueue_in(&mut *tx, &job).await?;
         tx.commit().await?;
-        self.local_jobs.notify_one();
+        self.wake_workers().await;
         Ok(true)
     }
 }

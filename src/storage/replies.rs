@@ -16,6 +16,15 @@ use crate::storage::error::StoreError;
 use crate::users::model::UserId;
 
 impl SqlStore {
+    /// After a reply's job ended: its lane's next job is first in line. This process's workers
+    /// are woken, not every process's: the worker that ran the job has a slot free for it now
+    /// (a worker that stops wakes the others as it goes, see `run_until_stopped`). A `NOTIFY`
+    /// per reply was one more transaction per reply for PostgreSQL, and woke every idle worker
+    /// of every process to claim the one job.
+    fn lane_freed(&self) {
+        self.local_jobs.notify_one();
+    }
+
     /// Removes the reply's job and, when the reply changed, bumps the chatroom's activity;
     /// where the chatroom's name comes from, when it was bumped.
     async fn end_reply(
@@ -108,9 +117,14 @@ impl ReplyRepo for SqlStore {
         reply: MessageId,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        // Streaming already is fine: a run whose lease lapsed may have marked it.
-        let marked = sql("UPDATE messages SET status = 'streaming', updated_at = $2 \
-             WHERE id = $1 AND status IN ('pending', 'streaming')")
+        // Streaming already is fine: a run whose lease lapsed may have marked it. Not flushed
+        // (see `Dialect::unflushed`): lost with the server, the reply is `pending` again, as
+        // its next attempt would set it anyway.
+        let marked = sql(format!(
+            "UPDATE messages SET status = 'streaming', updated_at = $2{} \
+             WHERE id = $1 AND status IN ('pending', 'streaming')",
+            self.db.unflushed()
+        ))
         .bind(reply.0)
         .bind(now)
         .execute(&mut *self.db.writes())
@@ -165,7 +179,7 @@ impl ReplyRepo for SqlStore {
                 .bind(reply.chatroom_id.0)
                 .fetch_optional(&mut *writes)
                 .await?;
-            self.local_jobs.notify_one();
+            self.lane_freed();
             let Some(WithRoom(done, source)) = done else {
                 return Ok(None);
             };
@@ -187,7 +201,7 @@ impl ReplyRepo for SqlStore {
             .await?;
         let done = self.one_assembled(&mut *tx, done).await?;
         tx.commit().await?;
-        self.local_jobs.notify_one();
+        self.lane_freed();
         Ok(done.map(|message| Completed::new(message, source)))
     }
 
@@ -210,6 +224,7 @@ impl ReplyRepo for SqlStore {
         let Some(Scalar(quota_day)) = quota_day else {
             self.end_reply(&mut *tx, job, reply, false, now).await?;
             tx.commit().await?;
+            self.wake_workers().await;
             return Ok(None);
         };
         let failed: Stored = sql(concat!(
@@ -229,7 +244,7 @@ impl ReplyRepo for SqlStore {
         self.end_reply(&mut *tx, job, reply, true, now).await?;
         let failed = self.one_assembled(&mut *tx, Some(failed)).await?;
         tx.commit().await?;
-        self.local_jobs.notify_one();
+        self.wake_workers().await;
         Ok(failed)
     }
 
@@ -279,7 +294,7 @@ impl ReplyRepo for SqlStore {
         self.remove_in(&mut *tx, &job.key()).await?;
         let cancelled = self.one_assembled(&mut *tx, Some(cancelled)).await?;
         tx.commit().await?;
-        self.local_jobs.notify_one();
+        self.wake_workers().await;
         Ok(cancelled.map_or(Cancel::NotFound, Cancel::Cancelled))
     }
 }

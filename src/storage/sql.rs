@@ -283,6 +283,15 @@ pub(crate) trait Dialect: Send + Sync {
     /// that only takes a lock can be skipped.
     fn lock(&self, lock: Lock) -> Option<&'static str>;
 
+    /// For an `UPDATE` of the job queue's bookkeeping, which a crash of the database server
+    /// may lose because the next attempt redoes it (a claim, a lease renewed, a reply marked
+    /// streaming): a `FROM` item that lets the statement's own transaction commit without
+    /// waiting for its WAL to reach the disk (PostgreSQL's `synchronous_commit = off`, for
+    /// that transaction only). Never for what an answer to a client stands on. Empty where a
+    /// commit does not wait for a flush of its own (SQLite's WAL mode at `synchronous =
+    /// NORMAL`).
+    fn unflushed(&self) -> &'static str;
+
     /// The UTC day (a `date` column) of the time column `column`.
     fn utc_day(&self, column: &str) -> String;
 
@@ -296,13 +305,13 @@ pub(crate) trait Dialect: Send + Sync {
     /// `id, kind, payload, attempts, lock_token`.
     fn claim(&self) -> Statement;
 
-    /// A statement that, run in a transaction, wakes the workers of other processes when it
-    /// commits (PostgreSQL's `NOTIFY`); `None` where one process owns the workers.
+    /// A statement, run after the commit that queued work, that wakes the workers of other
+    /// processes (PostgreSQL's `NOTIFY`); `None` where one process owns the workers.
     fn wake_workers(&self) -> Option<Statement>;
 
     /// Where the database has data-modifying CTEs: one statement that completes a reply (binds
     /// as the shared `UPDATE messages` of `complete`, then the job `$11` and the chatroom
-    /// `$12`), deletes its job (waking workers) and bumps the room, returning the message and
+    /// `$12`), deletes its job and bumps the room, returning the message and
     /// the room's `room_name_source`.
     fn complete_in_one_statement(&self) -> Option<&'static str>;
 

@@ -168,6 +168,7 @@ impl UploadRepo for SqlStore {
         .await?;
         self.enqueue_in(&mut *tx, expiry).await?;
         tx.commit().await?;
+        self.wake_workers().await;
         Ok(())
     }
 

@@ -165,6 +165,7 @@ impl UserRepo for SqlStore {
             }
         }
         tx.commit().await?;
+        self.wake_workers().await;
         Ok(Some(DeletedAccount {
             chatrooms: rooms.into_iter().map(|Scalar(id)| ChatroomId(id)).collect(),
             files: files.len(),

@@ -104,10 +104,41 @@ async fn a_stopping_worker_hands_back_what_it_cannot_finish(backend: Backend) {
     assert_eq!(reply["content"], "from the next worker");
 }
 
-/// On PostgreSQL a finished job wakes every worker process (`NOTIFY gemchat_jobs`): the
-/// room's next job is first in line now, and a worker elsewhere must not wait for its poll.
+/// On PostgreSQL a prompt queued by one process wakes the workers of every process
+/// (`NOTIFY gemchat_jobs`, sent after the commit): the job is there to claim when they wake.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn finishing_a_job_wakes_the_workers_of_other_processes() {
+async fn a_queued_prompt_wakes_the_workers_of_other_processes() {
+    let Some(db) = TestDb::own_postgres_database().await else {
+        return;
+    };
+    let url = db.url.clone();
+    let api = TestApp::spawn_with(Backend::Sqlite, |c| c.database_url = url.clone()).await;
+    let worker = TestApp::spawn_with(Backend::Sqlite, |c| c.database_url = url).await;
+    let (token, _) = api.new_user().await;
+    let room = api.chatroom(&token, "chat").await;
+
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url)
+        .await
+        .expect("listen");
+    listener.listen("gemchat_jobs").await.expect("listen");
+    api.send_message(&token, &room, "hello").await;
+    let woken = tokio::time::timeout(Duration::from_secs(10), listener.recv()).await;
+    assert!(woken.is_ok_and(|n| n.is_ok()), "a notification of the send");
+    assert!(
+        gemchat::jobs::worker::run_next(&worker.app, &gemchat::job_handlers())
+            .await
+            .expect("a claim"),
+        "the woken process finds the job"
+    );
+    drop((api, worker));
+    drop(db);
+}
+
+/// On PostgreSQL a finished reply wakes only its own process's worker (which has a slot free
+/// for the room's next job); a worker that stops wakes those of every other process
+/// (`NOTIFY gemchat_jobs`), so the rooms whose replies it finished do not wait for a poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_wakes_the_workers_of_other_processes() {
     let Some(db) = TestDb::own_postgres_database().await else {
         return;
     };
@@ -122,15 +153,36 @@ async fn finishing_a_job_wakes_the_workers_of_other_processes() {
         .await
         .expect("listen");
     listener.listen("gemchat_jobs").await.expect("listen");
-    assert!(
-        gemchat::jobs::worker::run_next(&app.app, &gemchat::job_handlers())
-            .await
-            .expect("a job runs")
-    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(gemchat::jobs::worker::run_until_stopped(
+        Arc::clone(&app.app),
+        gemchat::job_handlers(),
+        stopped,
+    ));
+    // The second reply waits for the first: this process's own wake-up runs it.
+    eventually(
+        Duration::from_secs(10),
+        "both replies completed",
+        || async {
+            let page = app
+                .get(&format!("/chatroom/{room}/messages"), Some(&token))
+                .await;
+            let page = page.assert_status(200);
+            let messages = page["messages"].as_array().cloned().unwrap_or_default();
+            messages
+                .iter()
+                .filter(|m| m["role"] == "model" && m["status"] == "completed")
+                .count()
+                == 2
+        },
+    )
+    .await;
+    let _ = stop.send(true);
+    worker.await.expect("the worker stops");
     let woken = tokio::time::timeout(Duration::from_secs(10), listener.recv()).await;
     assert!(
         woken.is_ok_and(|n| n.is_ok()),
-        "a notification after the first reply"
+        "a notification as the worker stopped"
     );
     drop(app);
     drop(db);

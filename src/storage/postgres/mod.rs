@@ -92,6 +92,10 @@ impl Dialect for PgStore {
         })
     }
 
+    fn unflushed(&self) -> &'static str {
+        " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS unflushed"
+    }
+
     fn utc_day(&self, column: &str) -> String {
         format!("(({column}) AT TIME ZONE 'UTC')::date")
     }
@@ -113,7 +117,7 @@ impl Dialect for PgStore {
     fn claim(&self) -> Statement {
         // One job of a lane at a time (see `lane_is_free!`), so a chatroom's replies are
         // produced in order; SKIP LOCKED lets concurrent workers claim different jobs without
-        // waiting.
+        // waiting. Not flushed (see `unflushed`): a claim lost with the server is claimed again.
         sql(concat!(
             "WITH next AS ( \
                  SELECT j.id FROM jobs j \
@@ -123,7 +127,8 @@ impl Dialect for PgStore {
             " ORDER BY j.run_at, j.id LIMIT $3 FOR UPDATE SKIP LOCKED) \
              UPDATE jobs SET locked_until = $2, lock_token = gen_random_uuid(), \
                  attempts = jobs.attempts + 1 \
-             FROM next WHERE jobs.id = next.id \
+             FROM next, (SELECT set_config('synchronous_commit', 'off', true)) AS unflushed \
+             WHERE jobs.id = next.id \
              RETURNING jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.lock_token"
         ))
     }
@@ -134,15 +139,14 @@ impl Dialect for PgStore {
 
     fn complete_in_one_statement(&self) -> Option<&'static str> {
         // Data-modifying CTEs all run, atomically, whatever the final SELECT reads. The job
-        // goes (waking other workers: the room's next job is first in line now); the room's
-        // activity moves only if this run finished the reply.
+        // goes; the room's activity moves only if this run finished the reply.
         Some(concat!(
             "WITH done AS ( \
                  UPDATE messages SET status = 'completed', content = $2, finish_reason = $3, \
                  model_version = $4, prompt_tokens = $5, output_tokens = $6, total_tokens = $7, \
                  updated_at = $8, thinking_tokens = $9, cached_tokens = $10 \
                  WHERE id = $1 AND status IN ('pending', 'streaming') RETURNING *), \
-             gone AS (DELETE FROM jobs WHERE id = $11 RETURNING pg_notify('gemchat_jobs', '')), \
+             gone AS (DELETE FROM jobs WHERE id = $11), \
              touched AS (UPDATE chatrooms SET last_message_at = $8, activity_at = $8 \
                  WHERE id = $12 AND EXISTS (SELECT 1 FROM done) RETURNING name_source) \
              SELECT ",

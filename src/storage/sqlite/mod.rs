@@ -203,6 +203,10 @@ impl Dialect for SqliteStore {
         ))
     }
 
+    fn unflushed(&self) -> &'static str {
+        ""
+    }
+
     fn wake_workers(&self) -> Option<Statement> {
         None
     }
