@@ -18,6 +18,7 @@ use crate::harness::{Backend, TestApp, TestDb, eventually};
 backend_tests!(
     a_stopping_worker_finishes_a_reply_within_the_grace_period,
     a_stopping_worker_hands_back_what_it_cannot_finish,
+    jobs_claimed_ahead_wait_for_a_slot_and_are_handed_back_at_a_stop,
     each_job_goes_to_the_handler_of_its_kind,
 );
 
@@ -102,6 +103,71 @@ async fn a_stopping_worker_hands_back_what_it_cannot_finish(backend: Backend) {
     let reply = reply_of(&app, &token, &room).await;
     assert_eq!(reply["status"], "completed");
     assert_eq!(reply["content"], "from the next worker");
+}
+
+/// The worker claims a batch ahead of its slots: those jobs wait for a slot (no more run at
+/// once than `WORKER_CONCURRENCY`), and a worker that stops hands them back with the one it
+/// interrupted.
+async fn jobs_claimed_ahead_wait_for_a_slot_and_are_handed_back_at_a_stop(backend: Backend) {
+    let gemini = FakeGemini::start().await;
+    FakeGemini::stream_call()
+        .respond_with(sse_reply(&["too late"]).set_delay(Duration::from_secs(120)))
+        .up_to_n_times(1)
+        .mount(&gemini.server)
+        .await;
+    FakeGemini::stream_call()
+        .respond_with(sse_reply(&["from the next worker"]))
+        .mount(&gemini.server)
+        .await;
+    let uri = gemini.uri();
+    let app = TestApp::spawn_with(backend, move |config| {
+        config.ai_provider = Some(AiProviderKind::Gemini);
+        config.gemini_api_key = Some(Secret::new(GEMINI_KEY));
+        config.gemini_base_url = uri;
+        config.worker_shutdown_grace = 0;
+        config.worker_concurrency = 1;
+    })
+    .await;
+    let (token, _) = app.new_user().await;
+    let mut rooms = Vec::new();
+    for name in ["one", "two", "three"] {
+        let room = app.chatroom(&token, name).await;
+        app.send_message(&token, &room, "hello").await;
+        rooms.push(room);
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(gemchat::jobs::worker::run_until_stopped(
+        Arc::clone(&app.app),
+        gemchat::job_handlers(),
+        stopped,
+    ));
+    // One slot, two more claimed ahead (a batch is one job here, two are held ahead).
+    eventually(Duration::from_secs(10), "three jobs claimed", || async {
+        let counts = app.app.store().jobs.counts(app.clock_now()).await;
+        counts.is_ok_and(|(_, running)| running == 3)
+    })
+    .await;
+    eventually(Duration::from_secs(10), "Gemini was called", || async {
+        !gemini.requests().await.is_empty()
+    })
+    .await;
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .expect("the worker stops")
+        .expect("join");
+    assert_eq!(
+        gemini.requests().await.len(),
+        1,
+        "one slot: the jobs claimed ahead never ran"
+    );
+    for room in &rooms {
+        assert_eq!(reply_of(&app, &token, room).await["status"], "pending");
+    }
+    assert_eq!(app.drain_jobs().await, 3, "all three were handed back");
+    for room in &rooms {
+        assert_eq!(reply_of(&app, &token, room).await["status"], "completed");
+    }
 }
 
 /// On PostgreSQL a prompt queued by one process wakes the workers of every process
