@@ -32,13 +32,16 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// `chunks` SSE events, one every `latency / chunks`, the last with `finishReason` and usage.
+/// Each is due at its time from the request (not `gap` after the previous was written, which
+/// added each write's delay and timer rounding: 5 chunks "over 50 ms" took 55-60).
 fn stream_reply(latency: Duration, chunks: u32) -> Response {
     let gap = latency / chunks;
+    let start = tokio::time::Instant::now();
     let events = futures::stream::unfold(0, move |i| async move {
         if i == chunks {
             return None;
         }
-        tokio::time::sleep(gap).await;
+        tokio::time::sleep_until(start + gap * (i + 1)).await;
         let last = i + 1 == chunks;
         let mut event = serde_json::json!({
             "candidates": [{
