@@ -165,6 +165,7 @@ async fn name_room(app: &App, title: &TitleJob, name: &str) -> Result<(), StoreE
         return Ok(());
     };
     count_outcome("titled");
+    tracing::info!(chatroom_id = %title.chatroom_id, "chatroom titled");
     app.user_cache.invalidate(title.user_id).await;
     let view = ChatroomView::from(&room);
     events::publish(app, room.id, &RoomEvent::ChatroomUpdated(view)).await;

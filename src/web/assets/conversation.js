@@ -8,7 +8,7 @@ import { call, loadSession, readEvents } from "./api.js";
 import { refreshUsage, setUsage, showLimit } from "./account.js";
 import { renderAttachments, takeFiles } from "./attachments.js";
 import { renderMarkdown } from "./markdown.js";
-import { closeSidebar, renderRooms, upsertRoom } from "./rooms.js";
+import { closeSidebar, loadRooms, renderRooms, upsertRoom } from "./rooms.js";
 import { state } from "./state.js";
 import { $, announce, describe, fieldMessage, h, sleep, stampFormat, toast } from "./ui.js";
 
@@ -429,9 +429,21 @@ function handleEvent({ type, data }) {
       announce(`The reply failed: ${data.error?.message || ""}`);
     } else {
       announce(`gemchat replied: ${(data.content || "").slice(0, 200)}`);
+      catchUpOnTitles();
     }
   }
   if (stick) scrollToEnd();
+}
+
+/**
+ * A room is titled after its first reply, and the title is announced on that room's own event
+ * stream. Someone who opened another chat before it came (a new chat, at once) did not hear
+ * it: when a reply ends here and another listed room still has the default name after its
+ * first exchange, the list is read again (a cached read on the server).
+ */
+function catchUpOnTitles() {
+  const untitled = state.rooms.some((room) => room.id !== state.room?.id && room.name === "New chat" && room.last_message_at);
+  if (untitled) loadRooms();
 }
 
 /** Applies a delta at `offset` (counted in characters, as the server counts them). */
