@@ -23,14 +23,44 @@ backend_tests!(
 );
 
 async fn app_with(backend: Backend, gemini: &FakeGemini, grace: u64) -> TestApp {
+    app_with_slots(backend, gemini, grace, None).await
+}
+
+/// Talks to `gemini`; a stopping worker waits `grace` seconds; `slots` replies run at once
+/// (the default when `None`).
+async fn app_with_slots(
+    backend: Backend,
+    gemini: &FakeGemini,
+    grace: u64,
+    slots: Option<u32>,
+) -> TestApp {
     let uri = gemini.uri();
     TestApp::spawn_with(backend, move |config| {
         config.ai_provider = Some(AiProviderKind::Gemini);
         config.gemini_api_key = Some(Secret::new(GEMINI_KEY));
         config.gemini_base_url = uri;
         config.worker_shutdown_grace = grace;
+        if let Some(slots) = slots {
+            config.worker_concurrency = slots;
+        }
     })
     .await
+}
+
+/// A Gemini whose first call hangs for two minutes; every later one answers "from the next
+/// worker" at once.
+async fn gemini_hanging_once() -> FakeGemini {
+    let gemini = FakeGemini::start().await;
+    FakeGemini::stream_call()
+        .respond_with(sse_reply(&["too late"]).set_delay(Duration::from_secs(120)))
+        .up_to_n_times(1)
+        .mount(&gemini.server)
+        .await;
+    FakeGemini::stream_call()
+        .respond_with(sse_reply(&["from the next worker"]))
+        .mount(&gemini.server)
+        .await;
+    gemini
 }
 
 async fn reply_of(app: &TestApp, token: &str, room: &str) -> serde_json::Value {
@@ -68,16 +98,7 @@ async fn a_stopping_worker_finishes_a_reply_within_the_grace_period(backend: Bac
 }
 
 async fn a_stopping_worker_hands_back_what_it_cannot_finish(backend: Backend) {
-    let gemini = FakeGemini::start().await;
-    FakeGemini::stream_call()
-        .respond_with(sse_reply(&["too late"]).set_delay(Duration::from_secs(120)))
-        .up_to_n_times(1)
-        .mount(&gemini.server)
-        .await;
-    FakeGemini::stream_call()
-        .respond_with(sse_reply(&["from the next worker"]))
-        .mount(&gemini.server)
-        .await;
+    let gemini = gemini_hanging_once().await;
     let app = app_with(backend, &gemini, 0).await;
     let (token, _) = app.new_user().await;
     let room = app.chatroom(&token, "handback").await;
@@ -109,25 +130,8 @@ async fn a_stopping_worker_hands_back_what_it_cannot_finish(backend: Backend) {
 /// once than `WORKER_CONCURRENCY`), and a worker that stops hands them back with the one it
 /// interrupted.
 async fn jobs_claimed_ahead_wait_for_a_slot_and_are_handed_back_at_a_stop(backend: Backend) {
-    let gemini = FakeGemini::start().await;
-    FakeGemini::stream_call()
-        .respond_with(sse_reply(&["too late"]).set_delay(Duration::from_secs(120)))
-        .up_to_n_times(1)
-        .mount(&gemini.server)
-        .await;
-    FakeGemini::stream_call()
-        .respond_with(sse_reply(&["from the next worker"]))
-        .mount(&gemini.server)
-        .await;
-    let uri = gemini.uri();
-    let app = TestApp::spawn_with(backend, move |config| {
-        config.ai_provider = Some(AiProviderKind::Gemini);
-        config.gemini_api_key = Some(Secret::new(GEMINI_KEY));
-        config.gemini_base_url = uri;
-        config.worker_shutdown_grace = 0;
-        config.worker_concurrency = 1;
-    })
-    .await;
+    let gemini = gemini_hanging_once().await;
+    let app = app_with_slots(backend, &gemini, 0, Some(1)).await;
     let (token, _) = app.new_user().await;
     let mut rooms = Vec::new();
     for name in ["one", "two", "three"] {
