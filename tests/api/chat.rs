@@ -366,12 +366,7 @@ async fn concurrent_sends_take_exactly_the_prompts_left(backend: Backend) {
 
 async fn waiting_returns_the_finished_reply(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(gemchat::jobs::worker::run_until_stopped(
-        Arc::clone(&app.app),
-        gemchat::job_handlers(),
-        stopped,
-    ));
+    let worker = app.start_worker();
     let (token, _) = app.new_user().await;
     let room = app.chatroom(&token, "wait").await;
     let sent = app
@@ -389,8 +384,7 @@ async fn waiting_returns_the_finished_reply(backend: Backend) {
             .is_some_and(|c| c.ends_with("You said: ping"))
     );
     assert_eq!(sent.header("ratelimit-remaining"), Some("4"));
-    let _ = stop.send(true);
-    worker.await.expect("the worker stops");
+    worker.stop().await;
 }
 
 async fn prompt_input_is_validated(backend: Backend) {

@@ -391,12 +391,7 @@ async fn a_room_answers_in_order_with_cancels_and_regenerations_mixed_in(backend
     .assert_status(200);
     app.send_message(&token, &room, "three").await;
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(gemchat::jobs::worker::run_until_stopped(
-        Arc::clone(&app.app),
-        gemchat::job_handlers(),
-        stopped,
-    ));
+    let worker = app.start_worker();
     eventually(Duration::from_secs(10), "every reply", || async {
         let all = messages(&app, &token, &room).await;
         all.len() == 6
@@ -405,8 +400,7 @@ async fn a_room_answers_in_order_with_cancels_and_regenerations_mixed_in(backend
                 .all(|m| m["status"] != "pending" && m["status"] != "streaming")
     })
     .await;
-    let _ = stop.send(true);
-    worker.await.expect("the worker stops");
+    worker.stop().await;
 
     let requests = gemini.requests().await;
     let asked: Vec<Vec<String>> = requests.iter().skip(1).map(turns).collect();

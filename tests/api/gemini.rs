@@ -434,12 +434,7 @@ async fn replies_in_a_room_keep_their_order_when_the_first_is_slow(backend: Back
         .mount(&gemini.server)
         .await;
     let app = with_gemini(backend, &gemini, |c| c.worker_concurrency = 8).await;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(gemchat::jobs::worker::run_until_stopped(
-        Arc::clone(&app.app),
-        gemchat::job_handlers(),
-        stopped,
-    ));
+    let worker = app.start_worker();
     let (token, _) = app.new_user().await;
     let room = app.chatroom(&token, "order").await;
     app.send_message(&token, &room, "slow one").await;
@@ -461,6 +456,5 @@ async fn replies_in_a_room_keep_their_order_when_the_first_is_slow(backend: Back
         requests[1]["contents"][1],
         json!({"role": "model", "parts": [{"text": "slow answer"}]})
     );
-    let _ = stop.send(true);
-    worker.await.expect("the worker stops");
+    worker.stop().await;
 }

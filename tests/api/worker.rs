@@ -80,18 +80,12 @@ async fn a_stopping_worker_finishes_a_reply_within_the_grace_period(backend: Bac
     let (token, _) = app.new_user().await;
     let room = app.chatroom(&token, "grace").await;
     app.send_message(&token, &room, "hello").await;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(gemchat::jobs::worker::run_until_stopped(
-        Arc::clone(&app.app),
-        gemchat::job_handlers(),
-        stopped,
-    ));
+    let worker = app.start_worker();
     eventually(Duration::from_secs(10), "Gemini was called", || async {
         !gemini.requests().await.is_empty()
     })
     .await;
-    let _ = stop.send(true);
-    worker.await.expect("the worker stops");
+    worker.stop().await;
     let reply = reply_of(&app, &token, &room).await;
     assert_eq!(reply["status"], "completed");
     assert_eq!(reply["content"], "done in time");
@@ -103,21 +97,12 @@ async fn a_stopping_worker_hands_back_what_it_cannot_finish(backend: Backend) {
     let (token, _) = app.new_user().await;
     let room = app.chatroom(&token, "handback").await;
     app.send_message(&token, &room, "hello").await;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(gemchat::jobs::worker::run_until_stopped(
-        Arc::clone(&app.app),
-        gemchat::job_handlers(),
-        stopped,
-    ));
+    let worker = app.start_worker();
     eventually(Duration::from_secs(10), "Gemini was called", || async {
         !gemini.requests().await.is_empty()
     })
     .await;
-    let _ = stop.send(true);
-    tokio::time::timeout(Duration::from_secs(10), worker)
-        .await
-        .expect("the worker stops without waiting for the hanging call")
-        .expect("join");
+    worker.stop().await;
     assert_eq!(reply_of(&app, &token, &room).await["status"], "pending");
     // Handed back, not left to its lease: another worker takes it at once.
     assert_eq!(app.drain_jobs().await, 1);
@@ -139,12 +124,7 @@ async fn jobs_claimed_ahead_wait_for_a_slot_and_are_handed_back_at_a_stop(backen
         app.send_message(&token, &room, "hello").await;
         rooms.push(room);
     }
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(gemchat::jobs::worker::run_until_stopped(
-        Arc::clone(&app.app),
-        gemchat::job_handlers(),
-        stopped,
-    ));
+    let worker = app.start_worker();
     // One slot, two more claimed ahead (a batch is one job here, two are held ahead).
     eventually(Duration::from_secs(10), "three jobs claimed", || async {
         let counts = app.app.store().jobs.counts(app.clock_now()).await;
@@ -155,11 +135,7 @@ async fn jobs_claimed_ahead_wait_for_a_slot_and_are_handed_back_at_a_stop(backen
         !gemini.requests().await.is_empty()
     })
     .await;
-    let _ = stop.send(true);
-    tokio::time::timeout(Duration::from_secs(10), worker)
-        .await
-        .expect("the worker stops")
-        .expect("join");
+    worker.stop().await;
     assert_eq!(
         gemini.requests().await.len(),
         1,
@@ -223,12 +199,7 @@ async fn a_stopping_worker_wakes_the_workers_of_other_processes() {
         .await
         .expect("listen");
     listener.listen("gemchat_jobs").await.expect("listen");
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(gemchat::jobs::worker::run_until_stopped(
-        Arc::clone(&app.app),
-        gemchat::job_handlers(),
-        stopped,
-    ));
+    let worker = app.start_worker();
     // The second reply waits for the first: this process's own wake-up runs it.
     eventually(
         Duration::from_secs(10),
@@ -247,8 +218,7 @@ async fn a_stopping_worker_wakes_the_workers_of_other_processes() {
         },
     )
     .await;
-    let _ = stop.send(true);
-    worker.await.expect("the worker stops");
+    worker.stop().await;
     let woken = tokio::time::timeout(Duration::from_secs(10), listener.recv()).await;
     assert!(
         woken.is_ok_and(|n| n.is_ok()),

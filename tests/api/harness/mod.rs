@@ -194,6 +194,17 @@ impl TestApp {
         ran
     }
 
+    /// Starts the job worker over this app in the background, as `serve` runs its own.
+    pub fn start_worker(&self) -> RunningWorker {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(gemchat::jobs::worker::run_until_stopped(
+            Arc::clone(&self.app),
+            gemchat::job_handlers(),
+            stopped,
+        ));
+        RunningWorker { stop, task }
+    }
+
     /// Creates a chatroom and returns its id.
     pub async fn chatroom(&self, token: &str, name: &str) -> String {
         let created = self
@@ -265,4 +276,22 @@ where
 /// The reply a claimed reply job produces.
 pub fn reply_of(job: &gemchat::jobs::queue::ClaimedJob) -> gemchat::replies::model::ReplyJob {
     job.payload().expect("a reply job")
+}
+
+/// A job worker started by [`TestApp::start_worker`].
+pub struct RunningWorker {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningWorker {
+    /// Asks the worker to stop and waits until it has (its grace period spent, what it still
+    /// held handed back): within 10 s.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.task)
+            .await
+            .expect("the worker stops within 10 s")
+            .expect("the worker's task");
+    }
 }
