@@ -3,7 +3,7 @@
 //! is cheap on the hot path; `/metrics` renders the text format.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -23,7 +23,15 @@ pub(crate) const QUOTA_REJECTIONS: &str = "gemchat_quota_rejections_total";
 pub(crate) const REDIS_UP: &str = "gemchat_redis_up";
 pub(crate) const DATABASE_UP: &str = "gemchat_database_up";
 
-/// The process's metrics recorder, installed on first use.
+/// How often the histograms' recorded samples are folded into their buckets (the exporter's
+/// own default).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The name of the thread that does it.
+const UPKEEP_THREAD: &str = "metrics-upkeep";
+
+/// The process's metrics recorder, installed on first use, with the thread that keeps its
+/// histograms folded.
 pub(crate) fn handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
@@ -49,9 +57,30 @@ pub(crate) fn handle() -> PrometheusHandle {
             describe();
             // Present from the start, so a scrape shows 0 rather than nothing.
             metrics::gauge!(SSE_CONNECTIONS).set(0.0);
+            keep_up(handle.clone());
             handle
         })
         .clone()
+}
+
+/// Folds recorded histogram samples into their buckets every `UPKEEP_EVERY`, for the life of
+/// the process. The recorder keeps every sample (every request's latency) as recorded until
+/// then: without this, a process nobody scrapes, or a worker, which serves no `/metrics`, grew
+/// by ~8 bytes a request without end (bench scenario 4: +10 MiB over a million requests).
+/// A thread, not a task: the recorder outlives any one runtime (each test has its own).
+fn keep_up(handle: PrometheusHandle) {
+    let started = std::thread::Builder::new()
+        .name(UPKEEP_THREAD.into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(err) = started {
+        tracing::error!(error = %err, "cannot start the metrics upkeep thread; histograms grow until scraped");
+    }
 }
 
 fn describe() {
@@ -194,6 +223,25 @@ impl Drop for SseConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_thread_folds_the_histograms_whoever_asks_for_the_recorder() {
+        fn upkeep_threads() -> usize {
+            std::fs::read_dir("/proc/self/task")
+                .expect("the process's threads")
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .filter(|name| name.trim_end() == UPKEEP_THREAD)
+                .count()
+        }
+        handle();
+        handle();
+        // A new thread names itself once it runs.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while upkeep_threads() == 0 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(upkeep_threads(), 1);
+    }
 
     #[test]
     fn unknown_methods_share_one_label() {
