@@ -17,7 +17,7 @@ use crate::jobs::queue::ClaimedJob;
 use crate::jobs::retry;
 use crate::jobs::worker::{JobHandler, count_outcome, drop_unreadable};
 use crate::messages::events::{self, RoomEvent};
-use crate::messages::model::{MessageError, MessageStatus};
+use crate::messages::model::{Message, MessageError, MessageStatus};
 use crate::metrics::{AI_DURATION, AI_ERRORS};
 use crate::storage::error::StoreError;
 
@@ -58,13 +58,33 @@ impl JobHandler for ReplyHandler {
 /// One attempt: generate, then record the outcome. While the AI provider's rate limit holds
 /// every call off, the reply goes back to the queue until then (its attempt not counted).
 async fn attempt(app: &App, job: &ClaimedJob, reply: &ReplyJob) -> Result<(), StoreError> {
-    if let Some(until) = pause::paused_at(app, app.clock.now()).await {
+    // The pause is asked while the conversation is read: one wait instead of two, and a reply
+    // that must wait has cost one read.
+    let budget = Budget {
+        messages: app.config.ai_context_messages,
+        tokens: app.config.ai_context_tokens,
+    };
+    let (paused, path) = tokio::join!(
+        pause::paused_at(app, app.clock.now()),
+        app.store.replies.path_above(reply, budget.path_to_read()),
+    );
+    if let Some(until) = paused {
         count_outcome("paused");
         tracing::info!(%until, "AI calls are paused by a rate limit; the reply waits");
         return app.store.jobs.release(job, until).await;
     }
-    let outcome = generate(app, job, reply).await?;
-    app.progress.clear(reply.reply_id).await;
+    let path = path?;
+    let chosen = context::select(&path, budget);
+    let outcome = generate(app, job, reply, &chosen).await?;
+    // A completed reply is the room's newest activity: the owner's cached list is stale. Both
+    // before the completion is announced, so a listener that reads the list on it sees it.
+    let completed = matches!(outcome, Ok(Produced::Completed(_)));
+    let list_is_stale = async {
+        if completed {
+            app.user_cache.invalidate(reply.user_id).await;
+        }
+    };
+    tokio::join!(app.progress.clear(reply.reply_id), list_is_stale);
     let now = app.clock.now();
     if let Err(AiError::Retryable {
         kind: "rate_limited",
@@ -78,8 +98,6 @@ async fn attempt(app: &App, job: &ClaimedJob, reply: &ReplyJob) -> Result<(), St
         Ok(Produced::Completed(done)) => {
             count_outcome("completed");
             tracing::info!("reply completed");
-            // The reply is the room's newest activity: the owner's cached list is stale.
-            app.user_cache.invalidate(reply.user_id).await;
             events::publish(app, reply.chatroom_id, &RoomEvent::completed(&done.message)).await;
             if done.room_untitled {
                 let title = TitleJob {
@@ -224,20 +242,15 @@ async fn model_for(app: &App, reply: &ReplyJob) -> Result<Option<String>, StoreE
 }
 
 /// Streams the reply from the provider to the chatroom's listeners and stores it when done.
-/// The outer error is storage; the inner one the provider's.
+/// `chosen` is the conversation above the reply that its context keeps. The outer error is
+/// storage; the inner one the provider's.
 async fn generate(
     app: &App,
     job: &ClaimedJob,
     reply: &ReplyJob,
+    chosen: &[&Message],
 ) -> Result<Result<Produced, AiError>, StoreError> {
-    let budget = Budget {
-        messages: app.config.ai_context_messages,
-        tokens: app.config.ai_context_tokens,
-    };
-    let replies = &app.store.replies;
-    let path = replies.path_above(reply, budget.path_to_read()).await?;
-    let chosen = context::select(&path, budget);
-    let turns = match context::turns(app.objects.as_ref(), &chosen).await {
+    let turns = match context::turns(app.objects.as_ref(), chosen).await {
         Ok(turns) => turns,
         // A file that cannot be read now is worth another attempt, like a dropped stream.
         Err(err) => {
@@ -255,11 +268,14 @@ async fn generate(
     };
     // Listening before the reply is marked streaming: a cancel from then on is heard.
     let mut watch = CancelWatch::new(app, reply);
-    let replies = &app.store.replies;
-    if !replies
-        .mark_streaming(reply.reply_id, app.clock.now())
-        .await?
-    {
+    // A new attempt streams from the start: what an earlier one streamed is dropped first.
+    let (marked, ()) = tokio::join!(
+        app.store
+            .replies
+            .mark_streaming(reply.reply_id, app.clock.now()),
+        app.progress.clear(reply.reply_id),
+    );
+    if !marked? {
         return Ok(Ok(Produced::Ended));
     }
     let started = std::time::Instant::now();
@@ -306,8 +322,6 @@ async fn stream_reply(
     conversation: Conversation,
     watch: &mut CancelWatch<'_>,
 ) -> Result<Result<Produced, AiError>, StoreError> {
-    // A new attempt streams from the start.
-    app.progress.clear(reply.reply_id).await;
     // Dropping the stream (on a cancel) closes the HTTP response: the provider stops.
     let mut stream = tokio::select! {
         opened = app.ai.stream_reply(conversation) => match opened {
