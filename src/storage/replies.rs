@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::SqlStore;
 use super::messages::{Stored, message_columns};
-use super::sql::{Connection, FromRecord, Lock, Record, Scalar, sql};
+use super::sql::{Completion, Connection, FromRecord, Lock, Record, Scalar, sql};
 use crate::chatrooms::model::{ChatroomId, NameSource};
 use crate::jobs::queue::ClaimedJob;
 use crate::messages::model::{Message, MessageError, MessageId, MessageStatus, ReplyMeta, Role};
@@ -158,8 +158,8 @@ impl ReplyRepo for SqlStore {
         meta: &ReplyMeta,
         now: DateTime<Utc>,
     ) -> Result<Option<Completed>, StoreError> {
-        let finish = |statement: super::sql::Statement| {
-            statement
+        let statement = |text: &'static str| {
+            sql(text)
                 .bind(reply.reply_id.0)
                 .bind(content)
                 .bind(meta.finish_reason.as_deref())
@@ -170,38 +170,31 @@ impl ReplyRepo for SqlStore {
                 .bind(now)
                 .bind(meta.thinking_tokens)
                 .bind(meta.cached_tokens)
-        };
-        // Where the database can, one statement does it all (one round trip, once per reply).
-        if let Some(in_one) = self.db.complete_in_one_statement() {
-            let mut writes = self.db.writes();
-            let done: Option<WithRoom> = finish(sql(in_one))
                 .bind(job.id.0)
                 .bind(reply.chatroom_id.0)
-                .fetch_optional(&mut *writes)
-                .await?;
-            self.lane_freed();
-            let Some(WithRoom(done, source)) = done else {
-                return Ok(None);
-            };
-            let done = self.one_assembled(&mut *writes, Some(done)).await?;
-            return Ok(done.map(|message| Completed::new(message, source)));
-        }
-        let mut tx = self.db.begin().await?;
-        let done: Option<Stored> = finish(sql(concat!(
-            "UPDATE messages SET status = 'completed', content = $2, finish_reason = $3, \
-             model_version = $4, prompt_tokens = $5, output_tokens = $6, total_tokens = $7, \
-             updated_at = $8, thinking_tokens = $9, cached_tokens = $10 \
-             WHERE id = $1 AND status IN ('pending', 'streaming') RETURNING ",
-            message_columns!()
-        )))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let source = self
-            .end_reply(&mut *tx, job, reply, done.is_some(), now)
-            .await?;
-        let done = self.one_assembled(&mut *tx, done).await?;
-        tx.commit().await?;
+        };
+        let done: Option<WithRoom> = match self.db.completion() {
+            Completion::Statement(one) => {
+                statement(one)
+                    .fetch_optional(&mut *self.db.writes())
+                    .await?
+            }
+            Completion::Statements(several) => {
+                let mut tx = self.db.begin().await?;
+                // All of them run only if every row is read.
+                let rows: Vec<WithRoom> = statement(several).fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                rows.into_iter().next()
+            }
+        };
         self.lane_freed();
+        let Some(WithRoom(done, source)) = done else {
+            return Ok(None);
+        };
+        // Its versions, if it has any: read once it is committed, off the writer.
+        let done = self
+            .one_assembled(&mut *self.db.reads(), Some(done))
+            .await?;
         Ok(done.map(|message| Completed::new(message, source)))
     }
 

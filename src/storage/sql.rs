@@ -309,11 +309,11 @@ pub(crate) trait Dialect: Send + Sync {
     /// processes (PostgreSQL's `NOTIFY`); `None` where one process owns the workers.
     fn wake_workers(&self) -> Option<Statement>;
 
-    /// Where the database has data-modifying CTEs: one statement that completes a reply (binds
-    /// as the shared `UPDATE messages` of `complete`, then the job `$11` and the chatroom
-    /// `$12`), deletes its job and bumps the room, returning the message and
-    /// the room's `room_name_source`.
-    fn complete_in_one_statement(&self) -> Option<&'static str>;
+    /// How a reply is completed (binds as the shared `UPDATE messages` of `complete`, then
+    /// the job `$11` and the chatroom `$12`): the reply stored, its job deleted and its room
+    /// bumped (only if this run finished the reply), returning the message and the room's
+    /// `room_name_source`.
+    fn completion(&self) -> Completion;
 
     /// Whether the server answers at all, even while every pooled connection is busy (for
     /// the database gate); by default, a query through the read pool.
@@ -325,6 +325,16 @@ pub(crate) trait Dialect: Send + Sync {
     /// Waits until work may be there: this process queued some (`local`), another process
     /// announced some, or `max_wait` passed.
     async fn wait_for_work(&self, local: &tokio::sync::Notify, max_wait: std::time::Duration);
+}
+
+/// A reply's completion, in as few round trips as the database allows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Completion {
+    /// One statement, atomic by itself (data-modifying CTEs).
+    Statement(&'static str),
+    /// Several statements sent as one call, inside a transaction the caller opens; the first
+    /// returns the row.
+    Statements(&'static str),
 }
 
 /// Row locks (PostgreSQL's names).

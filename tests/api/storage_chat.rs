@@ -217,6 +217,7 @@ async fn a_lapsed_lease_is_claimed_again_and_only_one_run_completes_the_reply(ba
         "the first run's claim is gone"
     );
     let meta = ReplyMeta::default();
+    let finished_at = at + Duration::seconds(4);
     let done = f
         .store
         .replies
@@ -225,7 +226,7 @@ async fn a_lapsed_lease_is_claimed_again_and_only_one_run_completes_the_reply(ba
             &reply_of(&again),
             "from the second run",
             &meta,
-            now(),
+            finished_at,
         )
         .await
         .expect("complete");
@@ -238,11 +239,29 @@ async fn a_lapsed_lease_is_claimed_again_and_only_one_run_completes_the_reply(ba
             &reply_of(&first),
             "from the first run",
             &meta,
-            now(),
+            at + Duration::seconds(9),
         )
         .await
         .expect("complete");
     assert!(late.is_none(), "a late finish never overwrites");
+    let bumped = f
+        .store
+        .chatrooms
+        .find(user, room)
+        .await
+        .expect("find")
+        .expect("the room");
+    assert_eq!(
+        bumped.last_message_at,
+        Some(finished_at),
+        "only the finish that stored the reply moves the room's activity"
+    );
+    assert!(
+        claim(&f, at + Duration::seconds(600), LEASE, 1)
+            .await
+            .is_empty(),
+        "the job is gone"
+    );
     let stored = f
         .store
         .messages

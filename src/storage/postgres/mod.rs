@@ -11,7 +11,7 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgQueryResult};
 use super::driver::{Driver, InTransaction, OnPool};
 use super::jobs::lane_is_free;
 use super::messages::{message_columns, message_columns_of};
-use super::sql::{Connection, Dialect, Lock, Statement, Transaction, sql};
+use super::sql::{Completion, Connection, Dialect, Lock, Statement, Transaction, sql};
 use crate::messages::search::{SearchQuery, Term};
 use crate::storage::error::StoreError;
 
@@ -137,10 +137,10 @@ impl Dialect for PgStore {
         Some(sql("SELECT pg_notify('gemchat_jobs', '')"))
     }
 
-    fn complete_in_one_statement(&self) -> Option<&'static str> {
+    fn completion(&self) -> Completion {
         // Data-modifying CTEs all run, atomically, whatever the final SELECT reads. The job
         // goes; the room's activity moves only if this run finished the reply.
-        Some(concat!(
+        Completion::Statement(concat!(
             "WITH done AS ( \
                  UPDATE messages SET status = 'completed', content = $2, finish_reason = $3, \
                  model_version = $4, prompt_tokens = $5, output_tokens = $6, total_tokens = $7, \

@@ -16,8 +16,8 @@ use sqlx::sqlite::{
 
 use super::driver::{Driver, InTransaction, OnPool};
 use super::jobs::lane_is_free;
-use super::messages::message_columns_of;
-use super::sql::{Connection, Dialect, Kind, Lock, Statement, Transaction, Value, sql};
+use super::messages::{message_columns, message_columns_of};
+use super::sql::{Completion, Connection, Dialect, Kind, Lock, Statement, Transaction, Value, sql};
 use crate::messages::search::{SearchQuery, Term};
 use crate::storage::error::StoreError;
 
@@ -211,8 +211,21 @@ impl Dialect for SqliteStore {
         None
     }
 
-    fn complete_in_one_statement(&self) -> Option<&'static str> {
-        None
+    fn completion(&self) -> Completion {
+        // No data-modifying CTEs: three statements, but one trip to the writer's thread
+        // instead of three while the write lock is held. `changes()` is what the first one
+        // changed: the room's activity moves only if this run finished the reply.
+        Completion::Statements(concat!(
+            "UPDATE messages SET status = 'completed', content = $2, finish_reason = $3, \
+             model_version = $4, prompt_tokens = $5, output_tokens = $6, total_tokens = $7, \
+             updated_at = $8, thinking_tokens = $9, cached_tokens = $10 \
+             WHERE id = $1 AND status IN ('pending', 'streaming') RETURNING ",
+            message_columns!(),
+            ", (SELECT name_source FROM chatrooms WHERE id = $12) AS room_name_source; \
+             UPDATE chatrooms SET last_message_at = $8, activity_at = $8 \
+             WHERE id = $12 AND changes() = 1; \
+             DELETE FROM jobs WHERE id = $11;"
+        ))
     }
 
     async fn wait_for_work(&self, local: &tokio::sync::Notify, max_wait: Duration) {
