@@ -1,11 +1,13 @@
 //! `ReplyRepo`, once for both databases: the conversation a reply answers, and its end
 //! (completed or failed) in one transaction with the removal of its job.
 
+use std::sync::OnceLock;
+
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::SqlStore;
-use super::messages::{Stored, message_columns};
+use super::messages::{Stored, message_columns, message_columns_of};
 use super::sql::{Completion, Connection, FromRecord, Lock, Record, Scalar, sql};
 use crate::chatrooms::model::{ChatroomId, NameSource};
 use crate::jobs::queue::ClaimedJob;
@@ -93,20 +95,24 @@ impl Completed {
 impl ReplyRepo for SqlStore {
     async fn path_above(&self, reply: &ReplyJob, limit: u32) -> Result<Vec<Message>, StoreError> {
         // Up the parent links from the reply's prompt: the reply's own branch, whichever
-        // branch is active now.
-        let path = sql(concat!(
-            "WITH RECURSIVE path (id, parent_id, depth) AS ( \
-                 SELECT p.id, p.parent_id, 1 FROM messages r JOIN messages p ON p.id = r.parent_id \
-                 WHERE r.id = $1 \
-                 UNION ALL \
-                 SELECT m.id, m.parent_id, path.depth + 1 FROM messages m \
-                 JOIN path ON m.id = path.parent_id WHERE path.depth < $2) \
-             SELECT ",
-            message_columns!(),
-            " FROM messages WHERE id IN (SELECT id FROM path) ORDER BY id"
-        ))
-        .bind(reply.reply_id.0)
-        .bind(limit);
+        // branch is active now. Each step carries the row it reached, so the path is not
+        // looked up again by id.
+        static PATH: OnceLock<String> = OnceLock::new();
+        let text = PATH.get_or_init(|| {
+            format!(
+                "WITH RECURSIVE path AS ( \
+                     SELECT {}, 1 AS depth FROM messages r JOIN messages p ON p.id = r.parent_id \
+                     WHERE r.id = $1 \
+                     UNION ALL \
+                     SELECT {}, path.depth + 1 FROM messages m \
+                     JOIN path ON m.id = path.parent_id WHERE path.depth < $2) \
+                 SELECT {} FROM path ORDER BY id",
+                message_columns_of("p"),
+                message_columns_of("m"),
+                message_columns!(),
+            )
+        });
+        let path = sql(text.as_str()).bind(reply.reply_id.0).bind(limit);
         let mut reads = self.db.reads();
         let path: Vec<Stored> = path.fetch_all(&mut *reads).await?;
         self.assembled(&mut *reads, path).await
