@@ -34,6 +34,22 @@ impl FakeGemini {
             .and(header("x-goog-api-key", GEMINI_KEY))
     }
 
+    /// A Gemini whose first streaming call hangs for two minutes (long enough to kill or stop
+    /// the worker that made it); every later call answers `then` at once.
+    pub async fn hanging_once(then: &str) -> Self {
+        let gemini = Self::start().await;
+        Self::stream_call()
+            .respond_with(sse_reply(&["never seen"]).set_delay(std::time::Duration::from_secs(120)))
+            .up_to_n_times(1)
+            .mount(&gemini.server)
+            .await;
+        Self::stream_call()
+            .respond_with(sse_reply(&[then]))
+            .mount(&gemini.server)
+            .await;
+        gemini
+    }
+
     /// Matches a one-piece call (`generateContent`, for titles), key in `x-goog-api-key`.
     pub fn complete_call() -> MockBuilder {
         Mock::given(method("POST"))

@@ -376,17 +376,8 @@ async fn retries_end_after_job_max_attempts_with_the_prompt_given_back(backend: 
 }
 
 async fn a_worker_killed_mid_reply_leaves_exactly_one_completed_reply(backend: Backend) {
-    let gemini = FakeGemini::start().await;
     // The first call hangs long enough for the worker to be killed while it waits.
-    FakeGemini::stream_call()
-        .respond_with(sse_reply(&["never seen"]).set_delay(Duration::from_secs(120)))
-        .up_to_n_times(1)
-        .mount(&gemini.server)
-        .await;
-    FakeGemini::stream_call()
-        .respond_with(sse_reply(&["from the second worker"]))
-        .mount(&gemini.server)
-        .await;
+    let gemini = FakeGemini::hanging_once("from the second worker").await;
     let app = with_gemini(backend, &gemini, |c| c.job_lease_seconds = 2).await;
     let (token, _) = app.new_user().await;
     let room = app.chatroom(&token, "crash").await;

@@ -47,22 +47,6 @@ async fn app_with_slots(
     .await
 }
 
-/// A Gemini whose first call hangs for two minutes; every later one answers "from the next
-/// worker" at once.
-async fn gemini_hanging_once() -> FakeGemini {
-    let gemini = FakeGemini::start().await;
-    FakeGemini::stream_call()
-        .respond_with(sse_reply(&["too late"]).set_delay(Duration::from_secs(120)))
-        .up_to_n_times(1)
-        .mount(&gemini.server)
-        .await;
-    FakeGemini::stream_call()
-        .respond_with(sse_reply(&["from the next worker"]))
-        .mount(&gemini.server)
-        .await;
-    gemini
-}
-
 async fn reply_of(app: &TestApp, token: &str, room: &str) -> serde_json::Value {
     let page = app
         .get(&format!("/chatroom/{room}/messages"), Some(token))
@@ -92,7 +76,7 @@ async fn a_stopping_worker_finishes_a_reply_within_the_grace_period(backend: Bac
 }
 
 async fn a_stopping_worker_hands_back_what_it_cannot_finish(backend: Backend) {
-    let gemini = gemini_hanging_once().await;
+    let gemini = FakeGemini::hanging_once("from the next worker").await;
     let app = app_with(backend, &gemini, 0).await;
     let (token, _) = app.new_user().await;
     let room = app.chatroom(&token, "handback").await;
@@ -115,7 +99,7 @@ async fn a_stopping_worker_hands_back_what_it_cannot_finish(backend: Backend) {
 /// once than `WORKER_CONCURRENCY`), and a worker that stops hands them back with the one it
 /// interrupted.
 async fn jobs_claimed_ahead_wait_for_a_slot_and_are_handed_back_at_a_stop(backend: Backend) {
-    let gemini = gemini_hanging_once().await;
+    let gemini = FakeGemini::hanging_once("from the next worker").await;
     let app = app_with_slots(backend, &gemini, 0, Some(1)).await;
     let (token, _) = app.new_user().await;
     let mut rooms = Vec::new();
