@@ -3,11 +3,8 @@
 //! is cheap on the hot path; `/metrics` renders the text format.
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub(crate) const HTTP_REQUESTS: &str = "http_requests_total";
@@ -124,18 +121,11 @@ fn describe() {
     );
 }
 
-/// Counts and times every request by method, route template (never the concrete path) and
-/// status.
-pub(crate) async fn track_http(request: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = method_label(request.method());
-    let response = next.run(request).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let series = HttpSeries::of(method, route, response.status().as_u16());
+/// Counts and times a request by method, route template (never the concrete path) and status.
+pub(crate) fn record_http(method: &'static str, route: &str, status: u16, latency: Duration) {
+    let series = HttpSeries::of(method, route, status);
     series.requests.increment(1);
-    series.duration.record(start.elapsed().as_secs_f64());
-    response
+    series.duration.record(latency.as_secs_f64());
 }
 
 /// The two series of one method, route and status. Looking a series up in the recorder
@@ -223,6 +213,7 @@ impl Drop for SseConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn one_thread_folds_the_histograms_whoever_asks_for_the_recorder() {

@@ -1,6 +1,7 @@
-//! Middleware every response passes through: request ids, the request span and its log line,
-//! security headers, CORS, problem+json for panics; and the database gate, layered on the
-//! routes that need the database.
+//! Middleware every response passes through: request ids, security headers, CORS,
+//! problem+json for panics, the body's time limit (the request's span, access line and metrics
+//! are [`crate::http::observe`]); and the database gate, layered on the routes that need the
+//! database.
 
 use std::any::Any;
 use std::future::Future;
@@ -8,9 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
-use axum::extract::MatchedPath;
 use axum::http::Request;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
@@ -50,43 +49,9 @@ pub(crate) fn drop_unusable_request_id(
     request
 }
 
-/// The span every request runs in: one log line per request carries these fields.
-/// `user_id` is filled in by the `AuthUser` extractor once the token checks out.
-pub(crate) fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    // The route template, never the concrete path (ids stay out of logs and labels).
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
-    tracing::info_span!(
-        "request",
-        method = crate::metrics::method_label(request.method()),
-        route,
-        request_id,
-        user_id = tracing::field::Empty,
-    )
-}
-
-pub(crate) fn log_response<B>(
-    response: &axum::http::Response<B>,
-    latency: std::time::Duration,
-    _span: &tracing::Span,
-) {
-    tracing::info!(
-        status = response.status().as_u16(),
-        latency_ms = latency.as_secs_f64() * 1000.0,
-        "request finished"
-    );
-}
-
 /// Whether a response carries data (JSON or an event stream), which may hold tokens and
 /// personal data.
-fn is_data(response: &axum::http::Response<axum::body::Body>) -> bool {
+fn is_data<B>(response: &axum::http::Response<B>) -> bool {
     response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -96,12 +61,10 @@ fn is_data(response: &axum::http::Response<axum::body::Body>) -> bool {
 
 /// Adds the headers every API response carries: no sniffing, no framing, no referrer; and for
 /// data, no caching and a deny-all content security policy (the docs page keeps its own).
-/// A header the route set already is left as it is.
-pub(crate) fn with_security_headers(router: Router) -> Router {
-    router.layer(tower::util::MapResponseLayer::new(add_security_headers))
-}
-
-fn add_security_headers(mut response: Response) -> Response {
+/// A header the route set already is left as it is. For `MapResponseLayer`.
+pub(crate) fn add_security_headers<B>(
+    mut response: axum::http::Response<B>,
+) -> axum::http::Response<B> {
     let data = is_data(&response);
     let headers = response.headers_mut();
     headers.reserve(5);
@@ -191,24 +154,23 @@ pub(crate) fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
 #[error("the request body did not arrive in time")]
 pub(crate) struct BodyTimedOut;
 
-/// Middleware: the request's body must arrive within `limit` of its headers; reading past
-/// that fails with [`BodyTimedOut`] (which the extractors answer with 408).
-pub(crate) async fn limit_body_time(
-    axum::extract::State(limit): axum::extract::State<Duration>,
-    request: Request<Body>,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use http_body::Body as _;
-    if request.body().is_end_stream() {
-        return next.run(request).await;
-    }
-    let request = request.map(|body| {
-        Body::new(DeadlineBody {
-            inner: body,
-            deadline: Box::pin(tokio::time::sleep(limit)),
+/// The request's body must arrive within `limit` of its headers: reading past that fails with
+/// [`BodyTimedOut`] (which the extractors answer with 408). For `MapRequestLayer`.
+pub(crate) fn limit_body_time(
+    limit: Duration,
+) -> impl Fn(Request<Body>) -> Request<Body> + Clone + Send + Sync + 'static {
+    move |request: Request<Body>| {
+        use http_body::Body as _;
+        if request.body().is_end_stream() {
+            return request;
+        }
+        request.map(|body| {
+            Body::new(DeadlineBody {
+                inner: body,
+                deadline: Box::pin(tokio::time::sleep(limit)),
+            })
         })
-    });
-    next.run(request).await
+    }
 }
 
 /// A body that fails once its deadline passes.
@@ -274,6 +236,7 @@ pub(crate) async fn fail_fast(
 
 #[cfg(test)]
 mod tests {
+    use axum::Router;
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use axum::routing::get;

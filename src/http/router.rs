@@ -10,9 +10,9 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
+use tower::util::{MapRequestLayer, MapResponseLayer};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
@@ -20,9 +20,10 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::app::App;
 use crate::error::AppError;
 use crate::http::middleware::{
-    MakeRequestId, cors_layer, drop_unusable_request_id, fail_fast, log_response, panic_response,
-    request_span, with_security_headers,
+    MakeRequestId, add_security_headers, cors_layer, drop_unusable_request_id, fail_fast,
+    limit_body_time, panic_response,
 };
+use crate::http::observe::ObserveLayer;
 use crate::http::openapi::{ApiDoc, document_common_errors};
 use crate::http::server::{self, Limits};
 use crate::http::state::AppState;
@@ -66,26 +67,20 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
-        .with_state(state.clone())
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn_with_state(
-            body_time,
-            crate::http::middleware::limit_body_time,
-        ))
-        .layer(axum::middleware::from_fn(crate::metrics::track_http));
-    with_security_headers(routes).layer(
+        .with_state(state.clone());
+    // One `Router::layer` for the whole stack: each one adds a boxed clone of the service and
+    // a boxed future to every request. Outermost first.
+    routes.layer(
         ServiceBuilder::new()
-            .layer(tower::util::MapRequestLayer::new(drop_unusable_request_id))
+            .layer(MapRequestLayer::new(drop_unusable_request_id))
             .layer(SetRequestIdLayer::x_request_id(MakeRequestId))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(request_span)
-                    .on_request(())
-                    .on_response(log_response),
-            )
+            .layer(ObserveLayer)
             .layer(PropagateRequestIdLayer::x_request_id())
             .option_layer(cors)
-            .layer(CatchPanicLayer::custom(panic_response)),
+            .layer(MapResponseLayer::new(add_security_headers))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(MapRequestLayer::new(limit_body_time(body_time)))
+            .layer(DefaultBodyLimit::max(max_body)),
     )
 }
 
