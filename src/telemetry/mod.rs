@@ -20,6 +20,8 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::LogFormat;
 
+mod json;
+
 /// The longest an info line waits to be written.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
@@ -46,12 +48,8 @@ pub(crate) fn init(format: Option<LogFormat>) {
     let _ = match format {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            // Spans never nest here (one per request, one per reply), so the current span
-            // carries every field; serialising the span list too would repeat it.
-            .with_current_span(true)
-            .with_span_list(false)
+            .fmt_fields(json::JsonMembers)
+            .event_format(json::JsonLines)
             .try_init(),
     };
 }
