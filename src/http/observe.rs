@@ -178,3 +178,78 @@ impl<B: http_body::Body> http_body::Body for InSpan<B> {
         self.body.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use axum::Router;
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+
+    use super::*;
+
+    /// Each event's message and the name of the span it happened in.
+    type Seen = Arc<Mutex<Vec<(String, Option<&'static str>)>>>;
+
+    struct Recorder(Seen);
+
+    impl<S> tracing_subscriber::Layer<S> for Recorder
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+            struct Message(String);
+            impl Visit for Message {
+                fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+                    if field.name() == "message" {
+                        self.0 = format!("{value:?}");
+                    }
+                }
+            }
+            let mut message = Message(String::new());
+            event.record(&mut message);
+            let span = ctx.event_span(event).map(|span| span.name());
+            let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            seen.push((message.0, span));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_access_line_and_a_streamed_body_are_in_the_request_span() {
+        let seen = Seen::default();
+        let subscriber = tracing_subscriber::registry().with(Recorder(Arc::clone(&seen)));
+        let _default = tracing::subscriber::set_default(subscriber);
+        let streamed = || async {
+            Body::from_stream(futures::stream::once(async {
+                tracing::warn!("while streaming");
+                Ok::<_, std::convert::Infallible>(Bytes::from_static(b"data"))
+            }))
+        };
+        let router = Router::new()
+            .route("/stream/{id}", get(streamed))
+            .layer(ObserveLayer);
+        let request = Request::builder().uri("/stream/7").body(Body::empty());
+        let response = router
+            .oneshot(request.unwrap_or_default())
+            .await
+            .unwrap_or_else(|never| match never {});
+        assert_eq!(response.status(), axum::http::StatusCode::OK);
+        // The line is written when the response is ready, before its body is read.
+        let before_body = seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        assert_eq!(
+            before_body,
+            vec![("request finished".to_owned(), Some("request"))]
+        );
+        let body = response.into_body().collect().await.map(|b| b.to_bytes());
+        assert_eq!(body.unwrap_or_default(), Bytes::from_static(b"data"));
+        let seen = seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        assert_eq!(
+            seen.last(),
+            Some(&("while streaming".to_owned(), Some("request")))
+        );
+    }
+}
