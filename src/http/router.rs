@@ -68,8 +68,17 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .with_state(state.clone());
-    // One `Router::layer` for the whole stack: each one adds a boxed clone of the service and
-    // a boxed future to every request. Outermost first.
+    with_middleware(routes, cors, body_time, max_body)
+}
+
+/// Every middleware around every route. One `Router::layer` for the whole stack: each one adds
+/// a boxed clone of the service and a boxed future to every request. Outermost first.
+fn with_middleware(
+    routes: Router,
+    cors: Option<tower_http::cors::CorsLayer>,
+    body_time: std::time::Duration,
+    max_body: usize,
+) -> Router {
     routes.layer(
         ServiceBuilder::new()
             .layer(MapRequestLayer::new(drop_unusable_request_id))
@@ -142,4 +151,34 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let limits = Limits::from_config(&app.config);
     server::serve(router(app), listener, limits, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_answers_500_with_the_headers_every_response_carries() {
+        #[allow(clippy::panic)]
+        async fn boom() -> &'static str {
+            panic!("handler bug")
+        }
+        let routes = Router::new().route("/boom", get(boom));
+        let router = with_middleware(routes, None, std::time::Duration::from_secs(5), 1024);
+        let request = Request::builder().uri("/boom").body(Body::empty());
+        let response = router
+            .oneshot(request.unwrap_or_default())
+            .await
+            .unwrap_or_else(|never| match never {});
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let header = |name: &str| response.headers().get(name).map(|v| v.as_bytes().to_vec());
+        assert_eq!(header("x-content-type-options"), Some(b"nosniff".to_vec()));
+        assert_eq!(header("cache-control"), Some(b"no-store".to_vec()));
+        assert!(header("x-request-id").is_some_and(|id| id.len() == 36));
+    }
 }
